@@ -1,0 +1,166 @@
+//! The seam between the control plane (socket, `rvsadm`) and the dataplane (workers).
+//!
+//! The control thread owns the [`Model`](crate::model::Model); after every accepted change it asks
+//! the dataplane to publish a new snapshot. It reads counters and neighbour state through the same
+//! trait, so the control protocol can be tested against a fake dataplane without DPDK.
+
+use crate::model::{Model, ServiceKey};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+/// Packet/byte/connection counters as ipvsadm `--stats` shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Connections scheduled (new flows).
+    pub conns: u64,
+    /// Packets forwarded client -> real server.
+    pub packets: u64,
+    /// Bytes forwarded client -> real server (Ethernet frame bytes).
+    pub bytes: u64,
+}
+
+impl Counters {
+    pub fn add(&mut self, o: &Counters) {
+        self.conns += o.conns;
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+    }
+}
+
+/// Neighbour (ARP) state of a real server address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum NeighState {
+    /// Never resolved, or the last resolution timed out.
+    Incomplete,
+    /// Resolved by ARP; `age_ms` since the last confirming reply.
+    Reachable { mac: MacAddr, age_ms: u64 },
+    /// Resolved but older than the reachable time; being re-resolved, still used.
+    Stale { mac: MacAddr, age_ms: u64 },
+    /// Configured statically.
+    Static { mac: MacAddr },
+}
+
+/// A MAC address, serialised as "aa:bb:cc:dd:ee:ff".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl std::fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+impl std::str::FromStr for MacAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut out = [0u8; 6];
+        let mut n = 0;
+        for part in s.split([':', '-']) {
+            if n == 6 || part.len() != 2 {
+                return Err(format!("invalid MAC address '{s}'"));
+            }
+            out[n] = u8::from_str_radix(part, 16).map_err(|_| format!("invalid MAC address '{s}'"))?;
+            n += 1;
+        }
+        if n != 6 {
+            return Err(format!("invalid MAC address '{s}'"));
+        }
+        Ok(MacAddr(out))
+    }
+}
+
+impl Serialize for MacAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for MacAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStats {
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    pub counters: Counters,
+    /// Flows in ESTABLISHED (or, for UDP, any) state across all workers.
+    pub active_conns: u64,
+    /// Other flows (SYN_RECV, FIN_WAIT, ...) across all workers.
+    pub inactive_conns: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStats {
+    pub key: ServiceKey,
+    pub counters: Counters,
+    pub servers: Vec<ServerStats>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStats {
+    pub worker: u32,
+    pub lcore: u32,
+    pub queue: u16,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub forwarded: u64,
+    pub arp_replies: u64,
+    /// Flows currently in this worker's table.
+    pub flows: u64,
+    /// Drops by reason name (only non-zero reasons).
+    pub drops: BTreeMap<String, u64>,
+}
+
+/// Counters the NIC (or virtual device) keeps, from `rte_eth_stats_get`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortStats {
+    pub ipackets: u64,
+    pub opackets: u64,
+    pub ibytes: u64,
+    pub obytes: u64,
+    pub imissed: u64,
+    pub ierrors: u64,
+    pub oerrors: u64,
+    pub rx_nombuf: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsReport {
+    pub port: PortStats,
+    pub workers: Vec<WorkerStats>,
+    pub services: Vec<ServiceStats>,
+    /// Drops by reason, summed over workers.
+    pub drops: BTreeMap<String, u64>,
+}
+
+/// Failure to publish a snapshot (the model change is then rolled back by the caller).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    #[error("neighbour table is full ({0} entries)")]
+    NeighbourTableFull(u32),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What the control plane needs from the dataplane.
+pub trait Dataplane: Send + Sync {
+    /// Build an immutable snapshot of `model` and hand it to every worker.
+    fn publish(&self, model: &Model) -> Result<(), PublishError>;
+    /// Counters summed over workers, per service and real server of `model`.
+    fn stats(&self, model: &Model) -> StatsReport;
+    /// Neighbour state of a real server address.
+    fn neighbour(&self, addr: Ipv4Addr) -> NeighState;
+    /// Zero the service and real server counters (`ipvsadm -Z`).
+    fn zero(&self, model: &Model);
+}

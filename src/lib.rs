@@ -1,0 +1,13 @@
+//! rvs — Rust Virtual Server: an LVS-style layer-4 director on DPDK.
+//!
+//! Module map (see `DESIGN.md` in the shared notes):
+//! - [`dpdk`]: the one safe wrapper over `dpdk-sys`; the only module with `unsafe`.
+//! - [`wire`]: typed views over packet bytes (Ethernet, ARP, IPv4, TCP/UDP).
+//! - [`flow`], [`sched`], [`neigh`], [`snapshot`], [`stats`], [`pipeline`]: the dataplane logic,
+//!   pure Rust over byte slices, testable without DPDK.
+//! - [`model`], [`api`], [`control`], [`rules`], [`adm`], [`config`]: management.
+//! - [`engine`]: workers on lcores gluing DPDK bursts to the pipeline.
+
+pub mod api;
+pub mod model;
+pub mod sched;

@@ -1,0 +1,634 @@
+//! The management model: virtual services and their real servers as the operator configured them.
+//!
+//! This is the mutable, control-thread-only picture. Every change is validated here first; only a
+//! model that validated is turned into an immutable dataplane snapshot (see `snapshot`) and
+//! published to the workers. A rejected change leaves the model exactly as it was.
+//!
+//! Every service and real server gets a stable `slot` (index into fixed-size per-worker stats
+//! arrays, reused after deletion) and a unique `id` (never reused), so that a flow entry that names
+//! a deleted real server can never be mistaken for a new one that took over its slot.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+/// Layer-4 protocol of a virtual service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    /// IANA protocol number as carried in the IPv4 header.
+    pub fn ip_proto(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+        }
+    }
+    pub fn from_ip_proto(p: u8) -> Option<Self> {
+        match p {
+            6 => Some(Protocol::Tcp),
+            17 => Some(Protocol::Udp),
+            _ => None,
+        }
+    }
+    /// ipvsadm's spelling in `-L -n` ("TCP"/"UDP").
+    pub fn upper(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, ModelError> {
+        match s.to_ascii_lowercase().as_str() {
+            "tcp" => Ok(Protocol::Tcp),
+            "udp" => Ok(Protocol::Udp),
+            _ => Err(ModelError::Invalid(format!(
+                "unknown protocol '{s}' (expected tcp or udp)"
+            ))),
+        }
+    }
+}
+
+/// A virtual service is named by protocol, VIP and port (port 0 = all ports, with persistence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ServiceKey {
+    pub proto: Protocol,
+    pub vip: Ipv4Addr,
+    pub port: u16,
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}:{}", self.proto, self.vip, self.port)
+    }
+}
+
+/// The LVS schedulers by their ipvsadm names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SchedulerKind {
+    Rr,
+    Wrr,
+    Lc,
+    Wlc,
+    Sed,
+    Nq,
+    Lblc,
+    Lblcr,
+    Dh,
+    Sh,
+    Mh,
+    Fo,
+    Ovf,
+}
+
+impl SchedulerKind {
+    pub const ALL: [SchedulerKind; 13] = [
+        SchedulerKind::Rr,
+        SchedulerKind::Wrr,
+        SchedulerKind::Lc,
+        SchedulerKind::Wlc,
+        SchedulerKind::Sed,
+        SchedulerKind::Nq,
+        SchedulerKind::Lblc,
+        SchedulerKind::Lblcr,
+        SchedulerKind::Dh,
+        SchedulerKind::Sh,
+        SchedulerKind::Mh,
+        SchedulerKind::Fo,
+        SchedulerKind::Ovf,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SchedulerKind::Rr => "rr",
+            SchedulerKind::Wrr => "wrr",
+            SchedulerKind::Lc => "lc",
+            SchedulerKind::Wlc => "wlc",
+            SchedulerKind::Sed => "sed",
+            SchedulerKind::Nq => "nq",
+            SchedulerKind::Lblc => "lblc",
+            SchedulerKind::Lblcr => "lblcr",
+            SchedulerKind::Dh => "dh",
+            SchedulerKind::Sh => "sh",
+            SchedulerKind::Mh => "mh",
+            SchedulerKind::Fo => "fo",
+            SchedulerKind::Ovf => "ovf",
+        }
+    }
+
+    /// Whether the dataplane implements this scheduler yet.
+    pub fn supported(self) -> bool {
+        crate::sched::supported(self)
+    }
+}
+
+impl fmt::Display for SchedulerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for SchedulerKind {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, ModelError> {
+        SchedulerKind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| ModelError::Invalid(format!("Scheduler not found: {s}")))
+    }
+}
+
+/// Packet forwarding method of a real server (ipvsadm `-g`, `-i`, `-m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Forward {
+    /// Direct routing ("gatewaying", `-g`): rewrite MACs only.
+    #[default]
+    Dr,
+    /// IP-in-IP tunnelling (`-i`). Not supported yet.
+    Tunnel,
+    /// NAT ("masquerading", `-m`). Not supported yet.
+    Masq,
+}
+
+impl Forward {
+    /// ipvsadm's `-L -n` column spelling.
+    pub fn lvs_name(self) -> &'static str {
+        match self {
+            Forward::Dr => "Route",
+            Forward::Tunnel => "Tunnel",
+            Forward::Masq => "Masq",
+        }
+    }
+}
+
+/// What the operator asks for when adding or editing a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub key: ServiceKey,
+    pub scheduler: SchedulerKind,
+    /// Persistence timeout in seconds (`-p`); `None` = not persistent.
+    #[serde(default)]
+    pub persistent: Option<u32>,
+    /// Persistence netmask (`-M`), default 255.255.255.255.
+    #[serde(default = "full_mask")]
+    pub netmask: Ipv4Addr,
+    /// Scheduler flags (`-b`), e.g. "sh-port".
+    #[serde(default)]
+    pub flags: Vec<String>,
+}
+
+fn full_mask() -> Ipv4Addr {
+    Ipv4Addr::BROADCAST
+}
+
+/// What the operator asks for when adding or editing a real server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerSpec {
+    pub addr: Ipv4Addr,
+    /// Real server port; in DR mode it must equal the service port (0 = same as service).
+    pub port: u16,
+    pub weight: u32,
+    #[serde(default)]
+    pub forward: Forward,
+    /// Upper connection threshold (`-x`), 0 = none.
+    #[serde(default)]
+    pub upper: u32,
+    /// Lower connection threshold (`-y`), 0 = none.
+    #[serde(default)]
+    pub lower: u32,
+}
+
+/// A configured real server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RealServer {
+    pub spec: ServerSpec,
+    /// Stable stats slot (reused after deletion).
+    pub slot: u32,
+    /// Unique id, never reused.
+    pub id: u32,
+}
+
+/// A configured virtual service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Service {
+    pub spec: ServiceSpec,
+    pub slot: u32,
+    pub id: u32,
+    pub servers: Vec<RealServer>,
+}
+
+/// A statically configured neighbour (no ARP needed for it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaticNeighbour {
+    pub addr: Ipv4Addr,
+    pub mac: [u8; 6],
+}
+
+/// Validation and lookup failures. Messages follow ipvsadm's wording where one exists, since
+/// scripts match on them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    #[error("Service already exists")]
+    ServiceExists,
+    #[error("No such service")]
+    NoSuchService,
+    #[error("Destination already exists")]
+    ServerExists,
+    #[error("No such destination")]
+    NoSuchServer,
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{what} table is full ({capacity} entries)")]
+    Full { what: &'static str, capacity: u32 },
+}
+
+/// Maximum weight ipvsadm accepts.
+pub const MAX_WEIGHT: u32 = 65535;
+
+/// Allocator of reusable slots below a fixed capacity.
+#[derive(Debug, Clone)]
+struct Slots {
+    free: Vec<u32>,
+    next: u32,
+    capacity: u32,
+}
+
+impl Slots {
+    fn new(capacity: u32) -> Self {
+        Slots {
+            free: Vec::new(),
+            next: 0,
+            capacity,
+        }
+    }
+    fn alloc(&mut self, what: &'static str) -> Result<u32, ModelError> {
+        if let Some(s) = self.free.pop() {
+            return Ok(s);
+        }
+        if self.next >= self.capacity {
+            return Err(ModelError::Full {
+                what,
+                capacity: self.capacity,
+            });
+        }
+        self.next += 1;
+        Ok(self.next - 1)
+    }
+    fn release(&mut self, s: u32) {
+        self.free.push(s);
+    }
+}
+
+/// The whole management model.
+#[derive(Debug, Clone)]
+pub struct Model {
+    services: Vec<Service>,
+    pub statics: Vec<StaticNeighbour>,
+    svc_slots: Slots,
+    rs_slots: Slots,
+    next_id: u32,
+}
+
+impl Model {
+    /// A model able to hold `max_services` services and `max_servers` real servers in total.
+    pub fn new(max_services: u32, max_servers: u32) -> Self {
+        Model {
+            services: Vec::new(),
+            statics: Vec::new(),
+            svc_slots: Slots::new(max_services),
+            rs_slots: Slots::new(max_servers),
+            next_id: 1,
+        }
+    }
+
+    pub fn max_services(&self) -> u32 {
+        self.svc_slots.capacity
+    }
+    pub fn max_servers(&self) -> u32 {
+        self.rs_slots.capacity
+    }
+
+    /// Services in the order they were added (ipvsadm lists in its own hash order; we keep
+    /// insertion order, which is stable and what `-S` round-trips).
+    pub fn services(&self) -> &[Service] {
+        &self.services
+    }
+
+    pub fn service(&self, key: &ServiceKey) -> Option<&Service> {
+        self.services.iter().find(|s| s.spec.key == *key)
+    }
+
+    fn service_mut(&mut self, key: &ServiceKey) -> Result<&mut Service, ModelError> {
+        self.services
+            .iter_mut()
+            .find(|s| s.spec.key == *key)
+            .ok_or(ModelError::NoSuchService)
+    }
+
+    fn take_id(&mut self) -> u32 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        id
+    }
+
+    fn check_service(spec: &ServiceSpec) -> Result<(), ModelError> {
+        if spec.key.vip.is_unspecified() || spec.key.vip.is_broadcast() || spec.key.vip.is_multicast()
+        {
+            return Err(ModelError::Invalid(format!(
+                "invalid virtual address {}",
+                spec.key.vip
+            )));
+        }
+        if !spec.scheduler.supported() {
+            return Err(ModelError::Unsupported(format!(
+                "scheduler '{}' is not supported yet",
+                spec.scheduler
+            )));
+        }
+        if spec.key.port == 0 && spec.persistent.is_none() {
+            return Err(ModelError::Invalid(
+                "Zero port specified for non-persistent service".to_string(),
+            ));
+        }
+        let m = u32::from(spec.netmask);
+        if m.leading_ones() + m.trailing_zeros() != 32 {
+            return Err(ModelError::Invalid(format!(
+                "invalid persistence netmask {}",
+                spec.netmask
+            )));
+        }
+        crate::sched::check_flags(spec.scheduler, &spec.flags)?;
+        Ok(())
+    }
+
+    fn check_server(svc: &ServiceSpec, spec: &ServerSpec) -> Result<(), ModelError> {
+        if spec.addr.is_unspecified() || spec.addr.is_broadcast() || spec.addr.is_multicast() {
+            return Err(ModelError::Invalid(format!(
+                "invalid real server address {}",
+                spec.addr
+            )));
+        }
+        if spec.weight > MAX_WEIGHT {
+            return Err(ModelError::Invalid(format!(
+                "weight {} out of range (0..={MAX_WEIGHT})",
+                spec.weight
+            )));
+        }
+        match spec.forward {
+            Forward::Dr => {}
+            Forward::Tunnel => {
+                return Err(ModelError::Unsupported(
+                    "forwarding method tunnel (-i) is not supported yet".to_string(),
+                ))
+            }
+            Forward::Masq => {
+                return Err(ModelError::Unsupported(
+                    "forwarding method masquerading (-m) is not supported yet".to_string(),
+                ))
+            }
+        }
+        if spec.port != 0 && spec.port != svc.key.port && svc.key.port != 0 {
+            return Err(ModelError::Invalid(format!(
+                "direct routing cannot change the port ({} -> {}); use the service port",
+                svc.key.port, spec.port
+            )));
+        }
+        if spec.lower > spec.upper && spec.upper != 0 {
+            return Err(ModelError::Invalid(format!(
+                "lower threshold {} is above upper threshold {}",
+                spec.lower, spec.upper
+            )));
+        }
+        Ok(())
+    }
+
+    /// `ipvsadm -A`.
+    pub fn add_service(&mut self, spec: ServiceSpec) -> Result<(), ModelError> {
+        Self::check_service(&spec)?;
+        if self.service(&spec.key).is_some() {
+            return Err(ModelError::ServiceExists);
+        }
+        let slot = self.svc_slots.alloc("service")?;
+        let id = self.take_id();
+        self.services.push(Service {
+            spec,
+            slot,
+            id,
+            servers: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// `ipvsadm -E`: scheduler, persistence, netmask and flags change; the key cannot.
+    pub fn edit_service(&mut self, spec: ServiceSpec) -> Result<(), ModelError> {
+        Self::check_service(&spec)?;
+        let svc = self.service_mut(&spec.key)?;
+        svc.spec = spec;
+        Ok(())
+    }
+
+    /// `ipvsadm -D`.
+    pub fn delete_service(&mut self, key: &ServiceKey) -> Result<(), ModelError> {
+        let i = self
+            .services
+            .iter()
+            .position(|s| s.spec.key == *key)
+            .ok_or(ModelError::NoSuchService)?;
+        let svc = self.services.remove(i);
+        self.svc_slots.release(svc.slot);
+        for rs in svc.servers {
+            self.rs_slots.release(rs.slot);
+        }
+        Ok(())
+    }
+
+    /// `ipvsadm -C`.
+    pub fn clear(&mut self) {
+        let keys: Vec<ServiceKey> = self.services.iter().map(|s| s.spec.key).collect();
+        for k in keys {
+            let _ = self.delete_service(&k);
+        }
+    }
+
+    fn normalise_port(svc: &ServiceSpec, mut spec: ServerSpec) -> ServerSpec {
+        if spec.port == 0 {
+            spec.port = svc.key.port;
+        }
+        spec
+    }
+
+    /// `ipvsadm -a`.
+    pub fn add_server(&mut self, key: &ServiceKey, spec: ServerSpec) -> Result<(), ModelError> {
+        let svc_spec = self.service(key).ok_or(ModelError::NoSuchService)?.spec.clone();
+        Self::check_server(&svc_spec, &spec)?;
+        let spec = Self::normalise_port(&svc_spec, spec);
+        if self
+            .service(key)
+            .is_some_and(|s| s.servers.iter().any(|r| r.spec.addr == spec.addr && r.spec.port == spec.port))
+        {
+            return Err(ModelError::ServerExists);
+        }
+        let slot = self.rs_slots.alloc("real server")?;
+        let id = self.take_id();
+        let svc = self.service_mut(key)?;
+        svc.servers.push(RealServer { spec, slot, id });
+        Ok(())
+    }
+
+    /// `ipvsadm -e`: weight, thresholds and forwarding method change.
+    pub fn edit_server(&mut self, key: &ServiceKey, spec: ServerSpec) -> Result<(), ModelError> {
+        let svc_spec = self.service(key).ok_or(ModelError::NoSuchService)?.spec.clone();
+        Self::check_server(&svc_spec, &spec)?;
+        let spec = Self::normalise_port(&svc_spec, spec);
+        let svc = self.service_mut(key)?;
+        let rs = svc
+            .servers
+            .iter_mut()
+            .find(|r| r.spec.addr == spec.addr && r.spec.port == spec.port)
+            .ok_or(ModelError::NoSuchServer)?;
+        rs.spec = spec;
+        Ok(())
+    }
+
+    /// `ipvsadm -d`. `port` 0 means the service port.
+    pub fn delete_server(
+        &mut self,
+        key: &ServiceKey,
+        addr: Ipv4Addr,
+        port: u16,
+    ) -> Result<(), ModelError> {
+        let port = if port == 0 { key.port } else { port };
+        let svc = self.service_mut(key)?;
+        let i = svc
+            .servers
+            .iter()
+            .position(|r| r.spec.addr == addr && r.spec.port == port)
+            .ok_or(ModelError::NoSuchServer)?;
+        let rs = svc.servers.remove(i);
+        self.rs_slots.release(rs.slot);
+        Ok(())
+    }
+
+    /// Add or replace a static neighbour entry.
+    pub fn set_static_neighbour(&mut self, n: StaticNeighbour) -> Result<(), ModelError> {
+        if n.mac[0] & 1 == 1 || n.mac == [0; 6] {
+            return Err(ModelError::Invalid(format!(
+                "invalid neighbour MAC for {} (multicast or zero)",
+                n.addr
+            )));
+        }
+        self.statics.retain(|s| s.addr != n.addr);
+        self.statics.push(n);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(port: u16) -> ServiceKey {
+        ServiceKey {
+            proto: Protocol::Tcp,
+            vip: Ipv4Addr::new(198, 18, 0, 100),
+            port,
+        }
+    }
+    fn svc(port: u16, s: SchedulerKind) -> ServiceSpec {
+        ServiceSpec {
+            key: key(port),
+            scheduler: s,
+            persistent: None,
+            netmask: Ipv4Addr::BROADCAST,
+            flags: vec![],
+        }
+    }
+    fn rs(last: u8, w: u32) -> ServerSpec {
+        ServerSpec {
+            addr: Ipv4Addr::new(198, 18, 0, last),
+            port: 0,
+            weight: w,
+            forward: Forward::Dr,
+            upper: 0,
+            lower: 0,
+        }
+    }
+
+    #[test]
+    fn add_edit_delete_service_and_servers() {
+        let mut m = Model::new(4, 4);
+        m.add_service(svc(80, SchedulerKind::Rr)).unwrap();
+        assert_eq!(m.add_service(svc(80, SchedulerKind::Rr)), Err(ModelError::ServiceExists));
+        m.add_server(&key(80), rs(11, 1)).unwrap();
+        assert_eq!(m.add_server(&key(80), rs(11, 1)), Err(ModelError::ServerExists));
+        m.edit_server(&key(80), rs(11, 5)).unwrap();
+        assert_eq!(m.service(&key(80)).unwrap().servers[0].spec.weight, 5);
+        assert_eq!(m.service(&key(80)).unwrap().servers[0].spec.port, 80);
+        m.edit_service(svc(80, SchedulerKind::Wrr)).unwrap();
+        assert_eq!(m.services()[0].spec.scheduler, SchedulerKind::Wrr);
+        assert_eq!(
+            m.delete_server(&key(80), Ipv4Addr::new(198, 18, 0, 12), 0),
+            Err(ModelError::NoSuchServer)
+        );
+        m.delete_server(&key(80), Ipv4Addr::new(198, 18, 0, 11), 0).unwrap();
+        m.delete_service(&key(80)).unwrap();
+        assert_eq!(m.delete_service(&key(80)), Err(ModelError::NoSuchService));
+        assert!(m.services().is_empty());
+    }
+
+    #[test]
+    fn rejected_changes_leave_model_untouched() {
+        let mut m = Model::new(4, 4);
+        m.add_service(svc(80, SchedulerKind::Rr)).unwrap();
+        m.add_server(&key(80), rs(11, 1)).unwrap();
+        let before = m.services().to_vec();
+        assert!(m.add_server(&key(80), rs(12, 70000)).is_err());
+        let mut tun = rs(12, 1);
+        tun.forward = Forward::Tunnel;
+        assert!(matches!(m.add_server(&key(80), tun), Err(ModelError::Unsupported(_))));
+        let mut other_port = rs(12, 1);
+        other_port.port = 8080;
+        assert!(m.add_server(&key(80), other_port).is_err());
+        assert!(m.add_service(svc(0, SchedulerKind::Rr)).is_err());
+        assert_eq!(m.services(), &before[..]);
+    }
+
+    #[test]
+    fn slots_are_reused_ids_are_not_and_capacity_is_enforced() {
+        let mut m = Model::new(1, 2);
+        m.add_service(svc(80, SchedulerKind::Rr)).unwrap();
+        assert!(matches!(m.add_service(svc(81, SchedulerKind::Rr)), Err(ModelError::Full { .. })));
+        m.add_server(&key(80), rs(11, 1)).unwrap();
+        m.add_server(&key(80), rs(12, 1)).unwrap();
+        assert!(matches!(m.add_server(&key(80), rs(13, 1)), Err(ModelError::Full { .. })));
+        let old = m.service(&key(80)).unwrap().servers[0].clone();
+        m.delete_server(&key(80), old.spec.addr, 0).unwrap();
+        m.add_server(&key(80), rs(13, 1)).unwrap();
+        let new = m.service(&key(80)).unwrap().servers[1].clone();
+        assert_eq!(new.slot, old.slot);
+        assert_ne!(new.id, old.id);
+    }
+}
