@@ -66,7 +66,8 @@ impl std::str::FromStr for MacAddr {
             if n == 6 || part.len() != 2 {
                 return Err(format!("invalid MAC address '{s}'"));
             }
-            out[n] = u8::from_str_radix(part, 16).map_err(|_| format!("invalid MAC address '{s}'"))?;
+            out[n] =
+                u8::from_str_radix(part, 16).map_err(|_| format!("invalid MAC address '{s}'"))?;
             n += 1;
         }
         if n != 6 {
@@ -89,7 +90,7 @@ impl<'de> Deserialize<'de> for MacAddr {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerStats {
     pub addr: Ipv4Addr,
     pub port: u16,

@@ -355,7 +355,9 @@ impl Model {
     }
 
     fn check_service(spec: &ServiceSpec) -> Result<(), ModelError> {
-        if spec.key.vip.is_unspecified() || spec.key.vip.is_broadcast() || spec.key.vip.is_multicast()
+        if spec.key.vip.is_unspecified()
+            || spec.key.vip.is_broadcast()
+            || spec.key.vip.is_multicast()
         {
             return Err(ModelError::Invalid(format!(
                 "invalid virtual address {}",
@@ -482,13 +484,18 @@ impl Model {
 
     /// `ipvsadm -a`.
     pub fn add_server(&mut self, key: &ServiceKey, spec: ServerSpec) -> Result<(), ModelError> {
-        let svc_spec = self.service(key).ok_or(ModelError::NoSuchService)?.spec.clone();
+        let svc_spec = self
+            .service(key)
+            .ok_or(ModelError::NoSuchService)?
+            .spec
+            .clone();
         Self::check_server(&svc_spec, &spec)?;
         let spec = Self::normalise_port(&svc_spec, spec);
-        if self
-            .service(key)
-            .is_some_and(|s| s.servers.iter().any(|r| r.spec.addr == spec.addr && r.spec.port == spec.port))
-        {
+        if self.service(key).is_some_and(|s| {
+            s.servers
+                .iter()
+                .any(|r| r.spec.addr == spec.addr && r.spec.port == spec.port)
+        }) {
             return Err(ModelError::ServerExists);
         }
         let slot = self.rs_slots.alloc("real server")?;
@@ -500,7 +507,11 @@ impl Model {
 
     /// `ipvsadm -e`: weight, thresholds and forwarding method change.
     pub fn edit_server(&mut self, key: &ServiceKey, spec: ServerSpec) -> Result<(), ModelError> {
-        let svc_spec = self.service(key).ok_or(ModelError::NoSuchService)?.spec.clone();
+        let svc_spec = self
+            .service(key)
+            .ok_or(ModelError::NoSuchService)?
+            .spec
+            .clone();
         Self::check_server(&svc_spec, &spec)?;
         let spec = Self::normalise_port(&svc_spec, spec);
         let svc = self.service_mut(key)?;
@@ -581,9 +592,15 @@ mod tests {
     fn add_edit_delete_service_and_servers() {
         let mut m = Model::new(4, 4);
         m.add_service(svc(80, SchedulerKind::Rr)).unwrap();
-        assert_eq!(m.add_service(svc(80, SchedulerKind::Rr)), Err(ModelError::ServiceExists));
+        assert_eq!(
+            m.add_service(svc(80, SchedulerKind::Rr)),
+            Err(ModelError::ServiceExists)
+        );
         m.add_server(&key(80), rs(11, 1)).unwrap();
-        assert_eq!(m.add_server(&key(80), rs(11, 1)), Err(ModelError::ServerExists));
+        assert_eq!(
+            m.add_server(&key(80), rs(11, 1)),
+            Err(ModelError::ServerExists)
+        );
         m.edit_server(&key(80), rs(11, 5)).unwrap();
         assert_eq!(m.service(&key(80)).unwrap().servers[0].spec.weight, 5);
         assert_eq!(m.service(&key(80)).unwrap().servers[0].spec.port, 80);
@@ -593,7 +610,8 @@ mod tests {
             m.delete_server(&key(80), Ipv4Addr::new(198, 18, 0, 12), 0),
             Err(ModelError::NoSuchServer)
         );
-        m.delete_server(&key(80), Ipv4Addr::new(198, 18, 0, 11), 0).unwrap();
+        m.delete_server(&key(80), Ipv4Addr::new(198, 18, 0, 11), 0)
+            .unwrap();
         m.delete_service(&key(80)).unwrap();
         assert_eq!(m.delete_service(&key(80)), Err(ModelError::NoSuchService));
         assert!(m.services().is_empty());
@@ -608,7 +626,10 @@ mod tests {
         assert!(m.add_server(&key(80), rs(12, 70000)).is_err());
         let mut tun = rs(12, 1);
         tun.forward = Forward::Tunnel;
-        assert!(matches!(m.add_server(&key(80), tun), Err(ModelError::Unsupported(_))));
+        assert!(matches!(
+            m.add_server(&key(80), tun),
+            Err(ModelError::Unsupported(_))
+        ));
         let mut other_port = rs(12, 1);
         other_port.port = 8080;
         assert!(m.add_server(&key(80), other_port).is_err());
@@ -620,10 +641,16 @@ mod tests {
     fn slots_are_reused_ids_are_not_and_capacity_is_enforced() {
         let mut m = Model::new(1, 2);
         m.add_service(svc(80, SchedulerKind::Rr)).unwrap();
-        assert!(matches!(m.add_service(svc(81, SchedulerKind::Rr)), Err(ModelError::Full { .. })));
+        assert!(matches!(
+            m.add_service(svc(81, SchedulerKind::Rr)),
+            Err(ModelError::Full { .. })
+        ));
         m.add_server(&key(80), rs(11, 1)).unwrap();
         m.add_server(&key(80), rs(12, 1)).unwrap();
-        assert!(matches!(m.add_server(&key(80), rs(13, 1)), Err(ModelError::Full { .. })));
+        assert!(matches!(
+            m.add_server(&key(80), rs(13, 1)),
+            Err(ModelError::Full { .. })
+        ));
         let old = m.service(&key(80)).unwrap().servers[0].clone();
         m.delete_server(&key(80), old.spec.addr, 0).unwrap();
         m.add_server(&key(80), rs(13, 1)).unwrap();

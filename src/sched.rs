@@ -9,7 +9,9 @@ pub fn supported(k: SchedulerKind) -> bool {
 /// Validate scheduler flags (`-b`) for `k`.
 pub fn check_flags(_k: SchedulerKind, flags: &[String]) -> Result<(), ModelError> {
     if let Some(f) = flags.first() {
-        return Err(ModelError::Unsupported(format!("scheduler flag '{f}' is not supported yet")));
+        return Err(ModelError::Unsupported(format!(
+            "scheduler flag '{f}' is not supported yet"
+        )));
     }
     Ok(())
 }
