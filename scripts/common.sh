@@ -1,0 +1,194 @@
+# shellcheck shell=bash disable=SC2034
+# Shared definitions for the rvs lab scripts. Source it; do not run it.
+#
+# Everything the lab creates lives in network namespaces named rvs-* and under one state
+# directory ($RVS_LAB_DIR, default /tmp/rvs-lab). Processes are stopped by the PID files the
+# scripts wrote, and only when they still live in a namespace this lab created.
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PROG=$(basename "$0")
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+
+LAB_DIR=${RVS_LAB_DIR:-/tmp/rvs-lab}
+case $LAB_DIR in
+/?*/?*) ;;
+*)
+    echo "RVS_LAB_DIR must be an absolute path at least two levels deep (got '$LAB_DIR')" >&2
+    exit 2
+    ;;
+esac
+LAB_NETNS_FILE="$LAB_DIR/netns.created"
+LAB_PID_DIR="$LAB_DIR/pids"
+
+# Addresses: all inside 198.18.0.0/15 (RFC 2544 benchmarking range).
+NS_SW=rvs-sw
+NS_CLIENT=rvs-client
+NS_DIR=rvs-dir
+NS_RS1=rvs-rs1
+NS_RS2=rvs-rs2
+LAB_NAMESPACES=("$NS_SW" "$NS_CLIENT" "$NS_DIR" "$NS_RS1" "$NS_RS2")
+LAB_NET=198.18.0.0/24
+VIP=198.18.0.100
+DIP=198.18.0.2
+CLIENT_IP=198.18.0.10
+RS1_IP=198.18.0.11
+RS2_IP=198.18.0.12
+VIP_PORT=80
+# The slow endpoint: $SLOW_BYTES served at $SLOW_RATE bytes/s (~12 s per download).
+SLOW_PATH=/big.bin
+SLOW_BYTES=1572864
+SLOW_RATE=131072
+
+LAB_CONFIG="$REPO_ROOT/configs/lab.toml"
+RVS_SOCK=${RVS_LAB_SOCKET:-$LAB_DIR/control.sock}
+
+# Binaries: cargo puts them under $CARGO_TARGET_DIR (relative to the repo when not absolute).
+_target=${CARGO_TARGET_DIR:-target}
+[[ $_target == /* ]] || _target="$REPO_ROOT/$_target"
+BIN_DIR=${RVS_BIN_DIR:-$_target/release}
+RVS_BIN="$BIN_DIR/rvs"
+RVSADM_BIN="$BIN_DIR/rvsadm"
+unset _target
+
+log() { printf '[%s] %s\n' "$PROG" "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+require_root() {
+    [[ $(id -u) -eq 0 ]] || die "must run as root (try: sudo $0 $*)"
+}
+
+# Make `cargo` callable. Under sudo, root's PATH often lacks the invoking user's rustup
+# toolchain; use it (read-only, through RUSTUP_HOME) rather than failing.
+find_cargo() {
+    command -v cargo >/dev/null 2>&1 && return 0
+    if [[ -x /root/.cargo/bin/cargo ]]; then
+        export PATH="/root/.cargo/bin:$PATH"
+        return 0
+    fi
+    if [[ -n ${SUDO_USER:-} ]]; then
+        local home
+        home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
+        if [[ -n $home && -x $home/.cargo/bin/cargo ]]; then
+            export PATH="$home/.cargo/bin:$PATH"
+            [[ -d $home/.rustup ]] && export RUSTUP_HOME="$home/.rustup"
+            return 0
+        fi
+    fi
+    cat >&2 <<'EOF'
+[rvs] error: cargo (Rust >= 1.75) was not found for root.
+      Install Rust with rustup (https://rustup.rs), e.g.
+          curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh
+      then re-run (as root, or with sudo from the user who installed it).
+      Debian's own `cargo` package is usually too old for this workspace.
+EOF
+    return 1
+}
+
+# True when PID is a live (non-zombie) process.
+pid_alive() {
+    local pid=$1 state
+    [[ -r /proc/$pid/stat ]] || return 1
+    state=$(sed -e 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+    [[ -n $state && $state != Z && $state != X ]]
+}
+
+# True when NAME is a namespace this lab created (recorded in $LAB_NETNS_FILE).
+ns_is_ours() {
+    local name=$1
+    [[ -n $name && $name == rvs-* && -f $LAB_NETNS_FILE ]] && grep -qxF -- "$name" "$LAB_NETNS_FILE"
+}
+
+ns_exists() {
+    [[ -e /run/netns/$1 ]]
+}
+
+# Stop one process by PID: TERM, wait up to 5 s, then KILL. Only if it lives in a namespace
+# this lab created (so a recycled PID is never hit).
+kill_lab_pid() {
+    local pid=$1 what=${2:-process} ns i
+    [[ $pid =~ ^[0-9]+$ ]] || return 0
+    pid_alive "$pid" || return 0
+    ns=$(ip netns identify "$pid" 2>/dev/null || true)
+    if ! ns_is_ours "$ns"; then
+        log "warning: $what (pid $pid) is not in a lab namespace; leaving it alone"
+        return 0
+    fi
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        pid_alive "$pid" || return 0
+        sleep 0.1
+    done
+    log "warning: $what (pid $pid) ignored SIGTERM; sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    for ((i = 0; i < 20; i++)); do
+        pid_alive "$pid" || return 0
+        sleep 0.1
+    done
+    log "warning: $what (pid $pid) still alive"
+}
+
+kill_pidfile() {
+    local file=$1 pid
+    [[ -f $file ]] || return 0
+    pid=$(head -n1 "$file" 2>/dev/null || true)
+    kill_lab_pid "$pid" "$(basename "$file" .pid)"
+    rm -f "$file"
+}
+
+rvsadm() {
+    "$RVSADM_BIN" --socket "$RVS_SOCK" "$@"
+}
+
+# Run a command in the client namespace.
+in_client() {
+    ip netns exec "$NS_CLIENT" "$@"
+}
+
+# One bounded HTTP GET of the VIP from the client; prints the body (e.g. "rs1").
+vip_get() {
+    in_client curl -s --max-time "${2:-3}" "http://$VIP:$VIP_PORT${1:-/}"
+}
+
+# Start rvs inside the director namespace in the background, log to $LAB_DIR/rvs.log,
+# and wait until its control socket answers. Needs the lab up.
+start_rvs() {
+    local pid i
+    [[ -x $RVS_BIN ]] || die "$RVS_BIN not found (run: cargo build --release)"
+    [[ -x $RVSADM_BIN ]] || die "$RVSADM_BIN not found (run: cargo build --release)"
+    ns_is_ours "$NS_DIR" || die "lab is not up (run: scripts/lab.sh up)"
+    mkdir -p "$(dirname "$RVS_SOCK")" "$LAB_PID_DIR"
+    rm -f "$RVS_SOCK"
+    log "starting rvs in $NS_DIR (log: $LAB_DIR/rvs.log)"
+    ip netns exec "$NS_DIR" "$RVS_BIN" run -c "$LAB_CONFIG" --socket "$RVS_SOCK" \
+        </dev/null >"$LAB_DIR/rvs.log" 2>&1 &
+    pid=$!
+    echo "$pid" >"$LAB_PID_DIR/rvs.pid"
+    for ((i = 0; i < 300; i++)); do
+        if ! pid_alive "$pid"; then
+            log "rvs exited during start-up; last lines of its log:"
+            tail -n 30 "$LAB_DIR/rvs.log" >&2 || true
+            return 1
+        fi
+        if [[ -S $RVS_SOCK ]] && rvsadm -L -n >/dev/null 2>&1; then
+            log "rvs is up (pid $pid, socket $RVS_SOCK)"
+            return 0
+        fi
+        sleep 0.1
+    done
+    log "rvs control socket $RVS_SOCK did not answer within 30 s; last lines of its log:"
+    tail -n 30 "$LAB_DIR/rvs.log" >&2 || true
+    return 1
+}
+
+stop_rvs() {
+    kill_pidfile "$LAB_PID_DIR/rvs.pid"
+    rm -f "$RVS_SOCK"
+}
+
+# MAC address of veth0 in namespace $1.
+ns_mac() {
+    ip -n "$1" -br link show dev veth0 | awk '{print $3}'
+}
