@@ -57,7 +57,7 @@ die() {
 }
 
 require_root() {
-    [[ $(id -u) -eq 0 ]] || die "must run as root (try: sudo $0 $*)"
+    [[ $(id -u) -eq 0 ]] || die "must run as root (try: sudo $0)"
 }
 
 # Make `cargo` callable. Under sudo, root's PATH often lacks the invoking user's rustup
@@ -156,13 +156,22 @@ vip_get() {
 # and wait until its control socket answers. Needs the lab up.
 start_rvs() {
     local pid i
-    [[ -x $RVS_BIN ]] || die "$RVS_BIN not found (run: cargo build --release)"
-    [[ -x $RVSADM_BIN ]] || die "$RVSADM_BIN not found (run: cargo build --release)"
-    ns_is_ours "$NS_DIR" || die "lab is not up (run: scripts/lab.sh up)"
+    local bin
+    for bin in "$RVS_BIN" "$RVSADM_BIN"; do
+        if [[ ! -x $bin ]]; then
+            log "$bin not found (run: cargo build --release)"
+            return 1
+        fi
+    done
+    if ! ns_is_ours "$NS_DIR"; then
+        log "lab is not up (run: scripts/lab.sh up)"
+        return 1
+    fi
     mkdir -p "$(dirname "$RVS_SOCK")" "$LAB_PID_DIR"
     rm -f "$RVS_SOCK"
     log "starting rvs in $NS_DIR (log: $LAB_DIR/rvs.log)"
-    ip netns exec "$NS_DIR" "$RVS_BIN" run -c "$LAB_CONFIG" --socket "$RVS_SOCK" \
+    # From the repository root: the config names its rules file relative to the working directory.
+    (cd "$REPO_ROOT" && exec ip netns exec "$NS_DIR" "$RVS_BIN" run -c "$LAB_CONFIG" --socket "$RVS_SOCK") \
         </dev/null >"$LAB_DIR/rvs.log" 2>&1 &
     pid=$!
     echo "$pid" >"$LAB_PID_DIR/rvs.pid"

@@ -210,7 +210,7 @@ lab_is_up() {
 
 cmd_up() {
     local ns rc
-    require_root up
+    require_root
     for tool in ip nginx curl ethtool sysctl; do
         command -v "$tool" >/dev/null 2>&1 || die "$tool not found (run: scripts/deps.sh)"
     done
@@ -245,7 +245,7 @@ cmd_up() {
 
 cmd_down() {
     local f ns pid
-    require_root down
+    require_root
     if [[ ! -d $LAB_DIR ]]; then
         log "lab is down (no $LAB_DIR)"
         return 0

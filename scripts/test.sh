@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Everything CI checks, from a fresh clone (as root): dependencies, unit and in-process DPDK
+# tests, the release build, then the namespace lab tests.
+#
+#   sudo scripts/test.sh
+set -euo pipefail
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+require_root
+"$REPO_ROOT/scripts/deps.sh"
+find_cargo
+cd "$REPO_ROOT"
+
+failed=()
+step() {
+    local name=$1 rc=0
+    shift
+    log "== $name: $*"
+    "$@" || rc=$?
+    if ((rc != 0)); then
+        log "== $name FAILED (exit $rc)"
+        failed+=("$name")
+    fi
+    return 0
+}
+
+if command -v shellcheck >/dev/null 2>&1; then
+    step shellcheck shellcheck -x scripts/*.sh tests/lab/run.sh
+fi
+step unit-tests cargo test --workspace
+step build cargo build --release
+if [[ " ${failed[*]} " == *" build "* ]]; then
+    log "== lab tests skipped: the release build failed"
+    failed+=(lab-tests)
+else
+    step lab-tests "$REPO_ROOT/tests/lab/run.sh"
+fi
+
+if ((${#failed[@]})); then
+    log "FAILED: ${failed[*]}"
+    exit 1
+fi
+log "all passed"
