@@ -8,6 +8,13 @@
 //! - [`model`], [`api`], [`control`], [`rules`], [`adm`], [`config`]: management.
 //! - [`engine`]: workers on lcores gluing DPDK bursts to the pipeline.
 
+pub mod adm;
 pub mod api;
+pub mod dpdk;
+pub mod config;
+pub mod control;
 pub mod model;
+pub mod rssetup;
+pub mod rules;
 pub mod sched;
+pub mod wire;
