@@ -129,7 +129,8 @@ start_nginx() {
     local name=$1 ns="rvs-$1" d="$LAB_DIR/$1"
     write_nginx_conf "$name"
     ip netns exec "$ns" nginx -t -q -c "$d/nginx.conf" -p "$d/" -e "$d/error.log"
-    ip netns exec "$ns" nginx -c "$d/nginx.conf" -p "$d/" -e "$d/error.log" </dev/null
+    ip netns exec "$ns" nginx -c "$d/nginx.conf" -p "$d/" -e "$d/error.log" </dev/null ||
+        die "nginx for $name failed to start (see $d/error.log)"
     local i
     for ((i = 0; i < 50; i++)); do
         nginx_up "$name" && return 0
