@@ -1,0 +1,287 @@
+//! Per-worker counters, summed on read.
+//!
+//! Every counter is written by exactly one worker (Relaxed load + store, never a read-modify-write
+//! instruction) and read by the control thread, which sums over workers. Each worker's block is
+//! cache-line padded so no two workers share a line. Arrays are sized once at start
+//! (`max_services`, `max_servers`) and indexed by the model's stable slots.
+
+use crate::api::Counters;
+use crossbeam_utils::CachePadded;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Why a frame was not forwarded. Every frame a worker does not forward, answer or consume is
+/// counted under exactly one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DropReason {
+    /// Shorter than an Ethernet header.
+    ShortFrame,
+    /// 802.1Q / 802.1ad tagged (not handled yet).
+    Vlan,
+    Ipv6,
+    /// Any other EtherType.
+    NotIpv4OrArp,
+    /// Unicast destination MAC that is not the port's.
+    NotOurMac,
+    /// Shorter than a minimal IPv4 header.
+    ShortIp,
+    /// IPv4 version field is not 4.
+    BadIpVersion,
+    BadIhl,
+    /// Total length beyond the frame or below IHL*4.
+    BadTotalLen,
+    IpFragment,
+    NotTcpUdp,
+    /// TCP/UDP header does not fit in the IPv4 payload.
+    ShortL4,
+    /// No virtual service for (proto, dst, dport) nor (proto, dst, 0).
+    NoService,
+    /// The service has no server with weight > 0 for a new flow.
+    NoServer,
+    /// Flow table bucket full: the packet was still forwarded by a stateless hash choice
+    /// (counted here so the operator sees the table is too small).
+    FlowTableFull,
+    /// The chosen real server's MAC is not known (yet).
+    NeighUnresolved,
+    /// Truncated ARP, or not Ethernet/IPv4 ARP.
+    ArpMalformed,
+    /// ARP we neither answer nor learn from.
+    ArpNotForUs,
+    /// The engine could not transmit (counted by the engine via `count_drop`).
+    TxFull,
+}
+
+impl DropReason {
+    pub const COUNT: usize = 19;
+    pub const ALL: [DropReason; Self::COUNT] = [
+        DropReason::ShortFrame,
+        DropReason::Vlan,
+        DropReason::Ipv6,
+        DropReason::NotIpv4OrArp,
+        DropReason::NotOurMac,
+        DropReason::ShortIp,
+        DropReason::BadIpVersion,
+        DropReason::BadIhl,
+        DropReason::BadTotalLen,
+        DropReason::IpFragment,
+        DropReason::NotTcpUdp,
+        DropReason::ShortL4,
+        DropReason::NoService,
+        DropReason::NoServer,
+        DropReason::FlowTableFull,
+        DropReason::NeighUnresolved,
+        DropReason::ArpMalformed,
+        DropReason::ArpNotForUs,
+        DropReason::TxFull,
+    ];
+
+    /// The stable name used in stats output and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::ShortFrame => "short_frame",
+            DropReason::Vlan => "vlan",
+            DropReason::Ipv6 => "ipv6",
+            DropReason::NotIpv4OrArp => "not_ipv4_or_arp",
+            DropReason::NotOurMac => "not_our_mac",
+            DropReason::ShortIp => "short_ip",
+            DropReason::BadIpVersion => "bad_ip_version",
+            DropReason::BadIhl => "bad_ihl",
+            DropReason::BadTotalLen => "bad_total_len",
+            DropReason::IpFragment => "ip_fragment",
+            DropReason::NotTcpUdp => "not_tcp_udp",
+            DropReason::ShortL4 => "short_l4",
+            DropReason::NoService => "no_service",
+            DropReason::NoServer => "no_server",
+            DropReason::FlowTableFull => "flow_table_full",
+            DropReason::NeighUnresolved => "neigh_unresolved",
+            DropReason::ArpMalformed => "arp_malformed",
+            DropReason::ArpNotForUs => "arp_not_for_us",
+            DropReason::TxFull => "tx_full",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// conns / packets / bytes cells of one service or real server slot.
+#[derive(Debug, Default)]
+pub struct CounterCells {
+    pub conns: AtomicU64,
+    pub packets: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+impl CounterCells {
+    pub fn read(&self) -> Counters {
+        Counters {
+            conns: self.conns.load(Relaxed),
+            packets: self.packets.load(Relaxed),
+            bytes: self.bytes.load(Relaxed),
+        }
+    }
+}
+
+/// A real server slot: counters plus this worker's active/inactive flow gauges.
+#[derive(Debug, Default)]
+pub struct ServerCells {
+    pub counters: CounterCells,
+    pub active: AtomicU64,
+    pub inactive: AtomicU64,
+}
+
+/// One worker's counters. Only that worker writes them.
+#[derive(Debug)]
+pub struct WorkerCounters {
+    pub rx: AtomicU64,
+    pub tx: AtomicU64,
+    pub forwarded: AtomicU64,
+    pub arp_replies: AtomicU64,
+    /// Flows currently in the table (gauge).
+    pub flows: AtomicU64,
+    pub drops: [AtomicU64; DropReason::COUNT],
+    pub services: Box<[CounterCells]>,
+    pub servers: Box<[ServerCells]>,
+}
+
+/// Add `n` to a counter this thread alone writes: a plain load and store, no locked
+/// instruction.
+#[inline]
+pub fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+/// Subtract `n` from a gauge this thread alone writes.
+#[inline]
+pub fn drop_by(c: &AtomicU64, n: u64) {
+    c.store(c.load(Relaxed).wrapping_sub(n), Relaxed);
+}
+
+impl WorkerCounters {
+    fn new(max_services: usize, max_servers: usize) -> Self {
+        WorkerCounters {
+            rx: AtomicU64::new(0),
+            tx: AtomicU64::new(0),
+            forwarded: AtomicU64::new(0),
+            arp_replies: AtomicU64::new(0),
+            flows: AtomicU64::new(0),
+            drops: std::array::from_fn(|_| AtomicU64::new(0)),
+            services: (0..max_services).map(|_| CounterCells::default()).collect(),
+            servers: (0..max_servers).map(|_| ServerCells::default()).collect(),
+        }
+    }
+
+    pub fn drop_count(&self, r: DropReason) -> u64 {
+        self.drops[r.index()].load(Relaxed)
+    }
+}
+
+/// All workers' counters.
+#[derive(Debug)]
+pub struct StatsRegistry {
+    workers: Box<[CachePadded<WorkerCounters>]>,
+    max_services: usize,
+    max_servers: usize,
+}
+
+impl StatsRegistry {
+    pub fn new(workers: usize, max_services: usize, max_servers: usize) -> Self {
+        StatsRegistry {
+            workers: (0..workers)
+                .map(|_| CachePadded::new(WorkerCounters::new(max_services, max_servers)))
+                .collect(),
+            max_services,
+            max_servers,
+        }
+    }
+
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+    pub fn max_services(&self) -> usize {
+        self.max_services
+    }
+    pub fn max_servers(&self) -> usize {
+        self.max_servers
+    }
+
+    /// Worker `i`'s block (`None` if `i` is out of range).
+    pub fn worker(&self, i: usize) -> Option<&WorkerCounters> {
+        self.workers.get(i).map(|w| &**w)
+    }
+
+    /// Service slot counters summed over workers.
+    pub fn service(&self, slot: usize) -> Counters {
+        let mut c = Counters::default();
+        for w in self.workers.iter() {
+            if let Some(s) = w.services.get(slot) {
+                c.add(&s.read());
+            }
+        }
+        c
+    }
+
+    /// Real server slot counters and (active, inactive) gauges summed over workers.
+    pub fn server(&self, slot: usize) -> (Counters, u64, u64) {
+        let mut c = Counters::default();
+        let (mut a, mut i) = (0u64, 0u64);
+        for w in self.workers.iter() {
+            if let Some(s) = w.servers.get(slot) {
+                c.add(&s.counters.read());
+                a = a.wrapping_add(s.active.load(Relaxed));
+                i = i.wrapping_add(s.inactive.load(Relaxed));
+            }
+        }
+        (c, a, i)
+    }
+
+    /// Drops of `r` summed over workers.
+    pub fn drops(&self, r: DropReason) -> u64 {
+        self.workers.iter().map(|w| w.drop_count(r)).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_indexes_match() {
+        let mut names: Vec<&str> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
+    }
+
+    #[test]
+    fn sums_over_workers() {
+        let reg = StatsRegistry::new(2, 4, 4);
+        let w0 = reg.worker(0).unwrap();
+        let w1 = reg.worker(1).unwrap();
+        bump(&w0.services[1].packets, 3);
+        bump(&w1.services[1].packets, 4);
+        bump(&w1.services[1].conns, 1);
+        bump(&w0.servers[2].active, 2);
+        drop_by(&w0.servers[2].active, 1);
+        bump(&w1.servers[2].inactive, 5);
+        bump(&w0.drops[DropReason::Vlan.index()], 2);
+        bump(&w1.drops[DropReason::Vlan.index()], 1);
+        assert_eq!(
+            reg.service(1),
+            Counters {
+                conns: 1,
+                packets: 7,
+                bytes: 0
+            }
+        );
+        assert_eq!(reg.service(9), Counters::default());
+        let (_, a, i) = reg.server(2);
+        assert_eq!((a, i), (1, 5));
+        assert_eq!(reg.drops(DropReason::Vlan), 3);
+        assert!(reg.worker(2).is_none());
+    }
+}

@@ -1,0 +1,190 @@
+//! Ethernet II frames (IEEE 802.3 with an EtherType; no FCS, the NIC strips it).
+
+use super::{be16, mac_at, put, Error};
+
+/// A MAC address of all ones.
+pub const BROADCAST: [u8; 6] = [0xff; 6];
+
+/// Length of the Ethernet II header.
+pub const HEADER_LEN: usize = 14;
+
+/// Minimum frame length without FCS (64 - 4); short frames we build are padded to this.
+pub const MIN_FRAME_LEN: usize = 60;
+
+mod field {
+    use core::ops::Range;
+    pub const DESTINATION: Range<usize> = 0..6;
+    pub const SOURCE: Range<usize> = 6..12;
+    pub const ETHERTYPE: Range<usize> = 12..14;
+    pub const PAYLOAD: usize = 14;
+}
+
+/// The EtherTypes the dataplane tells apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtherType {
+    Ipv4,
+    Arp,
+    Ipv6,
+    /// IEEE 802.1Q tag.
+    Vlan,
+    /// IEEE 802.1ad (QinQ) service tag.
+    QinQ,
+    Unknown(u16),
+}
+
+impl From<u16> for EtherType {
+    fn from(v: u16) -> Self {
+        match v {
+            0x0800 => EtherType::Ipv4,
+            0x0806 => EtherType::Arp,
+            0x86dd => EtherType::Ipv6,
+            0x8100 => EtherType::Vlan,
+            0x88a8 => EtherType::QinQ,
+            other => EtherType::Unknown(other),
+        }
+    }
+}
+
+impl From<EtherType> for u16 {
+    fn from(v: EtherType) -> u16 {
+        match v {
+            EtherType::Ipv4 => 0x0800,
+            EtherType::Arp => 0x0806,
+            EtherType::Ipv6 => 0x86dd,
+            EtherType::Vlan => 0x8100,
+            EtherType::QinQ => 0x88a8,
+            EtherType::Unknown(o) => o,
+        }
+    }
+}
+
+/// Whether `mac` is a group (multicast or broadcast) address: the I/G bit, the least
+/// significant bit of the first octet.
+pub fn is_group(mac: &[u8; 6]) -> bool {
+    mac[0] & 1 == 1
+}
+
+/// A read/write view of an Ethernet II frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Frame<T> {
+    pub fn new_unchecked(buffer: T) -> Self {
+        Frame { buffer }
+    }
+
+    /// Wrap `buffer` after checking it holds at least the header.
+    pub fn new_checked(buffer: T) -> Result<Self, Error> {
+        let f = Frame { buffer };
+        f.check_len()?;
+        Ok(f)
+    }
+
+    pub fn check_len(&self) -> Result<(), Error> {
+        if self.buffer.as_ref().len() < HEADER_LEN {
+            Err(Error::Truncated)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    pub fn dst_addr(&self) -> [u8; 6] {
+        mac_at(self.buffer.as_ref(), field::DESTINATION.start)
+    }
+
+    pub fn src_addr(&self) -> [u8; 6] {
+        mac_at(self.buffer.as_ref(), field::SOURCE.start)
+    }
+
+    pub fn ethertype(&self) -> EtherType {
+        EtherType::from(be16(self.buffer.as_ref(), field::ETHERTYPE.start))
+    }
+
+    /// Bytes after the header (empty if the buffer is exactly a header).
+    pub fn payload(&self) -> &[u8] {
+        self.buffer.as_ref().get(field::PAYLOAD..).unwrap_or(&[])
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
+    pub fn set_dst_addr(&mut self, mac: [u8; 6]) {
+        put(self.buffer.as_mut(), field::DESTINATION.start, &mac);
+    }
+
+    pub fn set_src_addr(&mut self, mac: [u8; 6]) {
+        put(self.buffer.as_mut(), field::SOURCE.start, &mac);
+    }
+
+    pub fn set_ethertype(&mut self, t: EtherType) {
+        put(
+            self.buffer.as_mut(),
+            field::ETHERTYPE.start,
+            &u16::from(t).to_be_bytes(),
+        );
+    }
+
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        self.buffer
+            .as_mut()
+            .get_mut(field::PAYLOAD..)
+            .unwrap_or(&mut [])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // dst 02:00:00:00:00:01 | src 02:00:00:00:00:02 | type 0x0800 | payload 0xaa 0xbb
+    const FRAME: [u8; 16] = [
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x01, // destination
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x02, // source
+        0x08, 0x00, // EtherType IPv4
+        0xaa, 0xbb, // payload
+    ];
+
+    #[test]
+    fn parse_fields() {
+        let f = Frame::new_checked(&FRAME[..]).unwrap();
+        assert_eq!(f.dst_addr(), [2, 0, 0, 0, 0, 1]);
+        assert_eq!(f.src_addr(), [2, 0, 0, 0, 0, 2]);
+        assert_eq!(f.ethertype(), EtherType::Ipv4);
+        assert_eq!(f.payload(), &[0xaa, 0xbb]);
+    }
+
+    #[test]
+    fn emit_mirrors_parse() {
+        let mut buf = [0u8; 16];
+        let mut f = Frame::new_unchecked(&mut buf[..]);
+        f.set_dst_addr([2, 0, 0, 0, 0, 1]);
+        f.set_src_addr([2, 0, 0, 0, 0, 2]);
+        f.set_ethertype(EtherType::Ipv4);
+        f.payload_mut().copy_from_slice(&[0xaa, 0xbb]);
+        assert_eq!(buf, FRAME);
+    }
+
+    #[test]
+    fn short_frame_is_truncated() {
+        assert_eq!(
+            Frame::new_checked(&FRAME[..13]).unwrap_err(),
+            Error::Truncated
+        );
+        assert!(Frame::new_checked(&FRAME[..14]).unwrap().payload().is_empty());
+    }
+
+    #[test]
+    fn ethertypes_round_trip() {
+        for v in [0x0800u16, 0x0806, 0x86dd, 0x8100, 0x88a8, 0x1234] {
+            assert_eq!(u16::from(EtherType::from(v)), v);
+        }
+        assert_eq!(EtherType::from(0x1234), EtherType::Unknown(0x1234));
+        assert!(is_group(&BROADCAST));
+        assert!(!is_group(&[2, 0, 0, 0, 0, 1]));
+    }
+}
