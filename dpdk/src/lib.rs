@@ -4,7 +4,11 @@
 #![no_std]
 #![allow(non_camel_case_types, non_snake_case, non_upper_case_globals)]
 #![allow(clippy::all)]
-#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags, rustdoc::bare_urls)]
+#![allow(
+    rustdoc::broken_intra_doc_links,
+    rustdoc::invalid_html_tags,
+    rustdoc::bare_urls
+)]
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 
@@ -67,13 +71,7 @@ mod layout_tests {
         // The fields' widths the wrapper relies on.
         let m = rte_mbuf::default();
         let _: (*mut core::ffi::c_void, u16, u16, u64, u32, u16, u16) = (
-            m.buf_addr,
-            m.data_off,
-            m.nb_segs,
-            m.ol_flags,
-            m.pkt_len,
-            m.data_len,
-            m.buf_len,
+            m.buf_addr, m.data_off, m.nb_segs, m.ol_flags, m.pkt_len, m.data_len, m.buf_len,
         );
         // SAFETY: reading a u32 out of a zeroed union is valid for every bit pattern.
         let _: u32 = unsafe { m.__bindgen_anon_2.hash.rss };
