@@ -40,14 +40,14 @@ class RvsLatency:
         streams.append(STLStream(
             name="latency_syn",
             packet=STLPktBuilder(pkt=rvs_profile.tcp_frame(o, 64, "S", src=o.latency_client)),
-            mode=STLTXSingleBurst(total_pkts=1, pps=1000)))
+            mode=STLTXSingleBurst(total_pkts=1, pps=1000), **rvs_profile.mac_kwargs(o)))
         streams.append(STLStream(
             name="latency",
             packet=STLPktBuilder(pkt=rvs_profile.tcp_frame(o, o.latency_size, "PA",
                                                            src=o.latency_client)),
             mode=STLTXCont(pps=o.latency_pps),
             isg=o.latency_isg_us,
-            flow_stats=STLFlowLatencyStats(pg_id=o.pg_id)))
+            flow_stats=STLFlowLatencyStats(pg_id=o.pg_id), **rvs_profile.mac_kwargs(o)))
         return streams
 
 

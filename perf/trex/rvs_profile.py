@@ -29,6 +29,7 @@ from trex_stl_lib.api import (
     STLVmTupleGen,
     STLVmWrFlowVar,
 )
+from trex_stl_lib.trex_stl_streams import STLStreamDstMAC_CFG_FILE, STLStreamDstMAC_PKT
 
 # Byte offsets in an untagged Ethernet / IPv4 (IHL 5) / TCP frame.
 ETH_LEN = 14
@@ -41,7 +42,9 @@ TCP_DPORT_OFFSET = 36
 HEADERS_LEN = 54  # Ethernet + IPv4 + TCP
 FCS = 4  # TRex sizes are wire sizes; the NIC appends the FCS
 
-# net_pcap's port MAC; on bare metal pass --dst-mac <rvs port MAC> (rvsadm / rvs logs print it).
+# Placeholder dst MAC in the built packets when --dst-mac is not given: TRex then puts its port's
+# configured dest_mac (trex_cfg.yaml port_info / `l2 --dst`) there. With --dst-mac, the packet's
+# own dst MAC is sent (the rvs port MAC; rvs logs it as "port started ... mac=").
 DEFAULT_DST_MAC = "02:70:63:61:70:00"
 DEFAULT_SRC_MAC = "02:00:00:00:00:fe"
 
@@ -62,7 +65,8 @@ def parse_options(description, tunables, kwargs, extra=None, defaults=None):
     p.add_argument("--client-min", default="198.18.128.1", help="first client address")
     p.add_argument("--client-max", default="198.18.255.254", help="last client address")
     p.add_argument("--sport-min", type=int, default=1024)
-    p.add_argument("--dst-mac", default=DEFAULT_DST_MAC, help="rvs port MAC")
+    p.add_argument("--dst-mac", default=None,
+                   help="rvs port MAC (default: TRex's configured dest_mac for the port)")
     p.add_argument("--src-mac", default=DEFAULT_SRC_MAC)
     p.add_argument("--prime", type=int, default=1,
                    help="1: send one SYN per flow (single burst) before the continuous stream")
@@ -70,6 +74,13 @@ def parse_options(description, tunables, kwargs, extra=None, defaults=None):
         p.add_argument(*args, **kw)
     if defaults:
         p.set_defaults(**defaults)
+    # TRex's ndr tool passes --prof-tun a_b=1 through load_py, which newer TRex turns into
+    # "--a_b 1": accept the underscore spelling of every option too.
+    for action in list(p._actions):
+        for opt in list(action.option_strings):
+            if opt.startswith("--") and "-" in opt[2:]:
+                alias = "--" + opt[2:].replace("-", "_")
+                p._option_string_actions.setdefault(alias, action)
     argv = list(tunables or [])
     for k, v in kwargs.items():
         if k in ("direction", "port_id"):
@@ -90,13 +101,21 @@ def int_to_ip(n):
     return "%d.%d.%d.%d" % ((n >> 24) & 255, (n >> 16) & 255, (n >> 8) & 255, n & 255)
 
 
+def mac_kwargs(o):
+    """STLStream MAC handling: TRex's port MAC as source; destination from the packet when
+    --dst-mac was given, else from TRex's port configuration."""
+    return {"mac_src_override_by_pkt": False,
+            "mac_dst_override_mode": (STLStreamDstMAC_PKT if o.dst_mac
+                                      else STLStreamDstMAC_CFG_FILE)}
+
+
 def tcp_frame(o, wire_size, flags, src=None, sport=None):
     """A scapy frame of wire_size bytes on the wire (FCS not included in the returned packet).
     Up to 64 bytes the segment carries no payload (Ethernet padding makes up the 60 bytes);
     larger frames carry payload, so the IPv4 total length is wire_size - 18."""
     if wire_size < HEADERS_LEN + FCS + 6:
         raise ValueError("frame size %d below the 64-byte minimum" % wire_size)
-    base = (Ether(dst=o.dst_mac, src=o.src_mac, type=0x0800)
+    base = (Ether(dst=o.dst_mac or DEFAULT_DST_MAC, src=o.src_mac, type=0x0800)
             / IP(src=src or o.client_min, dst=o.vip, ttl=64, id=1, flags="DF")
             / TCP(sport=sport or o.sport_min, dport=o.vport, flags=flags, seq=1, ack=1 if "A" in
                   flags else 0, window=65535 if "S" in flags else 502))
@@ -144,12 +163,12 @@ def primed_streams(o, name, wire_size, flows, pps, flags="A", port_base=None):
     cont = STLStream(name=name,
                      packet=STLPktBuilder(pkt=tcp_frame(o, wire_size, flags), vm=flow_vm(*vm_args)),
                      mode=STLTXCont(pps=pps),
-                     self_start=not o.prime)
+                     self_start=not o.prime, **mac_kwargs(o))
     if not o.prime:
         return [cont]
     syn = STLStream(name=name + "_syn",
                     packet=STLPktBuilder(pkt=tcp_frame(o, 64, "S"), vm=flow_vm(*vm_args)),
                     mode=STLTXSingleBurst(total_pkts=flows, pps=pps),
                     next=name,
-                    self_start=True)
+                    self_start=True, **mac_kwargs(o))
     return [syn, cont]

@@ -25,7 +25,7 @@ class RvsSynFlood:
         pkt = rvs_profile.tcp_frame(o, 64, "S")
         return [STLStream(name="syn",
                           packet=STLPktBuilder(pkt=pkt, vm=rvs_profile.flow_vm(o, o.flows)),
-                          mode=STLTXCont(pps=o.pps))]
+                          mode=STLTXCont(pps=o.pps), **rvs_profile.mac_kwargs(o))]
 
 
 def register():

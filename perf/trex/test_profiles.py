@@ -281,3 +281,22 @@ def test_inet_helpers_agree_with_socket():
         n = rvs_profile.ip_to_int(s)
         assert n == struct.unpack("!I", socket.inet_aton(s))[0]
         assert rvs_profile.int_to_ip(n) == s
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_dst_mac_comes_from_the_packet_only_when_given(name):
+    # Stream flags: bit 0 = source MAC from the packet, bits 1-2 = destination MAC mode
+    # (0 = TRex's port configuration, 1 = the packet's own).
+    for j in streams_json(load(name, "kwargs", flows=100, dst_mac=DST_MAC)):
+        assert j["flags"] & 1 == 0 and (j["flags"] >> 1) & 3 == 1, j["_name"]
+        assert Ether(j["_bytes"]).dst == DST_MAC
+    for j in streams_json(load(name, "kwargs", flows=100)):
+        assert j["flags"] & 1 == 0 and (j["flags"] >> 1) & 3 == 0, j["_name"]
+
+
+def test_underscore_spelling_of_tunables_is_accepted():
+    # Newer TRex turns ndr's `--prof-tun dst_mac=...` into ["--dst_mac", ...].
+    path = os.path.join(HERE, "nflow_64b.py")
+    js = streams_json(STLProfile.load_py(path, tunables=["--dst_mac", DST_MAC, "--flows", "77"]))
+    assert Ether(js[0]["_bytes"]).dst == DST_MAC
+    assert tuple_count(tuple_program(js[0])[0]) == 77
