@@ -154,6 +154,11 @@ impl NeighTable {
         self.limit()
     }
 
+    /// Number of slots (for walking them with [`set_used`](Self::set_used)).
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Mark every address unused (control thread, before marking a snapshot's addresses used).
     pub fn clear_used(&self) {
         for s in self.slots.iter() {

@@ -1,0 +1,688 @@
+//! The immutable dataplane picture and its publication.
+//!
+//! The control thread turns the [`Model`] into a [`Snapshot`] (services with their precomputed
+//! scheduler parameters, real servers with their neighbour slots, lookup tables) and publishes it
+//! through [`Shared`]. Workers pick the newest snapshot up between bursts (an `Arc` clone, no
+//! allocation) and record the epoch they have seen; the control thread keeps every replaced
+//! snapshot in a retire list until all workers have moved past it, so the last reference to a
+//! snapshot is always dropped on the control thread and a worker never frees memory.
+
+use crate::api::{
+    Counters, Dataplane, NeighState, PublishError, ServerStats, ServiceStats, StatsReport,
+    WorkerStats,
+};
+use crate::model::{Model, SchedulerKind, ServiceKey};
+use crate::neigh::NeighTable;
+use crate::sched::wrr_params;
+use crate::stats::{DropReason, StatsRegistry};
+use arc_swap::ArcSwap;
+use crossbeam_utils::CachePadded;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::Ipv4Addr;
+use std::sync::atomic::{
+    AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
+use std::sync::{Arc, Mutex};
+
+/// A real server as the workers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealServer {
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    pub weight: u32,
+    pub slot: u32,
+    pub id: u32,
+    /// Slot in the neighbour table.
+    pub neigh: usize,
+}
+
+/// A virtual service as the workers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub key: ServiceKey,
+    pub slot: u32,
+    pub id: u32,
+    pub scheduler: SchedulerKind,
+    /// wrr: gcd of the non-zero weights and the maximum weight.
+    pub wrr_gcd: u32,
+    pub wrr_max: u32,
+    pub servers: Vec<RealServer>,
+}
+
+/// Where the real server in a stats slot lives in this snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerRef {
+    /// Index into [`Snapshot::services`].
+    pub svc: u32,
+    /// Index into that service's `servers`.
+    pub rs: u32,
+    pub id: u32,
+}
+
+/// A multiply-xorshift hasher for the (fixed-width, integer) service key; keys come from the
+/// configuration only, lookups never insert, so no DoS-resistant hasher is needed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        let h = self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^ (h >> 31)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0 ^ v).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    }
+}
+
+type KeyMap = HashMap<u64, u32, BuildHasherDefault<KeyHasher>>;
+
+fn pack_key(proto: u8, vip: u32, port: u16) -> u64 {
+    (u64::from(proto) << 48) | (u64::from(port) << 32) | u64::from(vip)
+}
+
+/// The immutable picture the workers forward by.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub epoch: u64,
+    pub services: Vec<Service>,
+    lookup: KeyMap,
+    /// VIPs (host order), sorted, deduplicated: the addresses we answer ARP for.
+    pub vips: Vec<u32>,
+    /// Indexed by real server slot.
+    rs_by_slot: Vec<Option<ServerRef>>,
+    pub dip: Ipv4Addr,
+    pub dip_netmask: Ipv4Addr,
+    pub port_mac: [u8; 6],
+}
+
+impl Snapshot {
+    /// An empty picture (epoch 0): nothing is forwarded, ARP for the DIP is answered.
+    pub fn empty(max_servers: usize, port_mac: [u8; 6], dip: Ipv4Addr, mask: Ipv4Addr) -> Self {
+        Snapshot {
+            epoch: 0,
+            services: Vec::new(),
+            lookup: KeyMap::default(),
+            vips: Vec::new(),
+            rs_by_slot: vec![None; max_servers],
+            dip,
+            dip_netmask: mask,
+            port_mac,
+        }
+    }
+
+    /// Build the picture of `model`. Every real server address must already be tracked in
+    /// `neigh` (see [`Shared::publish`]).
+    pub fn build(
+        model: &Model,
+        epoch: u64,
+        max_servers: usize,
+        neigh: &NeighTable,
+        port_mac: [u8; 6],
+        dip: Ipv4Addr,
+        mask: Ipv4Addr,
+    ) -> Result<Self, PublishError> {
+        let mut s = Snapshot::empty(max_servers, port_mac, dip, mask);
+        s.epoch = epoch;
+        for (si, svc) in model.services().iter().enumerate() {
+            let mut servers = Vec::with_capacity(svc.servers.len());
+            for (ri, rs) in svc.servers.iter().enumerate() {
+                let neigh_slot = neigh.find(rs.spec.addr).ok_or_else(|| {
+                    PublishError::Other(format!("{} is not in the neighbour table", rs.spec.addr))
+                })?;
+                let cell = s.rs_by_slot.get_mut(rs.slot as usize).ok_or_else(|| {
+                    PublishError::Other(format!("real server slot {} out of range", rs.slot))
+                })?;
+                *cell = Some(ServerRef {
+                    svc: si as u32,
+                    rs: ri as u32,
+                    id: rs.id,
+                });
+                servers.push(RealServer {
+                    addr: rs.spec.addr,
+                    port: rs.spec.port,
+                    weight: rs.spec.weight,
+                    slot: rs.slot,
+                    id: rs.id,
+                    neigh: neigh_slot,
+                });
+            }
+            let (wrr_gcd, wrr_max) = wrr_params(servers.iter().map(|r| r.weight));
+            let k = svc.spec.key;
+            s.lookup.insert(
+                pack_key(k.proto.ip_proto(), u32::from(k.vip), k.port),
+                si as u32,
+            );
+            s.vips.push(u32::from(k.vip));
+            s.services.push(Service {
+                key: k,
+                slot: svc.slot,
+                id: svc.id,
+                scheduler: svc.spec.scheduler,
+                wrr_gcd,
+                wrr_max,
+                servers,
+            });
+        }
+        s.vips.sort_unstable();
+        s.vips.dedup();
+        Ok(s)
+    }
+
+    /// The service for a packet to `dst:dport` (`proto` = IP protocol number): the exact
+    /// service, else the VIP's all-ports (port 0) service.
+    #[inline]
+    pub fn service_for(&self, proto: u8, dst: u32, dport: u16) -> Option<usize> {
+        self.lookup
+            .get(&pack_key(proto, dst, dport))
+            .or_else(|| self.lookup.get(&pack_key(proto, dst, 0)))
+            .map(|&i| i as usize)
+    }
+
+    /// Whether `ip` (host order) is a VIP of some service.
+    #[inline]
+    pub fn is_vip(&self, ip: u32) -> bool {
+        self.vips.binary_search(&ip).is_ok()
+    }
+
+    /// Where the real server in stats slot `slot` lives, if it is in this snapshot.
+    #[inline]
+    pub fn server_by_slot(&self, slot: u32) -> Option<ServerRef> {
+        self.rs_by_slot.get(slot as usize).copied().flatten()
+    }
+}
+
+/// Control-thread-only state, behind a mutex the workers never touch.
+#[derive(Debug, Default)]
+struct Control {
+    retired: Vec<Arc<Snapshot>>,
+    /// Per slot: (id the baseline belongs to, counters at the last zero / slot reuse).
+    svc_base: Vec<(u32, Counters)>,
+    rs_base: Vec<(u32, Counters)>,
+    statics: Vec<Ipv4Addr>,
+}
+
+fn minus(a: Counters, b: Counters) -> Counters {
+    Counters {
+        conns: a.conns.saturating_sub(b.conns),
+        packets: a.packets.saturating_sub(b.packets),
+        bytes: a.bytes.saturating_sub(b.bytes),
+    }
+}
+
+/// Everything the control thread and the workers share.
+#[derive(Debug)]
+pub struct Shared {
+    current: ArcSwap<Snapshot>,
+    epoch: AtomicU64,
+    pub neigh: NeighTable,
+    pub stats: StatsRegistry,
+    seen: Box<[CachePadded<AtomicU64>]>,
+    control: Mutex<Control>,
+    clock_ms: AtomicU64,
+    max_services: usize,
+    max_servers: usize,
+    port_mac: [u8; 6],
+    dip: Ipv4Addr,
+    dip_netmask: Ipv4Addr,
+}
+
+impl Shared {
+    /// Everything sized once: `max_services`/`max_servers` as the model's, `neighbours` the
+    /// neighbour table capacity, `workers` the number of workers.
+    pub fn new(
+        max_services: u32,
+        max_servers: u32,
+        neighbours: u32,
+        workers: u32,
+        port_mac: [u8; 6],
+        dip: Ipv4Addr,
+        dip_netmask: Ipv4Addr,
+    ) -> Self {
+        let (ms, mr) = (max_services as usize, max_servers as usize);
+        let nw = (workers as usize).max(1);
+        Shared {
+            current: ArcSwap::from_pointee(Snapshot::empty(mr, port_mac, dip, dip_netmask)),
+            epoch: AtomicU64::new(0),
+            neigh: NeighTable::new(neighbours as usize),
+            stats: StatsRegistry::new(nw, ms, mr),
+            seen: (0..nw).map(|_| CachePadded::new(AtomicU64::new(0))).collect(),
+            control: Mutex::new(Control {
+                svc_base: vec![(0, Counters::default()); ms],
+                rs_base: vec![(0, Counters::default()); mr],
+                ..Control::default()
+            }),
+            clock_ms: AtomicU64::new(0),
+            max_services: ms,
+            max_servers: mr,
+            port_mac,
+            dip,
+            dip_netmask,
+        }
+    }
+
+    pub fn max_services(&self) -> usize {
+        self.max_services
+    }
+    pub fn max_servers(&self) -> usize {
+        self.max_servers
+    }
+    pub fn workers(&self) -> usize {
+        self.seen.len()
+    }
+    pub fn port_mac(&self) -> [u8; 6] {
+        self.port_mac
+    }
+    pub fn dip(&self) -> Ipv4Addr {
+        self.dip
+    }
+
+    /// The epoch of the newest published snapshot.
+    #[inline]
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Acquire)
+    }
+
+    /// The newest snapshot (an `Arc` clone: an atomic increment, no allocation).
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Worker `w` now holds (only) the snapshot of `epoch`.
+    pub fn mark_seen(&self, w: usize, epoch: u64) {
+        if let Some(s) = self.seen.get(w) {
+            s.store(epoch, Release);
+        }
+    }
+
+    /// The dataplane clock as last reported by the ARP worker (ms, the engine's time base).
+    pub fn clock_ms(&self) -> u64 {
+        self.clock_ms.load(Relaxed)
+    }
+    pub fn set_clock_ms(&self, now_ms: u64) {
+        self.clock_ms.store(now_ms, Relaxed);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Control> {
+        self.control.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drop retired snapshots every worker has moved past. Returns how many remain.
+    pub fn reclaim(&self) -> usize {
+        let mut c = self.lock();
+        self.reclaim_locked(&mut c);
+        c.retired.len()
+    }
+
+    fn reclaim_locked(&self, c: &mut Control) {
+        let min_seen = self
+            .seen
+            .iter()
+            .map(|s| s.load(Acquire))
+            .min()
+            .unwrap_or(0);
+        c.retired.retain(|s| s.epoch >= min_seen);
+    }
+}
+
+impl Dataplane for Shared {
+    fn publish(&self, model: &Model) -> Result<(), PublishError> {
+        let mut c = self.lock();
+        // Track every real server address (keys are never removed; unused ones stop being asked).
+        let mut used = Vec::new();
+        for svc in model.services() {
+            for rs in &svc.servers {
+                match self.neigh.insert(rs.spec.addr) {
+                    Ok(slot) => used.push(slot),
+                    Err(_) => {
+                        return Err(PublishError::NeighbourTableFull(
+                            self.neigh.capacity() as u32,
+                        ))
+                    }
+                }
+            }
+        }
+        for st in &model.statics {
+            if self.neigh.set_static(st.addr, st.mac).is_err() {
+                return Err(PublishError::NeighbourTableFull(
+                    self.neigh.capacity() as u32,
+                ));
+            }
+        }
+        for old in std::mem::take(&mut c.statics) {
+            if !model.statics.iter().any(|s| s.addr == old) {
+                self.neigh.clear_static(old);
+            }
+        }
+        c.statics = model.statics.iter().map(|s| s.addr).collect();
+        used.sort_unstable();
+        for slot in 0..self.neigh.slots() {
+            self.neigh
+                .set_used(slot, used.binary_search(&slot).is_ok());
+        }
+
+        let epoch = self.epoch.load(Relaxed) + 1;
+        let snap = Snapshot::build(
+            model,
+            epoch,
+            self.max_servers,
+            &self.neigh,
+            self.port_mac,
+            self.dip,
+            self.dip_netmask,
+        )?;
+        // A slot that changed hands starts counting from what it holds now.
+        for svc in &snap.services {
+            let cur = self.stats.service(svc.slot as usize);
+            if let Some(b) = c.svc_base.get_mut(svc.slot as usize) {
+                if b.0 != svc.id {
+                    *b = (svc.id, cur);
+                }
+            }
+            for rs in &svc.servers {
+                let (cur, _, _) = self.stats.server(rs.slot as usize);
+                if let Some(b) = c.rs_base.get_mut(rs.slot as usize) {
+                    if b.0 != rs.id {
+                        *b = (rs.id, cur);
+                    }
+                }
+            }
+        }
+        let old = self.current.swap(Arc::new(snap));
+        self.epoch.store(epoch, Release);
+        c.retired.push(old);
+        self.reclaim_locked(&mut c);
+        Ok(())
+    }
+
+    fn stats(&self, model: &Model) -> StatsReport {
+        let c = self.lock();
+        let mut rep = StatsReport::default();
+        for w in 0..self.stats.workers() {
+            let Some(wc) = self.stats.worker(w) else {
+                continue;
+            };
+            let mut ws = WorkerStats {
+                worker: w as u32,
+                queue: w as u16,
+                rx_packets: wc.rx.load(Relaxed),
+                tx_packets: wc.tx.load(Relaxed),
+                forwarded: wc.forwarded.load(Relaxed),
+                arp_replies: wc.arp_replies.load(Relaxed),
+                flows: wc.flows.load(Relaxed),
+                ..WorkerStats::default()
+            };
+            for r in DropReason::ALL {
+                let n = wc.drop_count(r);
+                if n != 0 {
+                    ws.drops.insert(r.name().to_string(), n);
+                    *rep.drops.entry(r.name().to_string()).or_insert(0) += n;
+                }
+            }
+            rep.workers.push(ws);
+        }
+        for svc in model.services() {
+            let base = c
+                .svc_base
+                .get(svc.slot as usize)
+                .filter(|b| b.0 == svc.id)
+                .map(|b| b.1)
+                .unwrap_or_default();
+            let mut ss = ServiceStats {
+                key: svc.spec.key,
+                counters: minus(self.stats.service(svc.slot as usize), base),
+                servers: Vec::new(),
+            };
+            for rs in &svc.servers {
+                let (cur, active, inactive) = self.stats.server(rs.slot as usize);
+                let base = c
+                    .rs_base
+                    .get(rs.slot as usize)
+                    .filter(|b| b.0 == rs.id)
+                    .map(|b| b.1)
+                    .unwrap_or_default();
+                ss.servers.push(ServerStats {
+                    addr: rs.spec.addr,
+                    port: rs.spec.port,
+                    counters: minus(cur, base),
+                    active_conns: active,
+                    inactive_conns: inactive,
+                });
+            }
+            rep.services.push(ss);
+        }
+        rep
+    }
+
+    fn neighbour(&self, addr: Ipv4Addr) -> NeighState {
+        self.neigh.state(addr, self.clock_ms())
+    }
+
+    fn zero(&self, model: &Model) {
+        let mut c = self.lock();
+        for svc in model.services() {
+            let cur = self.stats.service(svc.slot as usize);
+            if let Some(b) = c.svc_base.get_mut(svc.slot as usize) {
+                *b = (svc.id, cur);
+            }
+            for rs in &svc.servers {
+                let (cur, _, _) = self.stats.server(rs.slot as usize);
+                if let Some(b) = c.rs_base.get_mut(rs.slot as usize) {
+                    *b = (rs.id, cur);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Forward, Protocol, ServerSpec, ServiceSpec};
+    use crate::stats::bump;
+
+    pub(crate) fn key(proto: Protocol, last: u8, port: u16) -> ServiceKey {
+        ServiceKey {
+            proto,
+            vip: Ipv4Addr::new(198, 18, 0, last),
+            port,
+        }
+    }
+
+    fn model() -> Model {
+        let mut m = Model::new(8, 8);
+        for (k, persistent) in [
+            (key(Protocol::Tcp, 100, 80), None),
+            (key(Protocol::Tcp, 100, 0), Some(300)),
+            (key(Protocol::Udp, 101, 53), None),
+        ] {
+            m.add_service(ServiceSpec {
+                key: k,
+                scheduler: SchedulerKind::Wrr,
+                persistent,
+                netmask: Ipv4Addr::BROADCAST,
+                flags: vec![],
+            })
+            .unwrap();
+        }
+        for (last, w) in [(11, 4), (12, 2), (13, 0)] {
+            m.add_server(
+                &key(Protocol::Tcp, 100, 80),
+                ServerSpec {
+                    addr: Ipv4Addr::new(198, 18, 0, last),
+                    port: 0,
+                    weight: w,
+                    forward: Forward::Dr,
+                    upper: 0,
+                    lower: 0,
+                },
+            )
+            .unwrap();
+        }
+        m
+    }
+
+    fn shared(neighbours: u32) -> Shared {
+        Shared::new(
+            8,
+            8,
+            neighbours,
+            2,
+            [2, 0, 0, 0, 0, 1],
+            Ipv4Addr::new(198, 18, 0, 1),
+            Ipv4Addr::new(255, 255, 255, 0),
+        )
+    }
+
+    #[test]
+    fn build_and_lookup() {
+        let sh = shared(16);
+        sh.publish(&model()).unwrap();
+        let s = sh.load();
+        assert_eq!(s.epoch, 1);
+        assert_eq!(sh.epoch(), 1);
+        let vip = u32::from(Ipv4Addr::new(198, 18, 0, 100));
+        assert_eq!(s.service_for(6, vip, 80), Some(0));
+        assert_eq!(s.service_for(6, vip, 443), Some(1), "all-ports service");
+        assert_eq!(s.service_for(17, vip, 80), None);
+        assert_eq!(
+            s.service_for(17, u32::from(Ipv4Addr::new(198, 18, 0, 101)), 53),
+            Some(2)
+        );
+        assert!(s.is_vip(vip) && !s.is_vip(vip + 5));
+        assert_eq!(s.vips.len(), 2);
+        let svc = &s.services[0];
+        assert_eq!((svc.wrr_gcd, svc.wrr_max), (2, 4));
+        let rs = &svc.servers[1];
+        assert_eq!(sh.neigh.find(rs.addr), Some(rs.neigh));
+        assert_eq!(
+            s.server_by_slot(rs.slot),
+            Some(ServerRef {
+                svc: 0,
+                rs: 1,
+                id: rs.id
+            })
+        );
+        assert_eq!(s.server_by_slot(7), None);
+        assert_eq!(s.server_by_slot(99), None);
+    }
+
+    #[test]
+    fn neighbour_table_full_is_reported() {
+        let sh = shared(2);
+        let mut m = model();
+        for last in 20..30 {
+            m.add_server(
+                &key(Protocol::Udp, 101, 53),
+                ServerSpec {
+                    addr: Ipv4Addr::new(198, 18, 0, last),
+                    port: 0,
+                    weight: 1,
+                    forward: Forward::Dr,
+                    upper: 0,
+                    lower: 0,
+                },
+            )
+            .unwrap_or(()); // model capacity 8 in total: some fail, enough succeed
+        }
+        assert!(matches!(
+            sh.publish(&m),
+            Err(PublishError::NeighbourTableFull(_))
+        ));
+        assert_eq!(sh.epoch(), 0, "nothing published");
+    }
+
+    #[test]
+    fn retired_snapshots_live_until_every_worker_moved_on() {
+        let sh = shared(16);
+        let m = model();
+        sh.publish(&m).unwrap();
+        sh.publish(&m).unwrap();
+        // workers still at epoch 0: snapshots 0 and 1 retired and kept
+        assert_eq!(sh.reclaim(), 2);
+        sh.mark_seen(0, 2);
+        assert_eq!(sh.reclaim(), 2);
+        sh.mark_seen(1, 1);
+        assert_eq!(sh.reclaim(), 1, "epoch 0 freed, epoch 1 still held by worker 1");
+        sh.mark_seen(1, 2);
+        assert_eq!(sh.reclaim(), 0);
+    }
+
+    #[test]
+    fn stats_sum_zero_and_slot_reuse() {
+        let sh = shared(16);
+        let mut m = model();
+        sh.publish(&m).unwrap();
+        let svc = m.services()[0].clone();
+        let rs0 = svc.servers[0].clone();
+        let w0 = sh.stats.worker(0).unwrap();
+        let w1 = sh.stats.worker(1).unwrap();
+        bump(&w0.services[svc.slot as usize].packets, 5);
+        bump(&w1.services[svc.slot as usize].packets, 6);
+        bump(&w1.servers[rs0.slot as usize].counters.conns, 2);
+        bump(&w0.drops[DropReason::Vlan.index()], 1);
+        let r = sh.stats(&m);
+        assert_eq!(r.services[0].counters.packets, 11);
+        assert_eq!(r.services[0].servers[0].counters.conns, 2);
+        assert_eq!(r.drops.get("vlan"), Some(&1));
+        assert_eq!(r.workers.len(), 2);
+        assert_eq!(r.workers[0].drops.len(), 1);
+        sh.zero(&m);
+        let r = sh.stats(&m);
+        assert_eq!(r.services[0].counters, Counters::default());
+        bump(&w0.services[svc.slot as usize].packets, 1);
+        assert_eq!(sh.stats(&m).services[0].counters.packets, 1);
+        // delete the server, add another that takes its slot: it starts from zero
+        m.delete_server(&svc.spec.key, rs0.spec.addr, 0).unwrap();
+        sh.publish(&m).unwrap();
+        bump(&w0.servers[rs0.slot as usize].counters.conns, 3);
+        m.add_server(
+            &svc.spec.key,
+            ServerSpec {
+                addr: Ipv4Addr::new(198, 18, 0, 14),
+                port: 0,
+                weight: 1,
+                forward: Forward::Dr,
+                upper: 0,
+                lower: 0,
+            },
+        )
+        .unwrap();
+        sh.publish(&m).unwrap();
+        let r = sh.stats(&m);
+        let new = r.services[0]
+            .servers
+            .iter()
+            .find(|s| s.addr == Ipv4Addr::new(198, 18, 0, 14))
+            .unwrap();
+        assert_eq!(new.counters, Counters::default());
+    }
+
+    #[test]
+    fn unused_neighbours_are_not_requested() {
+        let sh = shared(16);
+        let mut m = model();
+        sh.publish(&m).unwrap();
+        let mut out = [0u32; 8];
+        assert_eq!(sh.neigh.due_requests(0, 30_000, 1000, &mut out), 3);
+        m.delete_server(
+            &key(Protocol::Tcp, 100, 80),
+            Ipv4Addr::new(198, 18, 0, 13),
+            0,
+        )
+        .unwrap();
+        sh.publish(&m).unwrap();
+        assert_eq!(sh.neigh.due_requests(5000, 30_000, 1000, &mut out), 2);
+        assert!(!out[..2].contains(&u32::from(Ipv4Addr::new(198, 18, 0, 13))));
+        assert_eq!(
+            sh.neighbour(Ipv4Addr::new(198, 18, 0, 13)),
+            NeighState::Incomplete
+        );
+    }
+}
