@@ -1,0 +1,1439 @@
+//! The JSON control socket: JSON-RPC 2.0, one request per line, one response line per request.
+//!
+//! The control thread (never a worker lcore) owns the [`Model`] behind a mutex. Every mutating
+//! method works on a clone: apply the change, ask the dataplane to publish a snapshot of the
+//! clone, and only when both succeed does the clone replace the model. A refused change leaves
+//! model and dataplane exactly as they were. Methods and examples: `docs/control.md`.
+//!
+//! Error codes: the JSON-RPC ones (-32700 parse error, -32600 invalid request, -32601 unknown
+//! method, -32602 invalid params, -32603 internal error), plus [`ERR_REFUSED`] (the model refused
+//! the change; the message is ipvsadm's where one exists, e.g. "Service already exists") and
+//! [`ERR_PUBLISH`] (the dataplane could not take the new snapshot).
+
+use crate::api::{Counters, Dataplane, MacAddr, NeighState};
+use crate::config::Timeouts;
+use crate::model::{
+    Forward, Model, ModelError, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec,
+    StaticNeighbour, MAX_WEIGHT,
+};
+use crate::rules;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::Ipv4Addr;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+pub const ERR_PARSE: i64 = -32700;
+pub const ERR_INVALID_REQUEST: i64 = -32600;
+pub const ERR_METHOD: i64 = -32601;
+pub const ERR_PARAMS: i64 = -32602;
+pub const ERR_INTERNAL: i64 = -32603;
+/// The model refused the change (ipvsadm's message in `message`).
+pub const ERR_REFUSED: i64 = 1;
+/// The dataplane could not publish the new snapshot; nothing changed.
+pub const ERR_PUBLISH: i64 = 2;
+
+/// Longest request line accepted on the socket (rules texts can be long).
+pub const MAX_LINE: usize = 16 * 1024 * 1024;
+/// Clients served at the same time.
+pub const MAX_CLIENTS: usize = 32;
+
+/// A real server as `list` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListedServer {
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    pub weight: u32,
+    pub forward: Forward,
+    pub upper: u32,
+    pub lower: u32,
+    pub active_conns: u64,
+    pub inactive_conns: u64,
+    pub counters: Counters,
+    pub neighbour: NeighState,
+}
+
+/// A virtual service as `list` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListedService {
+    pub proto: Protocol,
+    pub vip: Ipv4Addr,
+    pub port: u16,
+    pub scheduler: SchedulerKind,
+    pub persistent: Option<u32>,
+    pub netmask: Ipv4Addr,
+    pub flags: Vec<String>,
+    pub counters: Counters,
+    pub servers: Vec<ListedServer>,
+}
+
+impl ListedService {
+    pub fn key(&self) -> ServiceKey {
+        ServiceKey {
+            proto: self.proto,
+            vip: self.vip,
+            port: self.port,
+        }
+    }
+}
+
+/// The `list` result.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListReply {
+    pub services: Vec<ListedService>,
+}
+
+/// A JSON-RPC error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpcError {
+    pub code: i64,
+    pub message: String,
+}
+
+impl RpcError {
+    fn new(code: i64, message: impl Into<String>) -> Self {
+        RpcError {
+            code,
+            message: message.into(),
+        }
+    }
+    fn params(message: impl Into<String>) -> Self {
+        Self::new(ERR_PARAMS, message)
+    }
+    fn refused(e: ModelError) -> Self {
+        Self::new(ERR_REFUSED, e.to_string())
+    }
+}
+
+/// The control plane: the model and the dataplane it publishes to.
+pub struct Control {
+    model: Mutex<Model>,
+    dp: Arc<dyn Dataplane>,
+    timeouts: Timeouts,
+}
+
+fn lock(m: &Mutex<Model>) -> MutexGuard<'_, Model> {
+    // A panic while holding the lock cannot leave a half-applied change (changes go to a clone),
+    // so a poisoned lock still guards a consistent model.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+type Params = Map<String, Value>;
+
+impl Control {
+    pub fn new(model: Model, dp: Arc<dyn Dataplane>) -> Self {
+        Control {
+            model: Mutex::new(model),
+            dp,
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    /// The flow timeouts the daemon runs with (reported by `timeouts`, `rvsadm -L --timeout`).
+    pub fn with_timeouts(mut self, t: Timeouts) -> Self {
+        self.timeouts = t;
+        self
+    }
+
+    /// A copy of the current model.
+    pub fn model(&self) -> Model {
+        lock(&self.model).clone()
+    }
+
+    /// Handle one request line, return one response line (no trailing newline). Never panics.
+    pub fn handle_line(&self, line: &str) -> String {
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(line)));
+        match out {
+            Ok(s) => s,
+            Err(_) => error_line(
+                &Value::Null,
+                ERR_INTERNAL,
+                "internal error while handling the request",
+            ),
+        }
+    }
+
+    /// Apply a whole ipvsadm `-S` rules text; all-or-nothing. Returns the number of rules.
+    pub fn apply_rules(&self, text: &str) -> Result<usize, String> {
+        self.restore(text).map_err(|e| e.message)
+    }
+
+    fn handle(&self, line: &str) -> String {
+        let req: Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(e) => return error_line(&Value::Null, ERR_PARSE, &format!("parse error: {e}")),
+        };
+        let obj = match req {
+            Value::Object(o) => o,
+            Value::Array(_) => {
+                return error_line(
+                    &Value::Null,
+                    ERR_INVALID_REQUEST,
+                    "batch requests are not supported; send one request per line",
+                )
+            }
+            _ => {
+                return error_line(
+                    &Value::Null,
+                    ERR_INVALID_REQUEST,
+                    "a request must be a JSON object",
+                )
+            }
+        };
+        let id = match obj.get("id") {
+            None => Value::Null,
+            Some(v @ (Value::Null | Value::String(_) | Value::Number(_))) => v.clone(),
+            Some(_) => {
+                return error_line(
+                    &Value::Null,
+                    ERR_INVALID_REQUEST,
+                    "id must be a string, a number or null",
+                )
+            }
+        };
+        if let Some(k) = obj
+            .keys()
+            .find(|k| !matches!(k.as_str(), "jsonrpc" | "method" | "params" | "id"))
+        {
+            return error_line(
+                &id,
+                ERR_INVALID_REQUEST,
+                &format!("unknown request member '{k}'"),
+            );
+        }
+        if obj.get("jsonrpc") != Some(&Value::String("2.0".into())) {
+            return error_line(&id, ERR_INVALID_REQUEST, "jsonrpc must be \"2.0\"");
+        }
+        let Some(Value::String(method)) = obj.get("method") else {
+            return error_line(&id, ERR_INVALID_REQUEST, "method must be a string");
+        };
+        let empty = Map::new();
+        let params = match obj.get("params") {
+            None | Some(Value::Null) => &empty,
+            Some(Value::Object(p)) => p,
+            Some(_) => return error_line(&id, ERR_PARAMS, "params must be an object"),
+        };
+        match self.dispatch(method, params) {
+            Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string(),
+            Err(e) => error_line(&id, e.code, &e.message),
+        }
+    }
+
+    fn dispatch(&self, method: &str, p: &Params) -> Result<Value, RpcError> {
+        match method {
+            "version" => {
+                fields(p, &[])?;
+                Ok(json!({
+                    "name": env!("CARGO_PKG_NAME"),
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "commit": env!("RVS_GIT_COMMIT"),
+                }))
+            }
+            "service.add" | "service.edit" => {
+                let spec = service_spec(p)?;
+                let add = method == "service.add";
+                self.mutate(|m| {
+                    if add {
+                        m.add_service(spec)
+                    } else {
+                        m.edit_service(spec)
+                    }
+                    .map_err(RpcError::refused)
+                })
+            }
+            "service.delete" => {
+                fields(p, &["proto", "vip", "port"])?;
+                let key = service_key(p)?;
+                self.mutate(|m| m.delete_service(&key).map_err(RpcError::refused))
+            }
+            "server.add" | "server.edit" => {
+                fields(
+                    p,
+                    &[
+                        "service", "addr", "port", "weight", "forward", "upper", "lower",
+                    ],
+                )?;
+                let key = nested_key(p)?;
+                let spec = server_spec(p)?;
+                let add = method == "server.add";
+                self.mutate(|m| {
+                    if add {
+                        m.add_server(&key, spec)
+                    } else {
+                        m.edit_server(&key, spec)
+                    }
+                    .map_err(server_refused)
+                })
+            }
+            "server.delete" => {
+                fields(p, &["service", "addr", "port"])?;
+                let key = nested_key(p)?;
+                let addr = ipv4(p, "addr")?.ok_or_else(|| missing("addr"))?;
+                let port = uint(p, "port", 0, 65535)?.unwrap_or(0) as u16;
+                self.mutate(|m| m.delete_server(&key, addr, port).map_err(server_refused))
+            }
+            "clear" => {
+                fields(p, &[])?;
+                self.mutate(|m| {
+                    m.clear();
+                    Ok(())
+                })
+            }
+            "list" => {
+                fields(p, &["service"])?;
+                let filter = optional_nested_key(p)?;
+                let model = lock(&self.model).clone();
+                if let Some(k) = &filter {
+                    if model.service(k).is_none() {
+                        return Err(RpcError::refused(ModelError::NoSuchService));
+                    }
+                }
+                let reply = self.list(&model, filter.as_ref());
+                serde_json::to_value(reply).map_err(|e| RpcError::new(ERR_INTERNAL, e.to_string()))
+            }
+            "stats" => {
+                fields(p, &[])?;
+                let model = lock(&self.model).clone();
+                serde_json::to_value(self.dp.stats(&model))
+                    .map_err(|e| RpcError::new(ERR_INTERNAL, e.to_string()))
+            }
+            "zero" => {
+                fields(p, &["service"])?;
+                let filter = optional_nested_key(p)?;
+                let model = lock(&self.model).clone();
+                match filter {
+                    None => self.dp.zero(&model),
+                    Some(k) => {
+                        if model.service(&k).is_none() {
+                            return Err(RpcError::refused(ModelError::NoSuchService));
+                        }
+                        // Hand the dataplane a model holding only that service (same slots).
+                        let mut only = model;
+                        let others: Vec<ServiceKey> = only
+                            .services()
+                            .iter()
+                            .map(|s| s.spec.key)
+                            .filter(|o| *o != k)
+                            .collect();
+                        for o in others {
+                            let _ = only.delete_service(&o);
+                        }
+                        self.dp.zero(&only);
+                    }
+                }
+                Ok(json!({}))
+            }
+            "neighbour.set" => {
+                fields(p, &["addr", "mac"])?;
+                let addr = ipv4(p, "addr")?.ok_or_else(|| missing("addr"))?;
+                if addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() {
+                    return Err(RpcError::params(format!(
+                        "addr: {addr} is not a unicast address"
+                    )));
+                }
+                let mac = string(p, "mac")?.ok_or_else(|| missing("mac"))?;
+                let mac: MacAddr = mac
+                    .parse()
+                    .map_err(|e: String| RpcError::params(format!("mac: {e}")))?;
+                self.mutate(|m| {
+                    m.set_static_neighbour(StaticNeighbour { addr, mac: mac.0 })
+                        .map_err(RpcError::refused)
+                })
+            }
+            "rules.save" => {
+                fields(p, &["sort"])?;
+                let sort = match p.get("sort") {
+                    None | Some(Value::Null) => false,
+                    Some(Value::Bool(b)) => *b,
+                    Some(_) => return Err(RpcError::params("sort: expected a boolean")),
+                };
+                let model = lock(&self.model).clone();
+                Ok(json!({ "text": rules::emit(&model, sort) }))
+            }
+            "rules.restore" => {
+                fields(p, &["text"])?;
+                let text = string(p, "text")?.ok_or_else(|| missing("text"))?;
+                let n = self.restore(text)?;
+                Ok(json!({ "applied": n }))
+            }
+            "timeouts" => {
+                fields(p, &[])?;
+                serde_json::to_value(self.timeouts)
+                    .map_err(|e| RpcError::new(ERR_INTERNAL, e.to_string()))
+            }
+            "timeouts.set" => {
+                fields(p, &["tcp", "tcp_fin", "udp"])?;
+                for k in ["tcp", "tcp_fin", "udp"] {
+                    uint(p, k, 0, u64::from(crate::adm::MAX_TIMEOUT))?.ok_or_else(|| missing(k))?;
+                }
+                Err(RpcError::new(
+                    ERR_REFUSED,
+                    "changing timeouts at run time is not supported yet; set [timeouts] in the \
+                     configuration file and restart",
+                ))
+            }
+            other => Err(RpcError::new(
+                ERR_METHOD,
+                format!("unknown method '{other}'"),
+            )),
+        }
+    }
+
+    /// Clone, change, publish, then commit; on any error nothing changes.
+    fn mutate<F>(&self, f: F) -> Result<Value, RpcError>
+    where
+        F: FnOnce(&mut Model) -> Result<(), RpcError>,
+    {
+        let mut guard = lock(&self.model);
+        let mut next = guard.clone();
+        f(&mut next)?;
+        self.dp.publish(&next).map_err(|e| {
+            RpcError::new(ERR_PUBLISH, format!("dataplane refused the change: {e}"))
+        })?;
+        *guard = next;
+        Ok(json!({}))
+    }
+
+    fn restore(&self, text: &str) -> Result<usize, RpcError> {
+        let parsed = rules::parse(text).map_err(|e| RpcError::params(e.to_string()))?;
+        let mut n = 0;
+        self.mutate(|m| {
+            n = rules::apply(m, &parsed).map_err(|e| RpcError::new(ERR_REFUSED, e.to_string()))?;
+            Ok(())
+        })?;
+        Ok(n)
+    }
+
+    fn list(&self, model: &Model, filter: Option<&ServiceKey>) -> ListReply {
+        let stats = self.dp.stats(model);
+        let mut services = Vec::new();
+        for svc in model.services() {
+            let key = svc.spec.key;
+            if filter.is_some_and(|f| *f != key) {
+                continue;
+            }
+            let ss = stats.services.iter().find(|s| s.key == key);
+            let servers = svc
+                .servers
+                .iter()
+                .map(|rs| {
+                    let st = ss.and_then(|ss| {
+                        ss.servers
+                            .iter()
+                            .find(|x| x.addr == rs.spec.addr && x.port == rs.spec.port)
+                    });
+                    ListedServer {
+                        addr: rs.spec.addr,
+                        port: rs.spec.port,
+                        weight: rs.spec.weight,
+                        forward: rs.spec.forward,
+                        upper: rs.spec.upper,
+                        lower: rs.spec.lower,
+                        active_conns: st.map_or(0, |s| s.active_conns),
+                        inactive_conns: st.map_or(0, |s| s.inactive_conns),
+                        counters: st.map_or_else(Counters::default, |s| s.counters),
+                        neighbour: self.dp.neighbour(rs.spec.addr),
+                    }
+                })
+                .collect();
+            services.push(ListedService {
+                proto: key.proto,
+                vip: key.vip,
+                port: key.port,
+                scheduler: svc.spec.scheduler,
+                persistent: svc.spec.persistent,
+                netmask: svc.spec.netmask,
+                flags: svc.spec.flags.clone(),
+                counters: ss.map_or_else(Counters::default, |s| s.counters),
+                servers,
+            });
+        }
+        ListReply { services }
+    }
+}
+
+fn error_line(id: &Value, code: i64, message: &str) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string()
+}
+
+/// ipvsadm says "Service not defined" for real server commands on a missing service.
+fn server_refused(e: ModelError) -> RpcError {
+    match e {
+        ModelError::NoSuchService => RpcError::new(ERR_REFUSED, "Service not defined"),
+        other => RpcError::refused(other),
+    }
+}
+
+fn missing(name: &str) -> RpcError {
+    RpcError::params(format!("missing field '{name}'"))
+}
+
+/// Reject members not in `allowed`.
+fn fields(p: &Params, allowed: &[&str]) -> Result<(), RpcError> {
+    if let Some(k) = p.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(RpcError::params(if allowed.is_empty() {
+            format!("unknown field '{k}' (this method takes no parameters)")
+        } else {
+            format!(
+                "unknown field '{k}' (expected one of: {})",
+                allowed.join(", ")
+            )
+        }));
+    }
+    Ok(())
+}
+
+fn string<'a>(p: &'a Params, name: &str) -> Result<Option<&'a str>, RpcError> {
+    match p.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(RpcError::params(format!("{name}: expected a string"))),
+    }
+}
+
+fn uint(p: &Params, name: &str, min: u64, max: u64) -> Result<Option<u64>, RpcError> {
+    match p.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(v) if (min..=max).contains(&v) => Ok(Some(v)),
+            _ => Err(RpcError::params(format!(
+                "{name}: {n} is out of range {min}..={max}"
+            ))),
+        },
+        Some(_) => Err(RpcError::params(format!(
+            "{name}: expected an integer {min}..={max}"
+        ))),
+    }
+}
+
+fn ipv4(p: &Params, name: &str) -> Result<Option<Ipv4Addr>, RpcError> {
+    match string(p, name)? {
+        None => Ok(None),
+        Some(s) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| RpcError::params(format!("{name}: '{s}' is not an IPv4 address"))),
+    }
+}
+
+fn service_key(p: &Params) -> Result<ServiceKey, RpcError> {
+    let proto = match string(p, "proto")? {
+        None => return Err(missing("proto")),
+        Some(s) => match s {
+            "tcp" | "TCP" => Protocol::Tcp,
+            "udp" | "UDP" => Protocol::Udp,
+            _ => {
+                return Err(RpcError::params(format!(
+                    "proto: unknown protocol '{s}' (expected tcp or udp)"
+                )))
+            }
+        },
+    };
+    let vip = ipv4(p, "vip")?.ok_or_else(|| missing("vip"))?;
+    let port = uint(p, "port", 0, 65535)?.ok_or_else(|| missing("port"))? as u16;
+    Ok(ServiceKey { proto, vip, port })
+}
+
+fn nested_key(p: &Params) -> Result<ServiceKey, RpcError> {
+    optional_nested_key(p)?.ok_or_else(|| missing("service"))
+}
+
+fn optional_nested_key(p: &Params) -> Result<Option<ServiceKey>, RpcError> {
+    match p.get("service") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(o)) => {
+            fields(o, &["proto", "vip", "port"])
+                .map_err(|e| RpcError::params(format!("service: {}", e.message)))?;
+            service_key(o)
+                .map(Some)
+                .map_err(|e| RpcError::params(format!("service: {}", e.message)))
+        }
+        Some(_) => Err(RpcError::params(
+            "service: expected an object {proto, vip, port}",
+        )),
+    }
+}
+
+fn service_spec(p: &Params) -> Result<ServiceSpec, RpcError> {
+    fields(
+        p,
+        &[
+            "proto",
+            "vip",
+            "port",
+            "scheduler",
+            "persistent",
+            "netmask",
+            "flags",
+        ],
+    )?;
+    let key = service_key(p)?;
+    let sched = string(p, "scheduler")?.unwrap_or(crate::adm::DEFAULT_SCHEDULER);
+    let scheduler: SchedulerKind = sched
+        .parse()
+        .map_err(|e: ModelError| RpcError::params(format!("scheduler: {e}")))?;
+    let persistent =
+        uint(p, "persistent", 1, u64::from(crate::adm::MAX_TIMEOUT))?.map(|v| v as u32);
+    let netmask = ipv4(p, "netmask")?.unwrap_or(Ipv4Addr::BROADCAST);
+    let flags = match p.get("flags") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s.clone()),
+                _ => Err(RpcError::params("flags: expected an array of strings")),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(RpcError::params("flags: expected an array of strings")),
+    };
+    Ok(ServiceSpec {
+        key,
+        scheduler,
+        persistent,
+        netmask,
+        flags,
+    })
+}
+
+fn server_spec(p: &Params) -> Result<ServerSpec, RpcError> {
+    let addr = ipv4(p, "addr")?.ok_or_else(|| missing("addr"))?;
+    let port = uint(p, "port", 0, 65535)?.unwrap_or(0) as u16;
+    let weight = uint(p, "weight", 0, u64::from(MAX_WEIGHT))?.unwrap_or(1) as u32;
+    let forward = match string(p, "forward")? {
+        None | Some("dr") => Forward::Dr,
+        Some("tunnel") => Forward::Tunnel,
+        Some("masq") => Forward::Masq,
+        Some(s) => {
+            return Err(RpcError::params(format!(
+                "forward: unknown method '{s}' (expected dr, tunnel or masq)"
+            )))
+        }
+    };
+    let upper = uint(p, "upper", 0, u64::from(u32::MAX))?.unwrap_or(0) as u32;
+    let lower = uint(p, "lower", 0, u64::from(u32::MAX))?.unwrap_or(0) as u32;
+    Ok(ServerSpec {
+        addr,
+        port,
+        weight,
+        forward,
+        upper,
+        lower,
+    })
+}
+
+/// Remove a socket file left by a daemon that is gone; refuse if one still answers or the path
+/// is something else than a socket.
+fn remove_stale(path: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+        Ok(md) if md.file_type().is_socket() => {
+            if UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("another daemon is listening on {}", path.display()),
+                ));
+            }
+            std::fs::remove_file(path)
+        }
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket", path.display()),
+        )),
+    }
+}
+
+/// Bind the control socket and serve it on its own thread until `stop` is set.
+///
+/// The parent directory is created, a stale socket file removed, the socket made 0600. Each
+/// client gets a thread (at most [`MAX_CLIENTS`] at once); the socket file is removed on stop.
+pub fn serve(
+    path: &Path,
+    control: Arc<Control>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<std::thread::JoinHandle<()>> {
+    if let Some(parent) = path.parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent)?;
+        }
+    }
+    remove_stale(path)?;
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    listener.set_nonblocking(true)?;
+    let path: PathBuf = path.to_path_buf();
+    std::thread::Builder::new()
+        .name("rvs-control".into())
+        .spawn(move || accept_loop(listener, path, control, stop))
+}
+
+fn accept_loop(
+    listener: UnixListener,
+    path: PathBuf,
+    control: Arc<Control>,
+    stop: Arc<AtomicBool>,
+) {
+    let active = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((mut stream, _)) => {
+                if active.load(Ordering::Relaxed) >= MAX_CLIENTS {
+                    let _ = stream.set_nonblocking(false);
+                    let _ = writeln!(
+                        stream,
+                        "{}",
+                        error_line(&Value::Null, ERR_INTERNAL, "too many control clients")
+                    );
+                    continue;
+                }
+                active.fetch_add(1, Ordering::Relaxed);
+                let (c, s, a) = (control.clone(), stop.clone(), active.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("rvs-control-client".into())
+                    .spawn(move || {
+                        serve_client(stream, &c, &s);
+                        a.fetch_sub(1, Ordering::Relaxed);
+                    });
+                match spawned {
+                    Ok(h) => clients.push(h),
+                    Err(e) => {
+                        active.fetch_sub(1, Ordering::Relaxed);
+                        tracing::warn!("control: cannot spawn client thread: {e}");
+                    }
+                }
+                clients.retain(|h: &std::thread::JoinHandle<()>| !h.is_finished());
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => {
+                tracing::warn!("control: accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    for h in clients {
+        let _ = h.join();
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+fn serve_client(stream: UnixStream, control: &Control, stop: &AtomicBool) {
+    if stream.set_nonblocking(false).is_err()
+        || stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .is_err()
+        || stream
+            .set_write_timeout(Some(Duration::from_secs(5)))
+            .is_err()
+    {
+        return;
+    }
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let room = (MAX_LINE + 1).saturating_sub(buf.len()) as u64;
+        let res = (&mut reader).take(room).read_until(b'\n', &mut buf);
+        let eof = match res {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            Err(_) => return,
+        };
+        let complete = buf.last() == Some(&b'\n');
+        if !complete && buf.len() > MAX_LINE {
+            let _ = writeln!(
+                writer,
+                "{}",
+                error_line(
+                    &Value::Null,
+                    ERR_INVALID_REQUEST,
+                    &format!("request line longer than {MAX_LINE} bytes")
+                )
+            );
+            return;
+        }
+        if !complete && !eof {
+            continue;
+        }
+        if !buf.iter().all(u8::is_ascii_whitespace) {
+            let reply = match std::str::from_utf8(&buf) {
+                Ok(s) => control.handle_line(s.trim_end_matches(['\n', '\r'])),
+                Err(_) => error_line(&Value::Null, ERR_PARSE, "request is not valid UTF-8"),
+            };
+            if writeln!(writer, "{reply}")
+                .and_then(|_| writer.flush())
+                .is_err()
+            {
+                return;
+            }
+        }
+        buf.clear();
+        if eof {
+            return;
+        }
+    }
+}
+
+/// A fake dataplane for tests (here and in `adm`): records publishes, can be told to fail.
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::api::*;
+    use crate::model::{Model, ServiceKey};
+    use std::net::Ipv4Addr;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    pub struct FakeDataplane {
+        pub publishes: Mutex<Vec<Model>>,
+        pub fail: AtomicBool,
+        pub zeroed: Mutex<Vec<Vec<ServiceKey>>>,
+        /// Packets per service/server reported by `stats` (grows by 1000 per call).
+        pub calls: Mutex<u64>,
+    }
+
+    impl FakeDataplane {
+        pub fn publish_count(&self) -> usize {
+            self.publishes.lock().unwrap().len()
+        }
+        pub fn set_fail(&self, f: bool) {
+            self.fail.store(f, Ordering::SeqCst);
+        }
+    }
+
+    impl Dataplane for FakeDataplane {
+        fn publish(&self, model: &Model) -> Result<(), PublishError> {
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(PublishError::NeighbourTableFull(4));
+            }
+            self.publishes.lock().unwrap().push(model.clone());
+            Ok(())
+        }
+        fn stats(&self, model: &Model) -> StatsReport {
+            let mut calls = self.calls.lock().unwrap();
+            *calls += 1;
+            let k = *calls;
+            let mut r = StatsReport::default();
+            for s in model.services() {
+                let servers: Vec<ServerStats> = s
+                    .servers
+                    .iter()
+                    .map(|rs| ServerStats {
+                        addr: rs.spec.addr,
+                        port: rs.spec.port,
+                        counters: Counters {
+                            conns: 10 * k,
+                            packets: 1000 * k,
+                            bytes: 150_000_000 * k,
+                        },
+                        active_conns: 2,
+                        inactive_conns: 3,
+                    })
+                    .collect();
+                let mut total = Counters::default();
+                for x in &servers {
+                    total.add(&x.counters);
+                }
+                r.services.push(ServiceStats {
+                    key: s.spec.key,
+                    counters: total,
+                    servers,
+                });
+            }
+            r
+        }
+        fn neighbour(&self, addr: Ipv4Addr) -> NeighState {
+            if addr.octets()[3] == 11 {
+                NeighState::Static {
+                    mac: MacAddr([2, 0, 0, 0, 0, 0x11]),
+                }
+            } else {
+                NeighState::Incomplete
+            }
+        }
+        fn zero(&self, model: &Model) {
+            self.zeroed
+                .lock()
+                .unwrap()
+                .push(model.services().iter().map(|s| s.spec.key).collect());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::FakeDataplane;
+    use super::*;
+    use proptest::prelude::*;
+
+    fn setup() -> (Control, Arc<FakeDataplane>) {
+        let dp = Arc::new(FakeDataplane::default());
+        (Control::new(Model::new(8, 8), dp.clone()), dp)
+    }
+
+    fn call(c: &Control, method: &str, params: Value) -> Value {
+        let line =
+            json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}).to_string();
+        let resp = c.handle_line(&line);
+        assert!(!resp.contains('\n'));
+        let v: Value = serde_json::from_str(&resp).unwrap();
+        assert_eq!(v["jsonrpc"], "2.0");
+        assert_eq!(v["id"], 7);
+        v
+    }
+
+    fn ok(c: &Control, method: &str, params: Value) -> Value {
+        let v = call(c, method, params);
+        assert!(v.get("error").is_none(), "{method}: {v}");
+        v["result"].clone()
+    }
+
+    fn err(c: &Control, method: &str, params: Value) -> (i64, String) {
+        let v = call(c, method, params);
+        assert!(v.get("result").is_none(), "{method}: {v}");
+        (
+            v["error"]["code"].as_i64().unwrap(),
+            v["error"]["message"].as_str().unwrap().to_string(),
+        )
+    }
+
+    fn svc() -> Value {
+        json!({"proto": "tcp", "vip": "198.18.0.100", "port": 80})
+    }
+
+    fn lab(c: &Control) {
+        ok(
+            c,
+            "service.add",
+            json!({"proto": "tcp", "vip": "198.18.0.100", "port": 80, "scheduler": "rr"}),
+        );
+        ok(
+            c,
+            "server.add",
+            json!({"service": svc(), "addr": "198.18.0.11", "port": 80, "weight": 1, "forward": "dr"}),
+        );
+        ok(
+            c,
+            "server.add",
+            json!({"service": svc(), "addr": "198.18.0.12"}),
+        );
+    }
+
+    #[test]
+    fn version_reports_crate_and_commit() {
+        let (c, _) = setup();
+        let v = ok(&c, "version", json!({}));
+        assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(v["commit"], env!("RVS_GIT_COMMIT"));
+        assert_eq!(err(&c, "version", json!({"x": 1})).0, ERR_PARAMS);
+    }
+
+    #[test]
+    fn services_and_servers_add_edit_delete_publish_each_time() {
+        let (c, dp) = setup();
+        lab(&c);
+        assert_eq!(dp.publish_count(), 3);
+        let m = c.model();
+        assert_eq!(m.services()[0].servers.len(), 2);
+        assert_eq!(m.services()[0].servers[1].spec.port, 80);
+        assert_eq!(m.services()[0].servers[1].spec.weight, 1);
+
+        assert_eq!(
+            err(
+                &c,
+                "service.add",
+                json!({"proto": "tcp", "vip": "198.18.0.100", "port": 80, "scheduler": "rr"})
+            ),
+            (ERR_REFUSED, "Service already exists".to_string())
+        );
+        assert_eq!(
+            err(
+                &c,
+                "server.add",
+                json!({"service": svc(), "addr": "198.18.0.11"})
+            ),
+            (ERR_REFUSED, "Destination already exists".to_string())
+        );
+        assert_eq!(dp.publish_count(), 3);
+
+        ok(
+            &c,
+            "service.edit",
+            json!({"proto": "tcp", "vip": "198.18.0.100", "port": 80, "scheduler": "wrr", "persistent": 300, "netmask": "255.255.255.0"}),
+        );
+        let m = c.model();
+        assert_eq!(m.services()[0].spec.scheduler, SchedulerKind::Wrr);
+        assert_eq!(m.services()[0].spec.persistent, Some(300));
+        ok(
+            &c,
+            "server.edit",
+            json!({"service": svc(), "addr": "198.18.0.12", "weight": 5}),
+        );
+        assert_eq!(c.model().services()[0].servers[1].spec.weight, 5);
+        assert_eq!(
+            err(
+                &c,
+                "server.edit",
+                json!({"service": svc(), "addr": "198.18.0.13"})
+            ),
+            (ERR_REFUSED, "No such destination".to_string())
+        );
+        ok(
+            &c,
+            "server.delete",
+            json!({"service": svc(), "addr": "198.18.0.12"}),
+        );
+        assert_eq!(c.model().services()[0].servers.len(), 1);
+        assert_eq!(
+            err(
+                &c,
+                "server.delete",
+                json!({"service": {"proto": "udp", "vip": "198.18.0.100", "port": 80}, "addr": "198.18.0.12"})
+            ),
+            (ERR_REFUSED, "Service not defined".to_string())
+        );
+        ok(&c, "service.delete", svc());
+        assert_eq!(
+            err(&c, "service.delete", svc()),
+            (ERR_REFUSED, "No such service".to_string())
+        );
+        lab(&c);
+        ok(&c, "clear", json!({}));
+        assert!(c.model().services().is_empty());
+        assert!(dp
+            .publishes
+            .lock()
+            .unwrap()
+            .last()
+            .unwrap()
+            .services()
+            .is_empty());
+    }
+
+    #[test]
+    fn default_scheduler_is_wlc_and_unsupported_things_say_so() {
+        let (c, _) = setup();
+        let (code, msg) = err(&c, "service.add", svc());
+        assert_eq!(code, ERR_REFUSED);
+        assert!(
+            msg.contains("wlc") && msg.contains("not supported"),
+            "{msg}"
+        );
+        ok(
+            &c,
+            "service.add",
+            json!({"proto": "tcp", "vip": "198.18.0.100", "port": 80, "scheduler": "rr"}),
+        );
+        let (code, msg) = err(
+            &c,
+            "server.add",
+            json!({"service": svc(), "addr": "198.18.0.11", "forward": "tunnel"}),
+        );
+        assert_eq!(code, ERR_REFUSED);
+        assert!(msg.contains("not supported yet"), "{msg}");
+        let (code, msg) = err(
+            &c,
+            "timeouts.set",
+            json!({"tcp": 1, "tcp_fin": 2, "udp": 3}),
+        );
+        assert_eq!(code, ERR_REFUSED);
+        assert!(msg.contains("not supported yet"), "{msg}");
+    }
+
+    #[test]
+    fn bad_params_are_rejected_with_clear_messages() {
+        let (c, dp) = setup();
+        let cases = [
+            (
+                "service.add",
+                json!({"proto": "tcp", "vip": "198.18.0.100", "port": 80, "sched": "rr"}),
+                "unknown field 'sched'",
+            ),
+            (
+                "service.add",
+                json!({"proto": "tcp", "vip": "198.18.0.100", "port": 70000}),
+                "port: 70000 is out of range",
+            ),
+            (
+                "service.add",
+                json!({"proto": "tcp", "vip": "198.18.0.100", "port": -1}),
+                "port",
+            ),
+            (
+                "service.add",
+                json!({"proto": "tcp", "vip": "198.18.0.100", "port": "80"}),
+                "port: expected an integer",
+            ),
+            (
+                "service.add",
+                json!({"proto": "sctp", "vip": "198.18.0.100", "port": 80}),
+                "unknown protocol 'sctp'",
+            ),
+            (
+                "service.add",
+                json!({"proto": "tcp", "port": 80}),
+                "missing field 'vip'",
+            ),
+            (
+                "service.add",
+                json!({"proto": "tcp", "vip": "198.18.0.300", "port": 80}),
+                "vip: '198.18.0.300' is not an IPv4 address",
+            ),
+            (
+                "service.add",
+                json!({"proto": "tcp", "vip": "198.18.0.100", "port": 80, "scheduler": "xx"}),
+                "Scheduler not found: xx",
+            ),
+            (
+                "service.add",
+                json!({"proto": "tcp", "vip": "198.18.0.100", "port": 80, "scheduler": "rr", "persistent": 0}),
+                "persistent",
+            ),
+            (
+                "service.add",
+                json!({"proto": "tcp", "vip": "198.18.0.100", "port": 80, "scheduler": "rr", "flags": "x"}),
+                "flags",
+            ),
+            (
+                "server.add",
+                json!({"service": svc(), "addr": "198.18.0.11", "weight": 65536}),
+                "weight: 65536 is out of range",
+            ),
+            (
+                "server.add",
+                json!({"service": svc(), "addr": "198.18.0.11", "forward": "nat"}),
+                "unknown method 'nat'",
+            ),
+            (
+                "server.add",
+                json!({"addr": "198.18.0.11"}),
+                "missing field 'service'",
+            ),
+            (
+                "server.add",
+                json!({"service": "tcp 1.2.3.4:80", "addr": "198.18.0.11"}),
+                "service: expected an object",
+            ),
+            (
+                "server.add",
+                json!({"service": {"proto": "tcp", "vip": "198.18.0.100", "port": 80, "x": 1}, "addr": "198.18.0.11"}),
+                "service: unknown field 'x'",
+            ),
+            (
+                "server.delete",
+                json!({"service": svc()}),
+                "missing field 'addr'",
+            ),
+            (
+                "neighbour.set",
+                json!({"addr": "198.18.0.11", "mac": "zz"}),
+                "mac: invalid MAC",
+            ),
+            (
+                "neighbour.set",
+                json!({"addr": "224.0.0.1", "mac": "02:00:00:00:00:01"}),
+                "not a unicast",
+            ),
+            ("rules.save", json!({"sort": 1}), "sort: expected a boolean"),
+            ("rules.restore", json!({}), "missing field 'text'"),
+            ("clear", json!({"all": true}), "takes no parameters"),
+        ];
+        for (method, params, want) in cases {
+            let (code, msg) = err(&c, method, params.clone());
+            assert_eq!(code, ERR_PARAMS, "{method} {params}: {msg}");
+            assert!(msg.contains(want), "{method} {params}: {msg} (want {want})");
+        }
+        assert_eq!(dp.publish_count(), 0);
+    }
+
+    #[test]
+    fn failed_publish_rolls_back() {
+        let (c, dp) = setup();
+        lab(&c);
+        let before = rules::emit(&c.model(), false);
+        dp.set_fail(true);
+        let (code, msg) = err(
+            &c,
+            "server.add",
+            json!({"service": svc(), "addr": "198.18.0.13"}),
+        );
+        assert_eq!(code, ERR_PUBLISH);
+        assert!(msg.contains("neighbour table is full"), "{msg}");
+        assert_eq!(err(&c, "clear", json!({})).0, ERR_PUBLISH);
+        assert_eq!(
+            err(&c, "rules.restore", json!({"text": "-C\n"})).0,
+            ERR_PUBLISH
+        );
+        assert_eq!(rules::emit(&c.model(), false), before);
+        assert_eq!(dp.publish_count(), 3);
+        dp.set_fail(false);
+        ok(
+            &c,
+            "server.add",
+            json!({"service": svc(), "addr": "198.18.0.13"}),
+        );
+        assert_eq!(c.model().services()[0].servers.len(), 3);
+    }
+
+    #[test]
+    fn list_merges_stats_and_neighbours() {
+        let (c, _) = setup();
+        lab(&c);
+        let v = ok(&c, "list", json!({}));
+        let reply: ListReply = serde_json::from_value(v).unwrap();
+        assert_eq!(reply.services.len(), 1);
+        let s = &reply.services[0];
+        assert_eq!(s.scheduler, SchedulerKind::Rr);
+        assert_eq!(s.counters.conns, 20);
+        assert_eq!(s.servers[0].active_conns, 2);
+        assert_eq!(s.servers[0].inactive_conns, 3);
+        assert_eq!(s.servers[0].forward, Forward::Dr);
+        assert!(matches!(s.servers[0].neighbour, NeighState::Static { .. }));
+        assert_eq!(s.servers[1].neighbour, NeighState::Incomplete);
+        let v = ok(&c, "list", json!({"service": svc()}));
+        assert_eq!(v["services"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            err(
+                &c,
+                "list",
+                json!({"service": {"proto": "udp", "vip": "198.18.0.100", "port": 80}})
+            ),
+            (ERR_REFUSED, "No such service".to_string())
+        );
+    }
+
+    #[test]
+    fn stats_zero_neighbours_timeouts() {
+        let dp = Arc::new(FakeDataplane::default());
+        let c = Control::new(Model::new(8, 8), dp.clone()).with_timeouts(Timeouts {
+            tcp: 1,
+            tcp_fin: 2,
+            udp: 3,
+        });
+        lab(&c);
+        ok(
+            &c,
+            "service.add",
+            json!({"proto": "udp", "vip": "198.18.0.100", "port": 53, "scheduler": "rr"}),
+        );
+        let v = ok(&c, "stats", json!({}));
+        assert_eq!(v["services"].as_array().unwrap().len(), 2);
+        assert!(v.get("port").is_some() && v.get("drops").is_some());
+        ok(&c, "zero", json!({}));
+        ok(&c, "zero", json!({"service": svc()}));
+        assert_eq!(
+            err(
+                &c,
+                "zero",
+                json!({"service": {"proto": "udp", "vip": "198.18.0.1", "port": 1}})
+            )
+            .0,
+            ERR_REFUSED
+        );
+        let z = dp.zeroed.lock().unwrap().clone();
+        assert_eq!(z.len(), 2);
+        assert_eq!(z[0].len(), 2);
+        assert_eq!(z[1].len(), 1);
+        ok(
+            &c,
+            "neighbour.set",
+            json!({"addr": "198.18.0.12", "mac": "02:00:00:00:00:12"}),
+        );
+        assert_eq!(c.model().statics.len(), 1);
+        assert_eq!(
+            err(
+                &c,
+                "neighbour.set",
+                json!({"addr": "198.18.0.12", "mac": "01:00:00:00:00:12"})
+            )
+            .0,
+            ERR_REFUSED
+        );
+        assert_eq!(
+            ok(&c, "timeouts", json!({})),
+            json!({"tcp": 1, "tcp_fin": 2, "udp": 3})
+        );
+    }
+
+    #[test]
+    fn rules_save_and_restore_all_or_nothing() {
+        let (c, dp) = setup();
+        let text = "-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r 198.18.0.11:80 -g -w 1\n";
+        assert_eq!(ok(&c, "rules.restore", json!({"text": text}))["applied"], 2);
+        assert_eq!(ok(&c, "rules.save", json!({}))["text"], text);
+        assert_eq!(dp.publish_count(), 1);
+        let (code, msg) = err(
+            &c,
+            "rules.restore",
+            json!({"text": "-A -t 198.18.0.101:80 -s rr\n-a -t 198.18.0.101:80 -r bad\n"}),
+        );
+        assert_eq!(code, ERR_PARAMS);
+        assert!(msg.starts_with("line 2:"), "{msg}");
+        let (code, msg) = err(
+            &c,
+            "rules.restore",
+            json!({"text": "-A -t 198.18.0.101:80 -s rr\n-A -t 198.18.0.100:80 -s rr\n"}),
+        );
+        assert_eq!(code, ERR_REFUSED);
+        assert_eq!(msg, "line 2: Service already exists");
+        assert_eq!(ok(&c, "rules.save", json!({"sort": true}))["text"], text);
+        assert_eq!(dp.publish_count(), 1);
+        assert_eq!(c.apply_rules("-C\n"), Ok(1));
+        assert!(c.model().services().is_empty());
+        assert!(c.apply_rules("-X\n").unwrap_err().starts_with("line 1:"));
+    }
+
+    #[test]
+    fn protocol_errors() {
+        let (c, _) = setup();
+        let code = |line: &str| -> (i64, Value) {
+            let v: Value = serde_json::from_str(&c.handle_line(line)).unwrap();
+            (v["error"]["code"].as_i64().unwrap_or(0), v["id"].clone())
+        };
+        assert_eq!(code("{"), (ERR_PARSE, Value::Null));
+        assert_eq!(code(""), (ERR_PARSE, Value::Null));
+        assert_eq!(code("[1,2]").0, ERR_INVALID_REQUEST);
+        assert_eq!(code("42").0, ERR_INVALID_REQUEST);
+        assert_eq!(
+            code(r#"{"method":"version","id":1}"#),
+            (ERR_INVALID_REQUEST, json!(1))
+        );
+        assert_eq!(
+            code(r#"{"jsonrpc":"1.0","method":"version","id":1}"#).0,
+            ERR_INVALID_REQUEST
+        );
+        assert_eq!(
+            code(r#"{"jsonrpc":"2.0","method":"version","id":{}}"#).0,
+            ERR_INVALID_REQUEST
+        );
+        assert_eq!(
+            code(r#"{"jsonrpc":"2.0","method":5,"id":1}"#).0,
+            ERR_INVALID_REQUEST
+        );
+        assert_eq!(
+            code(r#"{"jsonrpc":"2.0","method":"version","id":1,"x":2}"#).0,
+            ERR_INVALID_REQUEST
+        );
+        assert_eq!(
+            code(r#"{"jsonrpc":"2.0","method":"nope","id":"a"}"#),
+            (ERR_METHOD, json!("a"))
+        );
+        assert_eq!(
+            code(r#"{"jsonrpc":"2.0","method":"version","params":[],"id":1}"#).0,
+            ERR_PARAMS
+        );
+        // A request without id still gets its one line.
+        let v: Value =
+            serde_json::from_str(&c.handle_line(r#"{"jsonrpc":"2.0","method":"version"}"#))
+                .unwrap();
+        assert_eq!(v["id"], Value::Null);
+        assert!(v.get("result").is_some());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_lines_get_one_line_of_json(line in ".{0,200}") {
+            let (c, _) = setup();
+            let r = c.handle_line(&line);
+            prop_assert!(!r.contains('\n'));
+            let v: Value = serde_json::from_str(&r).unwrap();
+            prop_assert_eq!(&v["jsonrpc"], "2.0");
+            prop_assert!(v.get("error").is_some() || v.get("result").is_some());
+        }
+
+        #[test]
+        fn arbitrary_params_never_panic(method in prop::sample::select(vec![
+            "service.add", "service.edit", "service.delete", "server.add", "server.edit",
+            "server.delete", "list", "zero", "neighbour.set", "rules.restore", "rules.save"]),
+            port in prop::num::i64::ANY, w in prop::num::i64::ANY, s in "[a-z0-9.: -]{0,20}") {
+            let (c, _) = setup();
+            let p = json!({"proto": s, "vip": s, "port": port, "service": {"proto": "tcp", "vip": s, "port": port},
+                           "addr": s, "weight": w, "text": s, "mac": s});
+            let line = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": p}).to_string();
+            let v: Value = serde_json::from_str(&c.handle_line(&line)).unwrap();
+            prop_assert!(v.get("error").is_some() || v.get("result").is_some());
+        }
+    }
+
+    #[test]
+    fn socket_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/control.sock");
+        // A stale socket file from a dead daemon is replaced.
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        drop(UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let (c, _) = setup();
+        let stop = Arc::new(AtomicBool::new(false));
+        let h = serve(&path, Arc::new(c), stop.clone()).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // A second daemon on the same path is refused.
+        let (c2, _) = setup();
+        assert!(serve(&path, Arc::new(c2), Arc::new(AtomicBool::new(false))).is_err());
+
+        let mut s = UnixStream::connect(&path).unwrap();
+        s.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"version\"}\n\n{bad\n")
+            .unwrap();
+        s.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"service.add\",\"params\":{\"proto\":\"tcp\",\"vip\":\"198.18.0.100\",\"port\":80,\"scheduler\":\"rr\"}}\r\n").unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut lines = Vec::new();
+        for _ in 0..3 {
+            let mut l = String::new();
+            r.read_line(&mut l).unwrap();
+            lines.push(serde_json::from_str::<Value>(&l).unwrap());
+        }
+        assert_eq!(lines[0]["id"], 1);
+        assert_eq!(lines[0]["result"]["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(lines[1]["error"]["code"], ERR_PARSE);
+        assert_eq!(lines[2]["id"], 2);
+        assert!(lines[2].get("result").is_some(), "{}", lines[2]);
+        // Invalid UTF-8 gets a parse error, not a dropped connection.
+        s.write_all(b"\xff\xfe\n").unwrap();
+        let mut l = String::new();
+        r.read_line(&mut l).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&l).unwrap()["error"]["code"],
+            ERR_PARSE
+        );
+        drop(s);
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn serve_refuses_non_socket_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("file");
+        std::fs::write(&path, b"x").unwrap();
+        let (c, _) = setup();
+        assert!(serve(&path, Arc::new(c), Arc::new(AtomicBool::new(false))).is_err());
+        assert!(path.exists());
+    }
+}
