@@ -1492,3 +1492,631 @@ fn run_inner(
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Counters, MacAddr, NeighState};
+    use crate::control::{serve, Control, ListedServer};
+    use crate::model::Model;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    fn p(line: &str) -> Result<Command, AdmError> {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        parse_args(&args, Names::NumericHosts)
+    }
+
+    fn key(proto: Protocol, port: u16) -> ServiceKey {
+        ServiceKey {
+            proto,
+            vip: Ipv4Addr::new(198, 18, 0, 100),
+            port,
+        }
+    }
+
+    fn rs(last: u8, port: u16, weight: u32) -> ServerSpec {
+        ServerSpec {
+            addr: Ipv4Addr::new(198, 18, 0, last),
+            port,
+            weight,
+            forward: Forward::Dr,
+            upper: 0,
+            lower: 0,
+        }
+    }
+
+    #[test]
+    fn service_commands() {
+        let Command::AddService(s) = p("-A -t 198.18.0.100:80 -s rr").unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.key, key(Protocol::Tcp, 80));
+        assert_eq!(s.scheduler, SchedulerKind::Rr);
+        assert_eq!(s.persistent, None);
+        // ipvsadm's defaults: wlc, /32 mask.
+        let Command::AddService(s) = p("--add-service --udp-service=198.18.0.100:53").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(s.scheduler, SchedulerKind::Wlc);
+        assert_eq!(s.key.proto, Protocol::Udp);
+        assert_eq!(s.netmask, Ipv4Addr::BROADCAST);
+        // -p without a value is 300; with a value, that value; -p followed by an option.
+        let Command::EditService(s) = p("-E -t 198.18.0.100:0 -s wrr -p").unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.persistent, Some(300));
+        let Command::AddService(s) =
+            p("-A -t 198.18.0.100:443 -p 600 -M 255.255.255.0 -s rr -b sh-port,sh-fallback")
+                .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(s.persistent, Some(600));
+        assert_eq!(s.netmask, Ipv4Addr::new(255, 255, 255, 0));
+        assert_eq!(s.flags, vec!["sh-port", "sh-fallback"]);
+        let Command::AddService(s) = p("-A -t 198.18.0.100:443 -p -s rr").unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.persistent, Some(300));
+        let Command::AddService(s) = p("-At198.18.0.100:80 -srr -p60").unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (s.key.port, s.scheduler, s.persistent),
+            (80, SchedulerKind::Rr, Some(60))
+        );
+        assert_eq!(
+            p("-D -t 198.18.0.100:80").unwrap(),
+            Command::DeleteService(key(Protocol::Tcp, 80))
+        );
+        // Port names come from /etc/services when it has them.
+        if service_port("http", Protocol::Tcp) == Some(80) {
+            assert_eq!(
+                p("-D -t 198.18.0.100:http").unwrap(),
+                Command::DeleteService(key(Protocol::Tcp, 80))
+            );
+        }
+    }
+
+    #[test]
+    fn server_commands() {
+        assert_eq!(
+            p("-a -t 198.18.0.100:80 -r 198.18.0.11:80 -g -w 1").unwrap(),
+            Command::AddServer(key(Protocol::Tcp, 80), rs(11, 80, 1))
+        );
+        // No port: the service port; no -w: weight 1; no method: -g.
+        assert_eq!(
+            p("-a -t 198.18.0.100:80 -r 198.18.0.12").unwrap(),
+            Command::AddServer(key(Protocol::Tcp, 80), rs(12, 80, 1))
+        );
+        // Direct routing forces the service port, as ipvsadm does.
+        assert_eq!(
+            p("-a -t 198.18.0.100:80 -r 198.18.0.12:8080 -w 0").unwrap(),
+            Command::AddServer(key(Protocol::Tcp, 80), rs(12, 80, 0))
+        );
+        let Command::AddServer(_, s) = p("-a -t 198.18.0.100:80 -r 198.18.0.12:8080 -m").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((s.forward, s.port), (Forward::Masq, 8080));
+        let Command::EditServer(_, s) =
+            p("-e -t 198.18.0.100:80 -r 198.18.0.12 -i -w 3 -x 100 -y 10").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (s.forward, s.weight, s.upper, s.lower),
+            (Forward::Tunnel, 3, 100, 10)
+        );
+        assert_eq!(
+            p("-d -t 198.18.0.100:80 -r 198.18.0.12").unwrap(),
+            Command::DeleteServer(key(Protocol::Tcp, 80), Ipv4Addr::new(198, 18, 0, 12), 80)
+        );
+        assert_eq!(
+            p("--delete-server --tcp-service 198.18.0.100:80 --real-server 198.18.0.12:80")
+                .unwrap(),
+            Command::DeleteServer(key(Protocol::Tcp, 80), Ipv4Addr::new(198, 18, 0, 12), 80)
+        );
+    }
+
+    #[test]
+    fn list_and_other_commands() {
+        let list = |l: &str| match p(l).unwrap() {
+            Command::List { service, opts } => (service, opts),
+            other => panic!("{other:?}"),
+        };
+        let (s, o) = list("-L -n");
+        assert!(s.is_none() && o.numeric && !o.stats);
+        let (_, o) = list("-ln");
+        assert!(o.numeric);
+        let (_, o) = list("-Ln --stats --exact");
+        assert!(o.numeric && o.stats && o.exact);
+        let (_, o) = list("-lnc");
+        assert!(o.numeric && o.connections);
+        let (_, o) = list("-L --rate --nosort --sort");
+        assert!(o.rate && o.nosort);
+        let (_, o) = list("-L --timeout");
+        assert!(o.timeout);
+        let (_, o) = list("-L -n --thresholds --neighbours");
+        assert!(o.thresholds && o.neighbours);
+        let (s, _) = list("-L -n -t 198.18.0.100:80");
+        assert_eq!(s, Some(key(Protocol::Tcp, 80)));
+        assert_eq!(
+            parse_args::<&str>(&[], Names::NumericHosts).unwrap(),
+            Command::List {
+                service: None,
+                opts: ListOpts::default()
+            }
+        );
+        assert_eq!(p("-C").unwrap(), Command::Clear);
+        assert_eq!(p("--clear").unwrap(), Command::Clear);
+        assert_eq!(p("-Z").unwrap(), Command::Zero(None));
+        assert_eq!(
+            p("-Z -u 198.18.0.100:53").unwrap(),
+            Command::Zero(Some(key(Protocol::Udp, 53)))
+        );
+        assert_eq!(
+            p("-S -n").unwrap(),
+            Command::Save {
+                numeric: true,
+                nosort: false
+            }
+        );
+        assert_eq!(p("-R").unwrap(), Command::Restore);
+        assert_eq!(
+            p("--set 900 120 300").unwrap(),
+            Command::SetTimeouts(Timeouts {
+                tcp: 900,
+                tcp_fin: 120,
+                udp: 300
+            })
+        );
+        assert_eq!(p("-v").unwrap(), Command::Version);
+        assert_eq!(p("--version").unwrap(), Command::Version);
+        assert_eq!(p("-h").unwrap(), Command::Help);
+    }
+
+    #[test]
+    fn command_line_errors_follow_ipvsadm() {
+        let e = |l: &str| p(l).unwrap_err();
+        let cases = [
+            (
+                "-A -t 198.18.0.100:80 -w 1",
+                "Illegal 'weight' option with the 'add-service' command",
+            ),
+            (
+                "-a -t 198.18.0.100:80",
+                "You need to supply the 'real-server' option for the 'add-server' command",
+            ),
+            (
+                "-A -s rr",
+                "You need to supply the 'service-address' option for the 'add-service' command",
+            ),
+            ("-A -D -t 198.18.0.100:80", "multiple commands specified"),
+            (
+                "-A -t 198.18.0.100:80 -s rr -s wrr",
+                "multiple 'scheduler' options specified",
+            ),
+            (
+                "-L -c --timeout",
+                "The option 'timeout' conflicts with the 'connection' option in the 'list' command",
+            ),
+            ("-L -c --stats", "options conflicts in the list command"),
+            (
+                "-A -t 198.18.0.100:0 -s rr",
+                "Zero port specified for non-persistent service",
+            ),
+            (
+                "-A -t 198.18.0.300:80",
+                "illegal virtual server address[:port] specified",
+            ),
+            (
+                "-A -t 198.18.0.100:99999",
+                "illegal virtual server address[:port] specified",
+            ),
+            (
+                "-a -t 198.18.0.100:80 -r x.y",
+                "illegal real server address[:port] specified",
+            ),
+            (
+                "-a -t 198.18.0.100:80 -r 198.18.0.11 -w 65536",
+                "illegal weight specified",
+            ),
+            (
+                "-a -t 198.18.0.100:80 -r 198.18.0.11 -x -1",
+                "illegal u_threshold specified",
+            ),
+            (
+                "-a -t 198.18.0.100:80 -r 198.18.0.11 -y z",
+                "illegal l_threshold specified",
+            ),
+            (
+                "-A -t 198.18.0.100:80 -p 0",
+                "invalid timeout value `0' specified",
+            ),
+            (
+                "-A -t 198.18.0.100:80 -M 255.0.0.300",
+                "illegal virtual server persistent mask specified",
+            ),
+            ("--set 1 2", "--set option requires 3 timeout values"),
+            ("-L extra", "unexpected argument extra"),
+            ("-L --bogus", "unknown option `--bogus'"),
+            ("-Q", "unknown option `-Q'"),
+            ("-n", "no command specified"),
+            ("-A -t", "option `-t' requires a value"),
+            ("-A -f 1", "firewall-mark services (-f) are not supported"),
+            ("-A -t [::1]:80", "IPv6 addresses are not supported"),
+            (
+                "-A -t 198.18.0.100:53 --ops",
+                "one-packet scheduling (-o/--ops) is not supported yet",
+            ),
+            (
+                "--start-daemon master",
+                "connection synchronisation daemons are not supported",
+            ),
+            ("-L --daemon=1", "option `--daemon' does not take a value"),
+        ];
+        for (line, want) in cases {
+            let err = e(line);
+            assert!(
+                err.msg.starts_with(want),
+                "{line}: got {:?}, want {want}",
+                err.msg
+            );
+            assert_eq!(err.code, EXIT_USAGE, "{line}");
+        }
+        let err = e("-A -t 198.18.0.100:80 -s nosuch");
+        assert_eq!(err.msg, "Scheduler or persistence engine not found");
+        assert_eq!(err.code, EXIT_REFUSED);
+    }
+
+    #[test]
+    fn largenum_matches_ipvsadm() {
+        assert_eq!(largenum(0, false), "        0");
+        assert_eq!(largenum(99_999_999, false), " 99999999");
+        assert_eq!(largenum(100_000_000, false), "  100000K");
+        assert_eq!(largenum(1_500_000_000, false), "    1500M");
+        assert_eq!(largenum(150_000_000_000, false), "     150G");
+        assert_eq!(largenum(200_000_000_000_000, false), "     200T");
+        assert_eq!(largenum(5, true), "        5");
+        assert_eq!(largenum(1_234_567_890, true), " 1234567890");
+    }
+
+    fn reply() -> ListReply {
+        let server = |last: u8, w: u32, a: u64, i: u64, n: NeighState| ListedServer {
+            addr: Ipv4Addr::new(198, 18, 0, last),
+            port: 80,
+            weight: w,
+            forward: Forward::Dr,
+            upper: 0,
+            lower: 0,
+            active_conns: a,
+            inactive_conns: i,
+            counters: Counters {
+                conns: 12,
+                packets: 345,
+                bytes: 123_456_789,
+            },
+            neighbour: n,
+        };
+        ListReply {
+            services: vec![
+                ListedService {
+                    proto: Protocol::Udp,
+                    vip: Ipv4Addr::new(198, 18, 0, 100),
+                    port: 53,
+                    scheduler: SchedulerKind::Wrr,
+                    persistent: Some(300),
+                    netmask: Ipv4Addr::new(255, 255, 255, 0),
+                    flags: vec![],
+                    counters: Counters::default(),
+                    servers: vec![],
+                },
+                ListedService {
+                    proto: Protocol::Tcp,
+                    vip: Ipv4Addr::new(198, 18, 0, 100),
+                    port: 80,
+                    scheduler: SchedulerKind::Rr,
+                    persistent: None,
+                    netmask: Ipv4Addr::BROADCAST,
+                    flags: vec![],
+                    counters: Counters {
+                        conns: 24,
+                        packets: 690,
+                        bytes: 246_913_578,
+                    },
+                    servers: vec![
+                        server(12, 1, 0, 0, NeighState::Incomplete),
+                        server(
+                            11,
+                            1,
+                            2,
+                            3,
+                            NeighState::Static {
+                                mac: MacAddr([2, 0, 0, 0, 0, 0x11]),
+                            },
+                        ),
+                    ],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn list_layout_matches_ipvsadm() {
+        let opts = ListOpts {
+            numeric: true,
+            ..Default::default()
+        };
+        let want = "\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  198.18.0.100:80 rr
+  -> 198.18.0.11:80               Route   1      2          3         
+  -> 198.18.0.12:80               Route   1      0          0         
+UDP  198.18.0.100:53 wrr persistent 300 mask 255.255.255.0
+";
+        assert_eq!(format_list(&reply(), &opts, true), want);
+        // --nosort keeps the daemon's order; one service: no banner.
+        let nosort = ListOpts {
+            nosort: true,
+            ..opts
+        };
+        let out = format_list(&reply(), &nosort, false);
+        assert!(out.starts_with("Prot LocalAddress:Port Scheduler Flags\n"));
+        assert!(out.find("UDP").unwrap() < out.find("TCP").unwrap());
+        assert!(out.find(".12:80").unwrap() < out.find(".11:80").unwrap());
+    }
+
+    #[test]
+    fn stats_layout_matches_ipvsadm() {
+        let opts = ListOpts {
+            numeric: true,
+            stats: true,
+            ..Default::default()
+        };
+        let want = "\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes
+  -> RemoteAddress:Port
+TCP  198.18.0.100:80                    24      690        0  246913K        0
+  -> 198.18.0.11:80                     12      345        0  123456K        0
+  -> 198.18.0.12:80                     12      345        0  123456K        0
+UDP  198.18.0.100:53                     0        0        0        0        0
+";
+        assert_eq!(format_list(&reply(), &opts, true), want);
+        let exact = ListOpts {
+            exact: true,
+            ..opts
+        };
+        let out = format_list(&reply(), &exact, true);
+        assert!(
+            out.contains(
+                "TCP  198.18.0.100:80                    24      690        0 246913578        0\n"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn rate_thresholds_neighbours_timeouts_layouts() {
+        let mut before = reply();
+        for s in &mut before.services {
+            s.counters = Counters::default();
+            for r in &mut s.servers {
+                r.counters = Counters::default();
+            }
+        }
+        let r = rates(&before, &reply(), 2.0);
+        let opts = ListOpts {
+            numeric: true,
+            rate: true,
+            ..Default::default()
+        };
+        let out = format_list(&r, &opts, false);
+        assert!(out.starts_with("Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS\n  -> RemoteAddress:Port\n"), "{out}");
+        assert!(
+            out.contains(
+                "TCP  198.18.0.100:80                    12      345        0  123456K        0\n"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "  -> 198.18.0.11:80                      6      172        0 61728394        0\n"
+            ) || out.contains(
+                "  -> 198.18.0.11:80                      6      173        0 61728395        0\n"
+            ),
+            "{out}"
+        );
+        let th = ListOpts {
+            numeric: true,
+            thresholds: true,
+            ..Default::default()
+        };
+        let out = format_list(&reply(), &th, false);
+        assert!(
+            out.contains(
+                "  -> 198.18.0.11:80               0          0          2          3         \n"
+            ),
+            "{out}"
+        );
+        let nb = ListOpts {
+            numeric: true,
+            neighbours: true,
+            ..Default::default()
+        };
+        let out = format_list(&reply(), &nb, false);
+        assert!(
+            out.contains("Route   1      2          3          static 02:00:00:00:00:11\n"),
+            "{out}"
+        );
+        assert!(out.contains("0          incomplete\n"), "{out}");
+        assert_eq!(
+            format_timeouts(&Timeouts::default()),
+            "Timeout (tcp tcpfin udp): 900 120 300\n"
+        );
+    }
+
+    #[test]
+    fn services_file_parsing() {
+        let t = parse_services("http  80/tcp  www # web\nhttp 80/udp\n# x\nbad\nfoo x/tcp\n");
+        assert_eq!(t.get(&("www".into(), "tcp".into())), Some(&80));
+        assert_eq!(t.get(&("http".into(), "udp".into())), Some(&80));
+        assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn socket_argument_and_env() {
+        let mut a = vec![
+            "-L".to_string(),
+            "--socket".into(),
+            "/x".into(),
+            "-n".into(),
+        ];
+        assert_eq!(
+            take_socket_arg(&mut a, Some("/env".into())).unwrap(),
+            PathBuf::from("/x")
+        );
+        assert_eq!(a, vec!["-L", "-n"]);
+        let mut a = vec!["--socket=/y".to_string()];
+        assert_eq!(take_socket_arg(&mut a, None).unwrap(), PathBuf::from("/y"));
+        let mut a = vec![];
+        assert_eq!(
+            take_socket_arg(&mut a, Some("/env".into())).unwrap(),
+            PathBuf::from("/env")
+        );
+        assert_eq!(
+            take_socket_arg(&mut a, None).unwrap(),
+            PathBuf::from(DEFAULT_SOCKET)
+        );
+        assert!(take_socket_arg(&mut vec!["--socket".to_string()], None).is_err());
+    }
+
+    /// Run rvsadm against a real control socket served by a Control over a fake dataplane.
+    #[test]
+    fn end_to_end_over_the_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("control.sock");
+        let dp = Arc::new(crate::control::testing::FakeDataplane::default());
+        let control = Arc::new(Control::new(Model::new(8, 8), dp.clone()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let h = serve(&sock, control.clone(), stop.clone()).unwrap();
+        let env = Some(sock.display().to_string());
+        let rvsadm = |line: &str, input: &str| -> (i32, String, String) {
+            let args: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let code = run(
+                &args,
+                env.clone(),
+                &mut input.as_bytes(),
+                &mut out,
+                &mut err,
+            );
+            (
+                code,
+                String::from_utf8(out).unwrap(),
+                String::from_utf8(err).unwrap(),
+            )
+        };
+        assert_eq!(rvsadm("-A -t 198.18.0.100:80 -s rr", "").0, 0);
+        assert_eq!(
+            rvsadm("-a -t 198.18.0.100:80 -r 198.18.0.11:80 -g -w 1", "").0,
+            0
+        );
+        assert_eq!(rvsadm("-a -t 198.18.0.100:80 -r 198.18.0.12 -w 1", "").0, 0);
+        let (code, out, _) = rvsadm("-Ln", "");
+        assert_eq!(code, 0);
+        assert_eq!(
+            out,
+            "IP Virtual Server version 1.2.1 (size=4096)\n\
+             Prot LocalAddress:Port Scheduler Flags\n  \
+             -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+             TCP  198.18.0.100:80 rr\n  \
+             -> 198.18.0.11:80               Route   1      2          3         \n  \
+             -> 198.18.0.12:80               Route   1      2          3         \n"
+        );
+        let (code, _, err) = rvsadm("-A -t 198.18.0.100:80 -s rr", "");
+        assert_eq!(
+            (code, err.as_str()),
+            (EXIT_REFUSED, "Service already exists\n")
+        );
+        let (code, _, err) = rvsadm("-A -t 198.18.0.101:80", "");
+        assert_eq!(code, EXIT_REFUSED);
+        assert!(
+            err.contains("wlc") && err.contains("not supported yet"),
+            "{err}"
+        );
+        let (code, _, err) = rvsadm("-a -t 198.18.0.100:80 -r 198.18.0.13 -m", "");
+        assert_eq!(code, EXIT_REFUSED);
+        assert!(
+            err.contains("masquerading (-m) is not supported yet"),
+            "{err}"
+        );
+        let (code, _, err) = rvsadm("--set 900 120 300", "");
+        assert_eq!(code, EXIT_REFUSED);
+        assert!(err.contains("not supported yet"), "{err}");
+        let (code, out, _) = rvsadm("-S -n", "");
+        assert_eq!(code, 0);
+        assert_eq!(
+            out,
+            "-A -t 198.18.0.100:80 -s rr\n\
+             -a -t 198.18.0.100:80 -r 198.18.0.11:80 -g -w 1\n\
+             -a -t 198.18.0.100:80 -r 198.18.0.12:80 -g -w 1\n"
+        );
+        assert_eq!(rvsadm("-C", "").0, 0);
+        assert_eq!(rvsadm("-R", &out).0, 0);
+        assert_eq!(rvsadm("-S", "").1, out);
+        let (code, _, err) = rvsadm("-R", "-A -t 198.18.0.102:80 -s rr\n-a -t 1.2.3.4:80 -r x\n");
+        assert_eq!(code, EXIT_USAGE);
+        assert!(err.starts_with("line 2:"), "{err}");
+        assert_eq!(rvsadm("-d -t 198.18.0.100:80 -r 198.18.0.12", "").0, 0);
+        assert_eq!(rvsadm("-e -t 198.18.0.100:80 -r 198.18.0.11 -w 7", "").0, 0);
+        assert_eq!(control.model().services()[0].servers[0].spec.weight, 7);
+        let (code, _, err) = rvsadm("-d -t 198.18.0.100:80 -r 198.18.0.12", "");
+        assert_eq!(
+            (code, err.as_str()),
+            (EXIT_REFUSED, "No such destination\n")
+        );
+        let (code, out, _) = rvsadm("-L -n --stats -t 198.18.0.100:80", "");
+        assert_eq!(code, 0);
+        assert!(
+            out.starts_with("Prot LocalAddress:Port               Conns"),
+            "{out}"
+        );
+        let (code, _, err) = rvsadm("-L -n -t 198.18.0.1:80", "");
+        assert_eq!((code, err.as_str()), (EXIT_LIST, "No such service\n"));
+        let (code, out, _) = rvsadm("-L --timeout", "");
+        assert_eq!(
+            (code, out.as_str()),
+            (0, "Timeout (tcp tcpfin udp): 900 120 300\n")
+        );
+        let (code, _, err) = rvsadm("-L -c", "");
+        assert_eq!(code, EXIT_LIST);
+        assert!(err.contains("not supported yet"), "{err}");
+        assert_eq!(rvsadm("-Z", "").0, 0);
+        assert_eq!(rvsadm("-Z -t 198.18.0.100:80", "").0, 0);
+        assert_eq!(dp.zeroed.lock().unwrap().len(), 2);
+        let (code, out, _) = rvsadm("-v", "");
+        assert_eq!(code, 0);
+        assert!(out.contains("daemon at"), "{out}");
+        let (code, out, _) = rvsadm("-h", "");
+        assert_eq!(code, 0);
+        assert!(out.contains("--add-service"));
+        let (code, _, err) = rvsadm("-L --bogus", "");
+        assert_eq!(code, EXIT_USAGE);
+        assert!(err.contains("Try `rvsadm -h'"), "{err}");
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
+        // Daemon gone: a clear message naming the socket.
+        let (code, _, err) = rvsadm("-L -n", "");
+        assert_eq!(code, EXIT_USAGE);
+        assert!(
+            err.contains(&sock.display().to_string()) && err.contains("cannot reach"),
+            "{err}"
+        );
+    }
+}
