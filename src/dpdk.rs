@@ -319,7 +319,7 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 unsafe extern "C" fn lcore_trampoline(arg: *mut c_void) -> c_int {
     // SAFETY: guaranteed by the caller contract above (remote_launch_result).
     let job: Box<Job> = unsafe { Box::from_raw(arg.cast::<Job>()) };
-    let outcome = catch_unwind(AssertUnwindSafe(move || job()));
+    let outcome = catch_unwind(AssertUnwindSafe(job));
     let failure = match outcome {
         Ok(Ok(())) => None,
         Ok(Err(msg)) => Some(msg),
