@@ -32,7 +32,14 @@ fn cflags() -> Vec<String> {
 fn main() {
     println!("cargo:rerun-if-changed=shim/shim.c");
     println!("cargo:rerun-if-changed=shim/shim.h");
-    println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
+    for var in [
+        "PKG_CONFIG",
+        "PKG_CONFIG_PATH",
+        "PKG_CONFIG_LIBDIR",
+        "PKG_CONFIG_SYSROOT_DIR",
+    ] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
 
     // Metadata is printed by hand below, after the shim, so the static shim comes before the
     // shared DPDK libraries on the link line (its references then keep them under --as-needed).
