@@ -465,11 +465,15 @@ mod tests {
         let mut t = FlowTable::new(64, to, 1);
         let k = key(1);
         let h = t.hash(&k);
-        t.insert(&k, h, FlowState::SynRecv, 0, 1, 100, |_| ()).unwrap();
+        t.insert(&k, h, FlowState::SynRecv, 0, 1, 100, |_| ())
+            .unwrap();
         // still there at exactly the timeout, gone after it
         assert!(t.lookup(&k, h, 100 + to.tcp_syn, |_| ()).is_some());
         let mut ev = vec![];
-        assert_eq!(t.lookup(&k, h, 101 + to.tcp_syn, |e| ev.push(e.rs_id)), None);
+        assert_eq!(
+            t.lookup(&k, h, 101 + to.tcp_syn, |e| ev.push(e.rs_id)),
+            None
+        );
         assert_eq!((ev, t.len()), (vec![1], 0));
 
         // incremental: insert many, walk the whole table in slices
@@ -486,7 +490,9 @@ mod tests {
         assert_eq!(t.len(), 20);
         let mut n = 0;
         for _ in 0..t.buckets() / 4 {
-            n += t.expire_slice(1000 + to.udp + 1, 4, |e| assert_eq!(e.state(), FlowState::Udp));
+            n += t.expire_slice(1000 + to.udp + 1, 4, |e| {
+                assert_eq!(e.state(), FlowState::Udp)
+            });
         }
         assert_eq!((n, t.len()), (10, 10));
         let mut n = 0;
@@ -502,8 +508,16 @@ mod tests {
         let mut t = FlowTable::new(8, Timeouts::default(), 0);
         for p in 0..8 {
             let k = key(p);
-            t.insert(&k, t.hash(&k), FlowState::Established, 0, 1, 0, |_| panic!())
-                .unwrap();
+            t.insert(
+                &k,
+                t.hash(&k),
+                FlowState::Established,
+                0,
+                1,
+                0,
+                |_| panic!(),
+            )
+            .unwrap();
         }
         let k = key(100);
         let h = t.hash(&k);

@@ -10,11 +10,16 @@
 
 pub mod adm;
 pub mod api;
+pub mod flow;
 pub mod dpdk;
 pub mod config;
 pub mod control;
 pub mod model;
+pub mod neigh;
+pub mod pipeline;
 pub mod rssetup;
 pub mod rules;
 pub mod sched;
+pub mod snapshot;
+pub mod stats;
 pub mod wire;

@@ -285,7 +285,8 @@ impl NeighTable {
             } else if !retry_due {
                 continue;
             }
-            s.tries.store(s.tries.load(Relaxed).saturating_add(1), Relaxed);
+            s.tries
+                .store(s.tries.load(Relaxed).saturating_add(1), Relaxed);
             s.requested_ms.store(now_ms.saturating_add(1), Relaxed);
             out[n] = key;
             n += 1;
@@ -356,7 +357,8 @@ mod tests {
         let t = NeighTable::new(3);
         let cap = t.capacity();
         for i in 0..cap {
-            t.insert(Ipv4Addr::from(0xc612_0000 + i as u32 + 1)).unwrap();
+            t.insert(Ipv4Addr::from(0xc612_0000 + i as u32 + 1))
+                .unwrap();
         }
         assert_eq!(t.insert(Ipv4Addr::new(10, 0, 0, 1)), Err(NeighTableFull));
         assert_eq!(t.insert(Ipv4Addr::UNSPECIFIED), Err(NeighTableFull));
@@ -369,7 +371,10 @@ mod tests {
         let s = t.set_static(RS1, MAC1).unwrap();
         t.confirm(s, [2, 0, 0, 0, 0, 0x99], 10);
         assert_eq!(t.mac(s), Some(MAC1));
-        assert_eq!(t.state(RS1, 99_999), NeighState::Static { mac: MacAddr(MAC1) });
+        assert_eq!(
+            t.state(RS1, 99_999),
+            NeighState::Static { mac: MacAddr(MAC1) }
+        );
         let mut out = [0u32; 4];
         assert_eq!(t.due_requests(0, 30_000, 1000, &mut out), 0);
         t.clear_static(RS1);

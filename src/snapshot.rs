@@ -252,7 +252,9 @@ impl Shared {
             epoch: AtomicU64::new(0),
             neigh: NeighTable::new(neighbours as usize),
             stats: StatsRegistry::new(nw, ms, mr),
-            seen: (0..nw).map(|_| CachePadded::new(AtomicU64::new(0))).collect(),
+            seen: (0..nw)
+                .map(|_| CachePadded::new(AtomicU64::new(0)))
+                .collect(),
             control: Mutex::new(Control {
                 svc_base: vec![(0, Counters::default()); ms],
                 rs_base: vec![(0, Counters::default()); mr],
@@ -321,12 +323,7 @@ impl Shared {
     }
 
     fn reclaim_locked(&self, c: &mut Control) {
-        let min_seen = self
-            .seen
-            .iter()
-            .map(|s| s.load(Acquire))
-            .min()
-            .unwrap_or(0);
+        let min_seen = self.seen.iter().map(|s| s.load(Acquire)).min().unwrap_or(0);
         c.retired.retain(|s| s.epoch >= min_seen);
     }
 }
@@ -342,7 +339,7 @@ impl Dataplane for Shared {
                     Ok(slot) => used.push(slot),
                     Err(_) => {
                         return Err(PublishError::NeighbourTableFull(
-                            self.neigh.capacity() as u32,
+                            self.neigh.capacity() as u32
                         ))
                     }
                 }
@@ -351,7 +348,7 @@ impl Dataplane for Shared {
         for st in &model.statics {
             if self.neigh.set_static(st.addr, st.mac).is_err() {
                 return Err(PublishError::NeighbourTableFull(
-                    self.neigh.capacity() as u32,
+                    self.neigh.capacity() as u32
                 ));
             }
         }
@@ -363,8 +360,7 @@ impl Dataplane for Shared {
         c.statics = model.statics.iter().map(|s| s.addr).collect();
         used.sort_unstable();
         for slot in 0..self.neigh.slots() {
-            self.neigh
-                .set_used(slot, used.binary_search(&slot).is_ok());
+            self.neigh.set_used(slot, used.binary_search(&slot).is_ok());
         }
 
         let epoch = self.epoch.load(Relaxed) + 1;
@@ -609,7 +605,11 @@ mod tests {
         sh.mark_seen(0, 2);
         assert_eq!(sh.reclaim(), 2);
         sh.mark_seen(1, 1);
-        assert_eq!(sh.reclaim(), 1, "epoch 0 freed, epoch 1 still held by worker 1");
+        assert_eq!(
+            sh.reclaim(),
+            1,
+            "epoch 0 freed, epoch 1 still held by worker 1"
+        );
         sh.mark_seen(1, 2);
         assert_eq!(sh.reclaim(), 0);
     }

@@ -175,7 +175,10 @@ mod tests {
             Frame::new_checked(&FRAME[..13]).unwrap_err(),
             Error::Truncated
         );
-        assert!(Frame::new_checked(&FRAME[..14]).unwrap().payload().is_empty());
+        assert!(Frame::new_checked(&FRAME[..14])
+            .unwrap()
+            .payload()
+            .is_empty());
     }
 
     #[test]

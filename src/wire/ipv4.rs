@@ -62,14 +62,30 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     pub fn version(&self) -> u8 {
-        self.buffer.as_ref().get(field::VER_IHL).copied().unwrap_or(0) >> 4
+        self.buffer
+            .as_ref()
+            .get(field::VER_IHL)
+            .copied()
+            .unwrap_or(0)
+            >> 4
     }
     /// Header length in octets (IHL * 4).
     pub fn header_len(&self) -> usize {
-        usize::from(self.buffer.as_ref().get(field::VER_IHL).copied().unwrap_or(0) & 0x0f) * 4
+        usize::from(
+            self.buffer
+                .as_ref()
+                .get(field::VER_IHL)
+                .copied()
+                .unwrap_or(0)
+                & 0x0f,
+        ) * 4
     }
     pub fn dscp_ecn(&self) -> u8 {
-        self.buffer.as_ref().get(field::DSCP_ECN).copied().unwrap_or(0)
+        self.buffer
+            .as_ref()
+            .get(field::DSCP_ECN)
+            .copied()
+            .unwrap_or(0)
     }
     pub fn total_len(&self) -> u16 {
         be16(self.buffer.as_ref(), field::LENGTH.start)
@@ -95,7 +111,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.buffer.as_ref().get(field::TTL).copied().unwrap_or(0)
     }
     pub fn next_header(&self) -> u8 {
-        self.buffer.as_ref().get(field::PROTOCOL).copied().unwrap_or(0)
+        self.buffer
+            .as_ref()
+            .get(field::PROTOCOL)
+            .copied()
+            .unwrap_or(0)
     }
     pub fn checksum(&self) -> u16 {
         be16(self.buffer.as_ref(), field::CHECKSUM.start)
@@ -131,7 +151,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     pub fn set_version_and_header_len(&mut self, version: u8, header_len: usize) {
         let ihl = ((header_len / 4) & 0x0f) as u8;
-        put(self.buffer.as_mut(), field::VER_IHL, &[(version << 4) | ihl]);
+        put(
+            self.buffer.as_mut(),
+            field::VER_IHL,
+            &[(version << 4) | ihl],
+        );
     }
     pub fn set_total_len(&mut self, v: u16) {
         put(self.buffer.as_mut(), field::LENGTH.start, &v.to_be_bytes());
@@ -164,7 +188,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
             Some(h) => checksum(h),
             None => return,
         };
-        put(self.buffer.as_mut(), field::CHECKSUM.start, &c.to_be_bytes());
+        put(
+            self.buffer.as_mut(),
+            field::CHECKSUM.start,
+            &c.to_be_bytes(),
+        );
     }
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let (hl, tl) = (self.header_len(), usize::from(self.total_len()));

@@ -72,10 +72,18 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     pub fn set_src_port(&mut self, v: u16) {
-        put(self.buffer.as_mut(), field::SRC_PORT.start, &v.to_be_bytes());
+        put(
+            self.buffer.as_mut(),
+            field::SRC_PORT.start,
+            &v.to_be_bytes(),
+        );
     }
     pub fn set_dst_port(&mut self, v: u16) {
-        put(self.buffer.as_mut(), field::DST_PORT.start, &v.to_be_bytes());
+        put(
+            self.buffer.as_mut(),
+            field::DST_PORT.start,
+            &v.to_be_bytes(),
+        );
     }
     pub fn set_flags(&mut self, f: TcpFlags) {
         put(self.buffer.as_mut(), field::TCP_FLAGS, &[f.0]);
@@ -108,10 +116,18 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     pub fn set_src_port(&mut self, v: u16) {
-        put(self.buffer.as_mut(), field::SRC_PORT.start, &v.to_be_bytes());
+        put(
+            self.buffer.as_mut(),
+            field::SRC_PORT.start,
+            &v.to_be_bytes(),
+        );
     }
     pub fn set_dst_port(&mut self, v: u16) {
-        put(self.buffer.as_mut(), field::DST_PORT.start, &v.to_be_bytes());
+        put(
+            self.buffer.as_mut(),
+            field::DST_PORT.start,
+            &v.to_be_bytes(),
+        );
     }
 }
 

@@ -1,0 +1,1171 @@
+//! The per-worker packet pipeline: classify each frame, answer ARP, forward to a real server by
+//! direct routing (rewrite the MACs only), or drop under a named reason. Run to completion, one
+//! frame at a time, in place: no allocation, lock or syscall after [`Worker::new`], and no panic
+//! on any input bytes.
+//!
+//! ```text
+//! frame ─► Ethernet ─► dst MAC ours/group? ─► ARP  ─► request for VIP/DIP ─► Reply (in place)
+//!                                         │        └► from a tracked neighbour ─► Consumed
+//!                                         └► IPv4 ─► TCP/UDP to a service ─► flow table
+//!                                                     hit ─► its server    miss ─► scheduler
+//!                                                     ─► dst MAC := RS MAC, src := port MAC ─► Forward
+//! ```
+
+use crate::flow::{Entry, FlowKey, FlowState, FlowTable, Timeouts};
+use crate::neigh::{self, DEFAULT_REACHABLE_MS, DEFAULT_RETRY_MS};
+use crate::snapshot::{Service, Shared, Snapshot};
+use crate::stats::{bump, drop_by, ServerCells, WorkerCounters};
+use crate::wire::{arp, ethernet, ipv4, l4, Error as WireError};
+use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+pub use crate::stats::DropReason;
+
+/// A worker's fixed configuration.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Index of this worker (0-based, < the `workers` given to [`Shared::new`]).
+    pub worker: u32,
+    /// Flow table entries (rounded up to a power of two).
+    pub flow_capacity: usize,
+    pub timeouts: Timeouts,
+    /// This worker sends ARP requests and gratuitous ARPs (exactly one worker should).
+    pub is_arp_worker: bool,
+}
+
+/// What to do with a processed frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Rewritten for a real server: transmit it.
+    Forward,
+    /// Turned into an ARP reply in place: transmit it.
+    Reply,
+    /// Used (ARP learned): free it.
+    Consumed,
+    /// Free it; already counted under the reason (except `TxFull`, see `count_drop`).
+    Drop(DropReason),
+}
+
+/// Neighbour addresses asked per housekeeping round at most.
+const REQUESTS_PER_ROUND: usize = 32;
+/// How often the ARP worker scans the neighbour table (ms).
+const NEIGH_SCAN_MS: u64 = 100;
+
+/// One worker's dataplane state. See the module docs.
+#[derive(Debug)]
+pub struct Worker {
+    id: usize,
+    shared: Arc<Shared>,
+    snap: Arc<Snapshot>,
+    flows: FlowTable,
+    sched: crate::sched::Schedulers,
+    port_mac: [u8; 6],
+    dip: u32,
+    is_arp: bool,
+    expire_per_call: usize,
+    garp_pending: Vec<u32>,
+    req_buf: Box<[u32]>,
+    last_scan_ms: Option<u64>,
+}
+
+fn wire_to_ip_drop(e: WireError) -> DropReason {
+    match e {
+        WireError::Truncated => DropReason::ShortIp,
+        WireError::BadVersion => DropReason::BadIpVersion,
+        WireError::BadIhl => DropReason::BadIhl,
+        WireError::BadTotalLen | WireError::Unsupported => DropReason::BadTotalLen,
+    }
+}
+
+fn gauge_add(cells: &[ServerCells], slot: u32, s: FlowState) {
+    if let Some(c) = cells.get(slot as usize) {
+        bump(
+            if s.is_active() {
+                &c.active
+            } else {
+                &c.inactive
+            },
+            1,
+        );
+    }
+}
+
+fn gauge_sub(cells: &[ServerCells], slot: u32, s: FlowState) {
+    if let Some(c) = cells.get(slot as usize) {
+        drop_by(
+            if s.is_active() {
+                &c.active
+            } else {
+                &c.inactive
+            },
+            1,
+        );
+    }
+}
+
+/// Stateless choice among the servers with weight > 0 (used when the flow table is full).
+fn stateless_pick(svc: &Service, hash: u32) -> Option<usize> {
+    let usable = svc.servers.iter().filter(|r| r.weight > 0).count();
+    if usable == 0 {
+        return None;
+    }
+    let k = hash as usize % usable;
+    svc.servers
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.weight > 0)
+        .nth(k)
+        .map(|(i, _)| i)
+}
+
+impl Worker {
+    /// Build worker `cfg.worker` over `shared`; every table is allocated here.
+    ///
+    /// # Panics
+    /// If `cfg.worker` is not below the worker count given to [`Shared::new`] (a start-up
+    /// configuration error: two workers must never share counters).
+    pub fn new(cfg: WorkerConfig, shared: Arc<Shared>) -> Self {
+        let id = cfg.worker as usize;
+        assert!(
+            id < shared.workers(),
+            "worker {id} out of range ({} workers)",
+            shared.workers()
+        );
+        let snap = shared.load();
+        shared.mark_seen(id, snap.epoch);
+        let seed = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_usize(id);
+            h.finish()
+        };
+        let flows = FlowTable::new(cfg.flow_capacity, cfg.timeouts, seed);
+        // A full sweep about every two seconds at one call per millisecond.
+        let expire_per_call = (flows.buckets() / 2048).max(8);
+        let mut sched = crate::sched::Schedulers::new(shared.max_services());
+        sched.sync_epoch(snap.epoch);
+        let mut w = Worker {
+            id,
+            port_mac: shared.port_mac(),
+            dip: u32::from(shared.dip()),
+            shared,
+            snap,
+            flows,
+            sched,
+            is_arp: cfg.is_arp_worker,
+            expire_per_call,
+            garp_pending: Vec::new(),
+            req_buf: vec![0; REQUESTS_PER_ROUND].into_boxed_slice(),
+            last_scan_ms: None,
+        };
+        if w.is_arp {
+            w.garp_pending = Vec::with_capacity(w.shared.max_services().max(1));
+            let vips = w.snap.vips.clone();
+            for v in vips {
+                w.queue_garp(v);
+            }
+        }
+        w
+    }
+
+    fn queue_garp(&mut self, vip: u32) {
+        if self.garp_pending.len() < self.garp_pending.capacity()
+            && !self.garp_pending.contains(&vip)
+        {
+            self.garp_pending.push(vip);
+        }
+    }
+
+    /// The snapshot this worker currently forwards by.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snap
+    }
+
+    /// Flows in this worker's table.
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+
+    fn counters(&self) -> Option<&WorkerCounters> {
+        self.shared.stats.worker(self.id)
+    }
+
+    /// Called between bursts: pick up a newer snapshot (an `Arc` clone, no allocation) and
+    /// record the epoch seen. The ARP worker queues one gratuitous ARP per new VIP.
+    pub fn refresh(&mut self) {
+        if self.shared.epoch() == self.snap.epoch {
+            return;
+        }
+        let new = self.shared.load();
+        if self.is_arp {
+            for i in 0..new.vips.len() {
+                let v = new.vips[i];
+                if !self.snap.is_vip(v) {
+                    self.queue_garp(v);
+                }
+            }
+        }
+        // The replaced snapshot is still held by the control thread's retire list, so this drop
+        // never frees it here.
+        self.snap = new;
+        self.sched.sync_epoch(self.snap.epoch);
+        self.shared.mark_seen(self.id, self.snap.epoch);
+    }
+
+    /// Count a frame the engine could not transmit (or dropped for its own reason).
+    pub fn count_drop(&mut self, reason: DropReason, n: u64) {
+        if let Some(c) = self.counters() {
+            bump(&c.drops[reason.index()], n);
+        }
+    }
+
+    pub fn count_rx(&mut self, n: u64) {
+        if let Some(c) = self.counters() {
+            bump(&c.rx, n);
+        }
+    }
+
+    pub fn count_tx(&mut self, n: u64) {
+        if let Some(c) = self.counters() {
+            bump(&c.tx, n);
+        }
+    }
+
+    /// Process one frame in place. `rss_hash` (the NIC's) is accepted for the engine's
+    /// convenience but not used: the flow table hashes with its own per-worker seed, so a frame
+    /// with and without an RSS hash land in the same place. `now_ms` is the engine's monotonic
+    /// clock in milliseconds (the same base for every call).
+    pub fn process(&mut self, frame: &mut [u8], rss_hash: Option<u32>, now_ms: u64) -> Verdict {
+        let _ = rss_hash;
+        let v = self.classify(frame, now_ms);
+        if let Some(c) = self.shared.stats.worker(self.id) {
+            match v {
+                Verdict::Drop(r) => bump(&c.drops[r.index()], 1),
+                Verdict::Forward => bump(&c.forwarded, 1),
+                Verdict::Reply => bump(&c.arp_replies, 1),
+                Verdict::Consumed => {}
+            }
+        }
+        v
+    }
+
+    fn classify(&mut self, frame: &mut [u8], now_ms: u64) -> Verdict {
+        let Ok(eth) = ethernet::Frame::new_checked(&*frame) else {
+            return Verdict::Drop(DropReason::ShortFrame);
+        };
+        let dst = eth.dst_addr();
+        if !ethernet::is_group(&dst) && dst != self.port_mac {
+            return Verdict::Drop(DropReason::NotOurMac);
+        }
+        match eth.ethertype() {
+            ethernet::EtherType::Ipv4 => self.ipv4(frame, now_ms),
+            ethernet::EtherType::Arp => self.arp(frame, now_ms),
+            ethernet::EtherType::Vlan | ethernet::EtherType::QinQ => {
+                Verdict::Drop(DropReason::Vlan)
+            }
+            ethernet::EtherType::Ipv6 => Verdict::Drop(DropReason::Ipv6),
+            ethernet::EtherType::Unknown(_) => Verdict::Drop(DropReason::NotIpv4OrArp),
+        }
+    }
+
+    fn arp(&mut self, frame: &mut [u8], now_ms: u64) -> Verdict {
+        let payload = frame.get(ethernet::HEADER_LEN..).unwrap_or(&[]);
+        let Ok(a) = arp::Packet::new_checked(payload) else {
+            return Verdict::Drop(DropReason::ArpMalformed);
+        };
+        let op = a.operation();
+        let sha = a.source_hardware_addr();
+        let spa = a.source_protocol_addr();
+        let tpa = a.target_protocol_addr();
+
+        // Learn only for addresses we already track (real servers): never create entries from
+        // unsolicited ARP.
+        let mut learned = false;
+        if matches!(op, arp::Operation::Request | arp::Operation::Reply) {
+            if let Some(slot) = self.shared.neigh.find(spa) {
+                self.shared.neigh.confirm(slot, sha, now_ms);
+                learned = true;
+            }
+        }
+
+        // RFC 826: "?Is the opcode ares_op$REQUEST? Yes: swap hardware and protocol fields,
+        // putting the local hardware and protocol addresses in the sender fields; set the
+        // ar$op field to ares_op$REPLY; send the packet to the (new) target hardware address".
+        // Gratuitous requests (sender = target) are announcements, not questions.
+        let t = u32::from(tpa);
+        let ours = t == self.dip || self.snap.is_vip(t);
+        if op == arp::Operation::Request && ours && spa != tpa && !ethernet::is_group(&sha) {
+            let mut eth = ethernet::Frame::new_unchecked(&mut *frame);
+            eth.set_dst_addr(sha);
+            eth.set_src_addr(self.port_mac);
+            let mut r = arp::Packet::new_unchecked(eth.payload_mut());
+            r.set_operation(arp::Operation::Reply);
+            r.set_target_hardware_addr(sha);
+            r.set_target_protocol_addr(spa);
+            r.set_source_hardware_addr(self.port_mac);
+            r.set_source_protocol_addr(tpa);
+            return Verdict::Reply;
+        }
+        if learned {
+            Verdict::Consumed
+        } else {
+            Verdict::Drop(DropReason::ArpNotForUs)
+        }
+    }
+
+    fn ipv4(&mut self, frame: &mut [u8], now_ms: u64) -> Verdict {
+        let frame_len = frame.len() as u64;
+        let payload = frame.get(ethernet::HEADER_LEN..).unwrap_or(&[]);
+        let ip = match ipv4::Packet::new_checked(payload) {
+            Ok(ip) => ip,
+            Err(e) => return Verdict::Drop(wire_to_ip_drop(e)),
+        };
+        // Fragments carry no (or a partial) transport header: no 5-tuple to schedule by.
+        if ip.is_fragment() {
+            return Verdict::Drop(DropReason::IpFragment);
+        }
+        let proto = ip.next_header();
+        let (sport, dport, tcp_flags) = match proto {
+            6 => match l4::TcpPacket::new_checked(ip.payload()) {
+                Ok(t) => (t.src_port(), t.dst_port(), Some(t.flags())),
+                Err(_) => return Verdict::Drop(DropReason::ShortL4),
+            },
+            17 => match l4::UdpPacket::new_checked(ip.payload()) {
+                Ok(u) => (u.src_port(), u.dst_port(), None),
+                Err(_) => return Verdict::Drop(DropReason::ShortL4),
+            },
+            _ => return Verdict::Drop(DropReason::NotTcpUdp),
+        };
+        let dst = ip.dst_addr_u32();
+        let key = FlowKey {
+            src: ip.src_addr_u32(),
+            dst,
+            sport,
+            dport,
+            proto,
+        };
+        let Some(svc_idx) = self.snap.service_for(proto, dst, dport) else {
+            return Verdict::Drop(DropReason::NoService);
+        };
+        let now_s = (now_ms / 1000) as u32;
+
+        // Disjoint field borrows: counters (shared), flow table and scheduler (ours).
+        let shared = &*self.shared;
+        let Some(wc) = shared.stats.worker(self.id) else {
+            return Verdict::Drop(DropReason::NoServer);
+        };
+        let snap = &*self.snap;
+        let Some(svc) = snap.services.get(svc_idx) else {
+            return Verdict::Drop(DropReason::NoService);
+        };
+        let cells = &wc.servers[..];
+        let mut on_evict = |e: &Entry| gauge_sub(cells, e.rs_slot, e.state());
+        let hash = self.flows.hash(&key);
+
+        let mut new_conn = false;
+        let rs_idx = match self.flows.lookup(&key, hash, now_s, &mut on_evict) {
+            Some(id) => {
+                let Some(e) = self.flows.get(id) else {
+                    return Verdict::Drop(DropReason::NoServer);
+                };
+                let (old_state, rs_slot, rs_id) = (e.state(), e.rs_slot, e.rs_id);
+                let new_state = match tcp_flags {
+                    Some(f) => old_state.tcp_next(f),
+                    None => FlowState::Udp,
+                };
+                self.flows.touch(id, new_state, now_s);
+                let current = snap
+                    .server_by_slot(rs_slot)
+                    .filter(|r| r.id == rs_id && r.svc as usize == svc_idx);
+                match current {
+                    Some(r) => {
+                        if old_state.is_active() != new_state.is_active() {
+                            gauge_sub(cells, rs_slot, old_state);
+                            gauge_add(cells, rs_slot, new_state);
+                        }
+                        r.rs as usize
+                    }
+                    None => {
+                        // Its server was deleted (or its slot reused): schedule again.
+                        gauge_sub(cells, rs_slot, old_state);
+                        let pick = self.sched.pick(
+                            svc_idx,
+                            svc.scheduler,
+                            svc.servers.len(),
+                            svc.wrr_gcd,
+                            svc.wrr_max,
+                            |i| svc.servers.get(i).map_or(0, |r| r.weight),
+                        );
+                        let Some(ri) = pick.filter(|&i| i < svc.servers.len()) else {
+                            self.flows.remove(id, |_| ());
+                            return Verdict::Drop(DropReason::NoServer);
+                        };
+                        let rs = &svc.servers[ri];
+                        self.flows.set_server(id, rs.slot, rs.id);
+                        gauge_add(cells, rs.slot, new_state);
+                        new_conn = true;
+                        ri
+                    }
+                }
+            }
+            None => {
+                let state = match tcp_flags {
+                    Some(f) => FlowState::tcp_initial(f),
+                    None => FlowState::Udp,
+                };
+                match self
+                    .flows
+                    .insert(&key, hash, state, u32::MAX, 0, now_s, &mut on_evict)
+                {
+                    Ok(id) => {
+                        let pick = self.sched.pick(
+                            svc_idx,
+                            svc.scheduler,
+                            svc.servers.len(),
+                            svc.wrr_gcd,
+                            svc.wrr_max,
+                            |i| svc.servers.get(i).map_or(0, |r| r.weight),
+                        );
+                        let Some(ri) = pick.filter(|&i| i < svc.servers.len()) else {
+                            self.flows.remove(id, |_| ());
+                            wc.flows.store(self.flows.len() as u64, Relaxed);
+                            return Verdict::Drop(DropReason::NoServer);
+                        };
+                        let rs = &svc.servers[ri];
+                        self.flows.set_server(id, rs.slot, rs.id);
+                        gauge_add(cells, rs.slot, state);
+                        wc.flows.store(self.flows.len() as u64, Relaxed);
+                        new_conn = true;
+                        ri
+                    }
+                    Err(_) => {
+                        // Never evict live flows: forward this packet by a stateless choice
+                        // and count that the table is too small.
+                        bump(&wc.drops[DropReason::FlowTableFull.index()], 1);
+                        match stateless_pick(svc, hash) {
+                            Some(ri) => ri,
+                            None => return Verdict::Drop(DropReason::NoServer),
+                        }
+                    }
+                }
+            }
+        };
+
+        let Some(rs) = svc.servers.get(rs_idx) else {
+            return Verdict::Drop(DropReason::NoServer);
+        };
+        let svc_cells = wc.services.get(svc.slot as usize);
+        let rs_cells = wc.servers.get(rs.slot as usize);
+        if new_conn {
+            if let Some(c) = svc_cells {
+                bump(&c.conns, 1);
+            }
+            if let Some(c) = rs_cells {
+                bump(&c.counters.conns, 1);
+            }
+        }
+        let Some(mac) = shared.neigh.mac(rs.neigh) else {
+            return Verdict::Drop(DropReason::NeighUnresolved);
+        };
+        // Direct routing: only the Ethernet addresses change; L3/L4 bytes are untouched.
+        let mut eth = ethernet::Frame::new_unchecked(&mut *frame);
+        eth.set_dst_addr(mac);
+        eth.set_src_addr(self.port_mac);
+        if let Some(c) = svc_cells {
+            bump(&c.packets, 1);
+            bump(&c.bytes, frame_len);
+        }
+        if let Some(c) = rs_cells {
+            bump(&c.counters.packets, 1);
+            bump(&c.counters.bytes, frame_len);
+        }
+        Verdict::Forward
+    }
+
+    /// Periodic work, about every millisecond: expire a slice of the flow table; on the ARP
+    /// worker, publish the clock for the control thread and send gratuitous ARPs for new VIPs
+    /// and ARP requests for neighbours that need one. Each frame is produced by calling `emit`
+    /// with a writer: `emit` supplies a buffer (at least 60 bytes), calls the writer on it and
+    /// transmits the number of bytes the writer returns (0 = nothing written, send nothing).
+    /// Returns how many frames were offered to `emit`.
+    #[allow(clippy::type_complexity)]
+    pub fn housekeeping(
+        &mut self,
+        now_ms: u64,
+        emit: &mut dyn FnMut(&dyn Fn(&mut [u8]) -> usize),
+    ) -> usize {
+        let now_s = (now_ms / 1000) as u32;
+        if let Some(wc) = self.shared.stats.worker(self.id) {
+            let cells = &wc.servers[..];
+            self.flows.expire_slice(now_s, self.expire_per_call, |e| {
+                gauge_sub(cells, e.rs_slot, e.state())
+            });
+            wc.flows.store(self.flows.len() as u64, Relaxed);
+        }
+        if !self.is_arp {
+            return 0;
+        }
+        self.shared.set_clock_ms(now_ms);
+        let mac = self.port_mac;
+        let mut sent = 0;
+        while let Some(v) = self.garp_pending.pop() {
+            let vip = Ipv4Addr::from(v);
+            emit(&|buf: &mut [u8]| neigh::build_gratuitous_arp(buf, mac, vip));
+            sent += 1;
+        }
+        let scan_due = self
+            .last_scan_ms
+            .map_or(true, |t| now_ms.saturating_sub(t) >= NEIGH_SCAN_MS);
+        if scan_due {
+            self.last_scan_ms = Some(now_ms);
+            let n = self.shared.neigh.due_requests(
+                now_ms,
+                DEFAULT_REACHABLE_MS,
+                DEFAULT_RETRY_MS,
+                &mut self.req_buf,
+            );
+            let dip = Ipv4Addr::from(self.dip);
+            for &ip in self.req_buf.iter().take(n) {
+                let target = Ipv4Addr::from(ip);
+                emit(&|buf: &mut [u8]| neigh::build_arp_request(buf, mac, dip, target));
+                sent += 1;
+            }
+        }
+        sent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Dataplane, NeighState};
+    use crate::model::{
+        Forward, Model, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec,
+    };
+    use proptest::prelude::*;
+
+    const PORT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+    const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
+    const RS1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x11];
+    const RS2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x12];
+    const DIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+    const RS1: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
+    const RS2: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 12);
+    const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
+
+    fn key() -> ServiceKey {
+        ServiceKey {
+            proto: Protocol::Tcp,
+            vip: VIP,
+            port: 80,
+        }
+    }
+
+    fn server(addr: Ipv4Addr, weight: u32) -> ServerSpec {
+        ServerSpec {
+            addr,
+            port: 0,
+            weight,
+            forward: Forward::Dr,
+            upper: 0,
+            lower: 0,
+        }
+    }
+
+    fn model(kind: SchedulerKind, w1: u32, w2: u32) -> Model {
+        let mut m = Model::new(8, 8);
+        m.add_service(ServiceSpec {
+            key: key(),
+            scheduler: kind,
+            persistent: None,
+            netmask: Ipv4Addr::BROADCAST,
+            flags: vec![],
+        })
+        .unwrap();
+        m.add_server(&key(), server(RS1, w1)).unwrap();
+        m.add_server(&key(), server(RS2, w2)).unwrap();
+        m
+    }
+
+    fn worker_with(m: &Model, flow_capacity: usize, resolve: bool) -> (Arc<Shared>, Worker) {
+        let sh = Arc::new(Shared::new(
+            8,
+            8,
+            16,
+            1,
+            PORT_MAC,
+            DIP,
+            Ipv4Addr::new(255, 255, 0, 0),
+        ));
+        sh.publish(m).unwrap();
+        if resolve {
+            sh.neigh.confirm(sh.neigh.find(RS1).unwrap(), RS1_MAC, 0);
+            sh.neigh.confirm(sh.neigh.find(RS2).unwrap(), RS2_MAC, 0);
+        }
+        let w = Worker::new(
+            WorkerConfig {
+                worker: 0,
+                flow_capacity,
+                timeouts: Timeouts::default(),
+                is_arp_worker: true,
+            },
+            sh.clone(),
+        );
+        (sh, w)
+    }
+
+    fn setup(kind: SchedulerKind, w1: u32, w2: u32) -> (Arc<Shared>, Model, Worker) {
+        let m = model(kind, w1, w2);
+        let (sh, w) = worker_with(&m, 1024, true);
+        (sh, m, w)
+    }
+
+    /// Ethernet + IPv4 + TCP (no payload), checksummed IPv4 header.
+    fn tcp_frame(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> Vec<u8> {
+        let mut f = vec![
+            // Ethernet: dst = port MAC, src = router, IPv4
+            0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x0a, 0x08, 0x00,
+            // IPv4: v4 IHL 5, len 40, id 1, DF, TTL 64, TCP, checksum, addresses
+            0x45, 0x00, 0x00, 40, 0x00, 0x01, 0x40, 0x00, 64, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            // TCP: ports, seq 1, ack 0, data offset 5, flags, window, checksum, urgent
+            0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0x12, 0x34, 0, 0,
+        ];
+        let mut ip = ipv4::Packet::new_unchecked(&mut f[14..]);
+        ip.set_src_addr(src);
+        ip.set_dst_addr(dst);
+        ip.fill_checksum();
+        let mut t = l4::TcpPacket::new_unchecked(&mut f[34..]);
+        t.set_src_port(sport);
+        t.set_dst_port(dport);
+        f
+    }
+
+    fn syn(sport: u16) -> Vec<u8> {
+        tcp_frame(CLIENT, sport, VIP, 80, l4::TcpFlags::SYN)
+    }
+    fn ack(sport: u16) -> Vec<u8> {
+        tcp_frame(CLIENT, sport, VIP, 80, l4::TcpFlags::ACK)
+    }
+
+    fn arp_frame(op: u16, sha: [u8; 6], spa: Ipv4Addr, tpa: Ipv4Addr, eth_dst: [u8; 6]) -> Vec<u8> {
+        let mut f = vec![0u8; 60];
+        f[..6].copy_from_slice(&eth_dst);
+        f[6..12].copy_from_slice(&sha);
+        f[12..14].copy_from_slice(&[0x08, 0x06]);
+        let mut a = arp::Packet::new_unchecked(&mut f[14..]);
+        a.set_ethernet_ipv4();
+        a.set_operation(arp::Operation::from(op));
+        a.set_source_hardware_addr(sha);
+        a.set_source_protocol_addr(spa);
+        a.set_target_hardware_addr([0; 6]);
+        a.set_target_protocol_addr(tpa);
+        f
+    }
+
+    fn send(w: &mut Worker, f: &mut [u8], now_ms: u64) -> Verdict {
+        w.process(f, None, now_ms)
+    }
+
+    fn dst_mac(f: &[u8]) -> [u8; 6] {
+        f[..6].try_into().unwrap()
+    }
+
+    #[test]
+    fn rr_alternates_and_rewrites_only_macs() {
+        let (sh, m, mut w) = setup(SchedulerKind::Rr, 1, 1);
+        let mut macs = vec![];
+        for p in 0..10u16 {
+            let orig = syn(1000 + p);
+            let mut f = orig.clone();
+            assert_eq!(send(&mut w, &mut f, 1000), Verdict::Forward);
+            assert_eq!(&f[6..12], &PORT_MAC);
+            assert_eq!(&f[12..], &orig[12..], "L3/L4 bytes untouched");
+            macs.push(dst_mac(&f));
+        }
+        for (i, m) in macs.iter().enumerate() {
+            assert_eq!(*m, if i % 2 == 0 { RS1_MAC } else { RS2_MAC });
+        }
+        // follow-up segments stick to their server
+        for p in 0..10u16 {
+            let mut f = ack(1000 + p);
+            assert_eq!(send(&mut w, &mut f, 2000), Verdict::Forward);
+            assert_eq!(dst_mac(&f), macs[p as usize]);
+        }
+        let r = sh.stats(&m);
+        let s = &r.services[0];
+        assert_eq!(s.counters.conns, 10);
+        assert_eq!(s.counters.packets, 20);
+        assert_eq!(s.counters.bytes, 20 * 54);
+        for rs in &s.servers {
+            assert_eq!(rs.counters.conns, 5);
+            assert_eq!(rs.counters.packets, 10);
+            assert_eq!((rs.active_conns, rs.inactive_conns), (5, 0));
+        }
+        assert_eq!(r.workers[0].forwarded, 20);
+        assert_eq!(r.workers[0].flows, 10);
+        assert!(r.drops.is_empty());
+    }
+
+    #[test]
+    fn wrr_three_to_one() {
+        let (_sh, _m, mut w) = setup(SchedulerKind::Wrr, 3, 1);
+        let macs: Vec<[u8; 6]> = (0..8u16)
+            .map(|p| {
+                let mut f = syn(2000 + p);
+                assert_eq!(send(&mut w, &mut f, 0), Verdict::Forward);
+                dst_mac(&f)
+            })
+            .collect();
+        let a = RS1_MAC;
+        let b = RS2_MAC;
+        assert_eq!(macs, vec![a, a, a, b, a, a, a, b]);
+    }
+
+    #[test]
+    fn arp_request_for_vip_and_dip_is_answered_in_place() {
+        let (sh, m, mut w) = setup(SchedulerKind::Rr, 1, 1);
+        let mut f = arp_frame(
+            1,
+            ROUTER_MAC,
+            Ipv4Addr::new(198, 18, 0, 254),
+            VIP,
+            [0xff; 6],
+        );
+        assert_eq!(send(&mut w, &mut f, 0), Verdict::Reply);
+        let expected: Vec<u8> = [
+            &ROUTER_MAC[..],                 // Ethernet dst: the requester
+            &PORT_MAC[..],                   // Ethernet src: our port
+            &[0x08, 0x06],                   // ARP
+            &[0, 1, 0x08, 0x00, 6, 4, 0, 2], // Ethernet/IPv4, reply
+            &PORT_MAC[..],                   // sender hw: us
+            &[198, 18, 0, 100],              // sender ip: the VIP
+            &ROUTER_MAC[..],                 // target hw: requester
+            &[198, 18, 0, 254],              // target ip: requester
+            &[0u8; 18][..],                  // padding kept
+        ]
+        .concat();
+        assert_eq!(f, expected);
+        let mut f = arp_frame(
+            1,
+            ROUTER_MAC,
+            Ipv4Addr::new(198, 18, 0, 254),
+            DIP,
+            [0xff; 6],
+        );
+        assert_eq!(send(&mut w, &mut f, 0), Verdict::Reply);
+        assert_eq!(&f[28..32], &[198, 18, 0, 1]);
+        // someone else's address: not ours
+        let mut f = arp_frame(
+            1,
+            ROUTER_MAC,
+            Ipv4Addr::new(198, 18, 0, 254),
+            Ipv4Addr::new(198, 18, 0, 77),
+            [0xff; 6],
+        );
+        assert_eq!(
+            send(&mut w, &mut f, 0),
+            Verdict::Drop(DropReason::ArpNotForUs)
+        );
+        // a gratuitous announcement of the VIP by someone else is not answered
+        let mut f = arp_frame(1, ROUTER_MAC, VIP, VIP, [0xff; 6]);
+        assert_eq!(
+            send(&mut w, &mut f, 0),
+            Verdict::Drop(DropReason::ArpNotForUs)
+        );
+        let r = sh.stats(&m);
+        assert_eq!(r.workers[0].arp_replies, 2);
+        assert_eq!(r.drops.get("arp_not_for_us"), Some(&2));
+    }
+
+    #[test]
+    fn arp_from_real_server_updates_unknown_learns_nothing() {
+        let m = model(SchedulerKind::Rr, 1, 1);
+        let (sh, mut w) = worker_with(&m, 64, false);
+        assert_eq!(sh.neighbour(RS1), NeighState::Incomplete);
+        let mut f = syn(1);
+        assert_eq!(
+            send(&mut w, &mut f, 0),
+            Verdict::Drop(DropReason::NeighUnresolved)
+        );
+        // reply from RS1 to our request
+        let mut f = arp_frame(2, RS1_MAC, RS1, DIP, PORT_MAC);
+        assert_eq!(send(&mut w, &mut f, 500), Verdict::Consumed);
+        assert_eq!(sh.neigh.mac(sh.neigh.find(RS1).unwrap()), Some(RS1_MAC));
+        // a request from RS2 (for someone else) teaches us RS2 too
+        let mut f = arp_frame(1, RS2_MAC, RS2, Ipv4Addr::new(198, 18, 0, 254), [0xff; 6]);
+        assert_eq!(send(&mut w, &mut f, 500), Verdict::Consumed);
+        assert_eq!(sh.neigh.mac(sh.neigh.find(RS2).unwrap()), Some(RS2_MAC));
+        // unsolicited reply from an address we do not track: nothing learned
+        let stranger = Ipv4Addr::new(198, 18, 0, 99);
+        let mut f = arp_frame(2, [2, 0, 0, 0, 0, 0x99], stranger, DIP, PORT_MAC);
+        assert_eq!(
+            send(&mut w, &mut f, 500),
+            Verdict::Drop(DropReason::ArpNotForUs)
+        );
+        assert_eq!(sh.neigh.find(stranger), None);
+        assert_eq!(sh.neighbour(stranger), NeighState::Incomplete);
+        // the retransmitted SYN now goes out (flow kept its server)
+        let mut f = syn(1);
+        assert_eq!(send(&mut w, &mut f, 1000), Verdict::Forward);
+        assert_eq!(dst_mac(&f), RS1_MAC);
+    }
+
+    #[test]
+    fn weight_zero_keeps_flows_but_gets_no_new_ones() {
+        let (sh, mut m, mut w) = setup(SchedulerKind::Wrr, 1, 1);
+        let mut owner = vec![];
+        for p in 0..6u16 {
+            let mut f = syn(p);
+            send(&mut w, &mut f, 0);
+            owner.push(dst_mac(&f));
+        }
+        m.edit_server(&key(), server(RS1, 0)).unwrap();
+        sh.publish(&m).unwrap();
+        w.refresh();
+        for p in 0..6u16 {
+            let mut f = ack(p);
+            assert_eq!(send(&mut w, &mut f, 1000), Verdict::Forward);
+            assert_eq!(dst_mac(&f), owner[p as usize], "existing flow {p} kept");
+        }
+        for p in 100..110u16 {
+            let mut f = syn(p);
+            assert_eq!(send(&mut w, &mut f, 1000), Verdict::Forward);
+            assert_eq!(dst_mac(&f), RS2_MAC);
+        }
+        // all servers quiesced: new flows have nowhere to go
+        m.edit_server(&key(), server(RS2, 0)).unwrap();
+        sh.publish(&m).unwrap();
+        w.refresh();
+        let mut f = syn(500);
+        assert_eq!(
+            send(&mut w, &mut f, 1000),
+            Verdict::Drop(DropReason::NoServer)
+        );
+        let mut f = ack(0);
+        assert_eq!(send(&mut w, &mut f, 1000), Verdict::Forward);
+    }
+
+    #[test]
+    fn deleted_servers_flows_are_rescheduled() {
+        let (sh, mut m, mut w) = setup(SchedulerKind::Rr, 1, 1);
+        for p in 0..4u16 {
+            send(&mut w, &mut syn(p), 0);
+        }
+        m.delete_server(&key(), RS1, 0).unwrap();
+        sh.publish(&m).unwrap();
+        w.refresh();
+        assert_eq!(sh.reclaim(), 0, "worker moved on: old snapshots freed");
+        for p in 0..4u16 {
+            let mut f = ack(p);
+            assert_eq!(send(&mut w, &mut f, 1000), Verdict::Forward);
+            assert_eq!(dst_mac(&f), RS2_MAC);
+        }
+        let r = sh.stats(&m);
+        let rs2 = &r.services[0].servers[0];
+        assert_eq!(rs2.addr, RS2);
+        // 2 original + 2 rescheduled connections, all now established on RS2
+        assert_eq!(rs2.counters.conns, 4);
+        assert_eq!((rs2.active_conns, rs2.inactive_conns), (4, 0));
+        // a new server taking RS1's slot does not inherit its flows' counters or flows
+        m.add_server(&key(), server(Ipv4Addr::new(198, 18, 0, 13), 1))
+            .unwrap();
+        sh.publish(&m).unwrap();
+        w.refresh();
+        let r = sh.stats(&m);
+        let rs3 = &r.services[0].servers[1];
+        assert_eq!(rs3.counters, crate::api::Counters::default());
+        assert_eq!((rs3.active_conns, rs3.inactive_conns), (0, 0));
+    }
+
+    #[test]
+    fn malformed_and_foreign_frames_are_dropped_with_their_reason() {
+        let (sh, m, mut w) = setup(SchedulerKind::Rr, 1, 1);
+        let base = syn(7);
+        let mut cases: Vec<(Vec<u8>, DropReason)> = vec![];
+        cases.push((base[..13].to_vec(), DropReason::ShortFrame));
+        let mut f = base.clone();
+        f[12..14].copy_from_slice(&[0x81, 0x00]); // 802.1Q tag
+        cases.push((f, DropReason::Vlan));
+        let mut f = base.clone();
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        cases.push((f, DropReason::Ipv6));
+        let mut f = base.clone();
+        f[12..14].copy_from_slice(&[0x88, 0xcc]); // LLDP
+        cases.push((f, DropReason::NotIpv4OrArp));
+        let mut f = base.clone();
+        f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 0x77]); // someone else's unicast MAC
+        cases.push((f, DropReason::NotOurMac));
+        cases.push((base[..30].to_vec(), DropReason::ShortIp));
+        let mut f = base.clone();
+        f[14] = 0x65; // IP version 6 in an IPv4 frame
+        cases.push((f, DropReason::BadIpVersion));
+        let mut f = base.clone();
+        f[14] = 0x44; // IHL 4
+        cases.push((f, DropReason::BadIhl));
+        let mut f = base.clone();
+        f[14] = 0x4f; // IHL 15 = 60 bytes > 40-byte packet
+        cases.push((f, DropReason::BadIhl));
+        let mut f = base.clone();
+        f[17] = 41; // total length 41 > 40 bytes present
+        cases.push((f, DropReason::BadTotalLen));
+        let mut f = base.clone();
+        f[17] = 19; // total length below the header
+        cases.push((f, DropReason::BadTotalLen));
+        let mut f = base.clone();
+        f[20] = 0x20; // MF
+        cases.push((f, DropReason::IpFragment));
+        let mut f = base.clone();
+        f[20] = 0x00;
+        f[21] = 0x10; // offset 128
+        cases.push((f, DropReason::IpFragment));
+        let mut f = base.clone();
+        f[23] = 1; // ICMP
+        cases.push((f, DropReason::NotTcpUdp));
+        let mut f = base.clone();
+        f[17] = 39; // TCP header cut to 19 bytes by the total length
+        cases.push((f, DropReason::ShortL4));
+        let mut f = base.clone();
+        f[23] = 17; // UDP to VIP:80, no UDP service
+        cases.push((f, DropReason::NoService));
+        cases.push((
+            tcp_frame(CLIENT, 1, VIP, 443, l4::TcpFlags::SYN),
+            DropReason::NoService,
+        ));
+        let mut f = arp_frame(1, ROUTER_MAC, CLIENT, VIP, [0xff; 6]);
+        f[18] = 8; // hlen 8
+        cases.push((f, DropReason::ArpMalformed));
+        let mut f = arp_frame(1, ROUTER_MAC, CLIENT, VIP, [0xff; 6]);
+        f[19] = 16; // plen 16
+        cases.push((f, DropReason::ArpMalformed));
+        let f = arp_frame(1, ROUTER_MAC, CLIENT, VIP, [0xff; 6]);
+        cases.push((f[..40].to_vec(), DropReason::ArpMalformed));
+
+        let n = cases.len() as u64;
+        for (mut f, reason) in cases {
+            let before = f.clone();
+            assert_eq!(
+                send(&mut w, &mut f, 0),
+                Verdict::Drop(reason),
+                "{}",
+                reason.name()
+            );
+            assert_eq!(f, before, "dropped frames are not modified");
+        }
+        let r = sh.stats(&m);
+        assert_eq!(r.drops.values().sum::<u64>(), n);
+        assert_eq!(r.drops.get("bad_ihl"), Some(&2));
+        assert_eq!(r.workers[0].forwarded, 0);
+        assert_eq!(r.workers[0].flows, 0);
+    }
+
+    #[test]
+    fn ip_options_are_accepted() {
+        let (_sh, _m, mut w) = setup(SchedulerKind::Rr, 1, 1);
+        // IHL 6: one 4-byte option (NOP x4) before TCP
+        let mut f = syn(9);
+        f.splice(34..34, [1u8, 1, 1, 1]);
+        f[14] = 0x46;
+        f[17] = 44;
+        let orig = f.clone();
+        assert_eq!(send(&mut w, &mut f, 0), Verdict::Forward);
+        assert_eq!(&f[12..], &orig[12..]);
+    }
+
+    #[test]
+    fn udp_service_and_all_ports_service() {
+        let mut m = Model::new(8, 8);
+        let k = ServiceKey {
+            proto: Protocol::Udp,
+            vip: VIP,
+            port: 0,
+        };
+        m.add_service(ServiceSpec {
+            key: k,
+            scheduler: SchedulerKind::Rr,
+            persistent: Some(300),
+            netmask: Ipv4Addr::BROADCAST,
+            flags: vec![],
+        })
+        .unwrap();
+        m.add_server(&k, server(RS1, 1)).unwrap();
+        let (sh, mut w) = worker_with(&m, 64, false);
+        sh.neigh.confirm(sh.neigh.find(RS1).unwrap(), RS1_MAC, 0);
+        let mut f = syn(5);
+        f[23] = 17; // same bytes as UDP: ports 5 -> 80
+        assert_eq!(send(&mut w, &mut f, 0), Verdict::Forward);
+        assert_eq!(dst_mac(&f), RS1_MAC);
+        let r = sh.stats(&m);
+        assert_eq!(
+            r.services[0].servers[0].active_conns, 1,
+            "UDP flows are active"
+        );
+    }
+
+    #[test]
+    fn full_flow_table_forwards_statelessly_and_counts() {
+        let m = model(SchedulerKind::Rr, 1, 1);
+        let (sh, mut w) = worker_with(&m, 8, true);
+        let mut first = std::collections::HashMap::new();
+        for p in 0..40u16 {
+            let mut f = syn(p);
+            assert_eq!(send(&mut w, &mut f, 0), Verdict::Forward);
+            first.insert(p, dst_mac(&f));
+        }
+        assert_eq!(w.flow_count(), 8);
+        let full = sh.stats.drops(DropReason::FlowTableFull);
+        assert_eq!(full, 32);
+        // stateless choices are stable per flow
+        for p in 0..40u16 {
+            let mut f = ack(p);
+            assert_eq!(send(&mut w, &mut f, 0), Verdict::Forward);
+            assert_eq!(dst_mac(&f), first[&p]);
+        }
+    }
+
+    #[test]
+    fn expiry_in_housekeeping_updates_gauges() {
+        let (sh, m, mut w) = setup(SchedulerKind::Rr, 1, 1);
+        for p in 0..4u16 {
+            send(&mut w, &mut syn(p), 0);
+        }
+        let r = sh.stats(&m);
+        assert_eq!(r.services[0].servers[0].inactive_conns, 2);
+        let mut sink = |_: &dyn Fn(&mut [u8]) -> usize| {};
+        // SYN_RECV timeout is 60 s
+        let later = 62_000;
+        for _ in 0..w.flows.buckets() {
+            w.housekeeping(later, &mut sink);
+        }
+        let r = sh.stats(&m);
+        assert_eq!(w.flow_count(), 0);
+        assert_eq!(r.workers[0].flows, 0);
+        for rs in &r.services[0].servers {
+            assert_eq!((rs.active_conns, rs.inactive_conns), (0, 0));
+        }
+    }
+
+    #[test]
+    fn arp_worker_announces_vips_and_resolves_servers() {
+        let m = model(SchedulerKind::Rr, 1, 1);
+        let (sh, mut w) = worker_with(&m, 64, false);
+        let mut frames: Vec<Vec<u8>> = vec![];
+        let mut emit = |write: &dyn Fn(&mut [u8]) -> usize| {
+            let mut buf = [0u8; 64];
+            let n = write(&mut buf);
+            frames.push(buf[..n].to_vec());
+        };
+        assert_eq!(w.housekeeping(10, &mut emit), 3);
+        assert_eq!(sh.clock_ms(), 10);
+        let parsed: Vec<(Ipv4Addr, Ipv4Addr)> = frames
+            .iter()
+            .map(|f| {
+                assert_eq!(f.len(), 60);
+                assert_eq!(&f[..6], &[0xff; 6]);
+                assert_eq!(&f[6..12], &PORT_MAC);
+                let a = arp::Packet::new_checked(&f[14..]).unwrap();
+                assert_eq!(a.operation(), arp::Operation::Request);
+                (a.source_protocol_addr(), a.target_protocol_addr())
+            })
+            .collect();
+        assert_eq!(parsed[0], (VIP, VIP), "gratuitous ARP first");
+        let mut reqs = parsed[1..].to_vec();
+        reqs.sort();
+        assert_eq!(reqs, vec![(DIP, RS1), (DIP, RS2)]);
+        // answered: no more requests; nothing before the scan interval either
+        let mut f = arp_frame(2, RS1_MAC, RS1, DIP, PORT_MAC);
+        send(&mut w, &mut f, 20);
+        let mut f = arp_frame(2, RS2_MAC, RS2, DIP, PORT_MAC);
+        send(&mut w, &mut f, 20);
+        let n = std::cell::Cell::new(0);
+        let mut count = |_: &dyn Fn(&mut [u8]) -> usize| n.set(n.get() + 1);
+        assert_eq!(w.housekeeping(50, &mut count), 0);
+        assert_eq!(w.housekeeping(5_000, &mut count), 0);
+        // a new VIP gets one gratuitous ARP
+        let mut m2 = m.clone();
+        let k2 = ServiceKey {
+            proto: Protocol::Tcp,
+            vip: Ipv4Addr::new(198, 18, 0, 101),
+            port: 443,
+        };
+        m2.add_service(ServiceSpec {
+            key: k2,
+            scheduler: SchedulerKind::Rr,
+            persistent: None,
+            netmask: Ipv4Addr::BROADCAST,
+            flags: vec![],
+        })
+        .unwrap();
+        sh.publish(&m2).unwrap();
+        w.refresh();
+        assert_eq!(w.housekeeping(5_001, &mut count), 1);
+        assert_eq!(w.housekeeping(5_002, &mut count), 0);
+        assert_eq!(n.get(), 1);
+    }
+
+    #[test]
+    fn engine_side_counters() {
+        let (sh, m, mut w) = setup(SchedulerKind::Rr, 1, 1);
+        w.count_rx(5);
+        w.count_tx(4);
+        w.count_drop(DropReason::TxFull, 1);
+        let r = sh.stats(&m);
+        assert_eq!((r.workers[0].rx_packets, r.workers[0].tx_packets), (5, 4));
+        assert_eq!(r.drops.get("tx_full"), Some(&1));
+    }
+
+    fn fuzz_worker() -> Worker {
+        let (_sh, _m, w) = setup(SchedulerKind::Wrr, 2, 1);
+        w
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut w = fuzz_worker();
+            let mut f = bytes.clone();
+            let v = w.process(&mut f, None, 0);
+            if let Verdict::Drop(_) = v {
+                prop_assert_eq!(f, bytes);
+            }
+        }
+
+        #[test]
+        fn arbitrary_ipv4_and_arp_bodies_never_panic(
+            arp_or_ip in any::<bool>(),
+            body in proptest::collection::vec(any::<u8>(), 0..120),
+            now in any::<u64>(),
+        ) {
+            let mut w = fuzz_worker();
+            let mut f = vec![0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x0a];
+            f.extend_from_slice(if arp_or_ip { &[0x08, 0x06] } else { &[0x08, 0x00] });
+            if !arp_or_ip && body.len() > 20 {
+                // steer towards the VIP so the deeper paths run
+                let mut b = body.clone();
+                b[0] = 0x45;
+                b[16..20].copy_from_slice(&VIP.octets());
+                f.extend_from_slice(&b);
+            } else {
+                f.extend_from_slice(&body);
+            }
+            let _ = w.process(&mut f, Some(1), now);
+            let mut sink = |_: &dyn Fn(&mut [u8]) -> usize| {};
+            w.housekeeping(now, &mut sink);
+        }
+
+        #[test]
+        fn wire_views_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+            if let Ok(p) = ipv4::Packet::new_checked(&bytes[..]) {
+                let _ = (p.payload(), p.verify_checksum(), p.is_fragment(), p.src_addr());
+            }
+            if let Ok(a) = arp::Packet::new_checked(&bytes[..]) {
+                let _ = (a.operation(), a.target_protocol_addr(), a.source_hardware_addr());
+            }
+            let e = ethernet::Frame::new_unchecked(&bytes[..]);
+            let _ = (e.dst_addr(), e.ethertype(), e.payload());
+            let t = l4::TcpPacket::new_unchecked(&bytes[..]);
+            let _ = (t.src_port(), t.flags());
+        }
+    }
+}
