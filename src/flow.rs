@@ -19,7 +19,7 @@ pub struct Timeouts {
     /// After a SYN (IPVS SYN_RECV: 60 s).
     pub tcp_syn: u32,
     /// IPVS ESTABLISHED: 900 s.
-    pub tcp_established: u32,
+    pub tcp: u32,
     /// After a FIN (IPVS FIN_WAIT: 120 s).
     pub tcp_fin: u32,
     /// After a RST (IPVS CLOSE: 10 s).
@@ -32,7 +32,7 @@ impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
             tcp_syn: 60,
-            tcp_established: 900,
+            tcp: 900,
             tcp_fin: 120,
             tcp_close: 10,
             udp: 300,
@@ -238,7 +238,7 @@ impl FlowTable {
         match s {
             FlowState::Free => 0,
             FlowState::SynRecv => self.timeouts.tcp_syn,
-            FlowState::Established => self.timeouts.tcp_established,
+            FlowState::Established => self.timeouts.tcp,
             FlowState::FinWait => self.timeouts.tcp_fin,
             FlowState::Close => self.timeouts.tcp_close,
             FlowState::Udp => self.timeouts.udp,
@@ -497,7 +497,7 @@ mod tests {
         assert_eq!((n, t.len()), (10, 10));
         let mut n = 0;
         for _ in 0..t.buckets() {
-            n += t.expire_slice(1000 + to.tcp_established + 1, 1, |_| ());
+            n += t.expire_slice(1000 + to.tcp + 1, 1, |_| ());
         }
         assert_eq!((n, t.len()), (10, 0));
     }
@@ -530,7 +530,7 @@ mod tests {
             assert!(t.lookup(&k, t.hash(&k), 10, |_| ()).is_some());
         }
         // once they expire, the slot is reused lazily
-        let later = 11 + Timeouts::default().tcp_established;
+        let later = 11 + Timeouts::default().tcp;
         let mut ev = 0;
         assert!(t
             .insert(&k, h, FlowState::SynRecv, 0, 1, later, |_| ev += 1)

@@ -47,6 +47,9 @@ pub enum Verdict {
     Drop(DropReason),
 }
 
+/// Length of the ARP frames [`Worker::housekeeping`] writes (minimum Ethernet frame, no FCS).
+pub const ARP_FRAME_LEN: usize = ethernet::MIN_FRAME_LEN;
+
 /// Neighbour addresses asked per housekeeping round at most.
 const REQUESTS_PER_ROUND: usize = 32;
 /// How often the ARP worker scans the neighbour table (ms).
@@ -484,17 +487,12 @@ impl Worker {
     }
 
     /// Periodic work, about every millisecond: expire a slice of the flow table; on the ARP
-    /// worker, publish the clock for the control thread and send gratuitous ARPs for new VIPs
-    /// and ARP requests for neighbours that need one. Each frame is produced by calling `emit`
-    /// with a writer: `emit` supplies a buffer (at least 60 bytes), calls the writer on it and
-    /// transmits the number of bytes the writer returns (0 = nothing written, send nothing).
-    /// Returns how many frames were offered to `emit`.
-    #[allow(clippy::type_complexity)]
-    pub fn housekeeping(
-        &mut self,
-        now_ms: u64,
-        emit: &mut dyn FnMut(&dyn Fn(&mut [u8]) -> usize),
-    ) -> usize {
+    /// worker, publish the clock for the control thread and write gratuitous ARPs for new VIPs
+    /// and ARP requests for neighbours that need one into `frames`. Every frame written is a
+    /// complete Ethernet frame zero padded to the 64-byte buffer (send all 64 bytes, or the
+    /// first [`ARP_FRAME_LEN`]). Returns how many of `frames` were written; work that did not
+    /// fit is kept for the next call (gratuitous ARPs) or retried later (requests).
+    pub fn housekeeping(&mut self, now_ms: u64, frames: &mut [[u8; 64]]) -> usize {
         let now_s = (now_ms / 1000) as u32;
         if let Some(wc) = self.shared.stats.worker(self.id) {
             let cells = &wc.servers[..];
@@ -509,26 +507,32 @@ impl Worker {
         self.shared.set_clock_ms(now_ms);
         let mac = self.port_mac;
         let mut sent = 0;
-        while let Some(v) = self.garp_pending.pop() {
-            let vip = Ipv4Addr::from(v);
-            emit(&|buf: &mut [u8]| neigh::build_gratuitous_arp(buf, mac, vip));
+        while sent < frames.len() {
+            let Some(v) = self.garp_pending.pop() else {
+                break;
+            };
+            let buf = &mut frames[sent];
+            buf.fill(0);
+            neigh::build_gratuitous_arp(buf, mac, Ipv4Addr::from(v));
             sent += 1;
         }
         let scan_due = self
             .last_scan_ms
             .map_or(true, |t| now_ms.saturating_sub(t) >= NEIGH_SCAN_MS);
-        if scan_due {
+        let room = (frames.len() - sent).min(self.req_buf.len());
+        if scan_due && room > 0 {
             self.last_scan_ms = Some(now_ms);
             let n = self.shared.neigh.due_requests(
                 now_ms,
                 DEFAULT_REACHABLE_MS,
                 DEFAULT_RETRY_MS,
-                &mut self.req_buf,
+                &mut self.req_buf[..room],
             );
             let dip = Ipv4Addr::from(self.dip);
             for &ip in self.req_buf.iter().take(n) {
-                let target = Ipv4Addr::from(ip);
-                emit(&|buf: &mut [u8]| neigh::build_arp_request(buf, mac, dip, target));
+                let buf = &mut frames[sent];
+                buf.fill(0);
+                neigh::build_arp_request(buf, mac, dip, Ipv4Addr::from(ip));
                 sent += 1;
             }
         }
@@ -590,15 +594,7 @@ mod tests {
     }
 
     fn worker_with(m: &Model, flow_capacity: usize, resolve: bool) -> (Arc<Shared>, Worker) {
-        let sh = Arc::new(Shared::new(
-            8,
-            8,
-            16,
-            1,
-            PORT_MAC,
-            DIP,
-            Ipv4Addr::new(255, 255, 0, 0),
-        ));
+        let sh = Arc::new(Shared::new(8, 8, 16, 1, PORT_MAC, DIP, 16));
         sh.publish(m).unwrap();
         if resolve {
             sh.neigh.confirm(sh.neigh.find(RS1).unwrap(), RS1_MAC, 0);
@@ -1032,11 +1028,11 @@ mod tests {
         }
         let r = sh.stats(&m);
         assert_eq!(r.services[0].servers[0].inactive_conns, 2);
-        let mut sink = |_: &dyn Fn(&mut [u8]) -> usize| {};
+        let mut frames = [[0u8; 64]; 4];
         // SYN_RECV timeout is 60 s
         let later = 62_000;
         for _ in 0..w.flows.buckets() {
-            w.housekeeping(later, &mut sink);
+            w.housekeeping(later, &mut frames);
         }
         let r = sh.stats(&m);
         assert_eq!(w.flow_count(), 0);
@@ -1050,20 +1046,15 @@ mod tests {
     fn arp_worker_announces_vips_and_resolves_servers() {
         let m = model(SchedulerKind::Rr, 1, 1);
         let (sh, mut w) = worker_with(&m, 64, false);
-        let mut frames: Vec<Vec<u8>> = vec![];
-        let mut emit = |write: &dyn Fn(&mut [u8]) -> usize| {
-            let mut buf = [0u8; 64];
-            let n = write(&mut buf);
-            frames.push(buf[..n].to_vec());
-        };
-        assert_eq!(w.housekeeping(10, &mut emit), 3);
+        let mut frames = [[0xeeu8; 64]; 8];
+        assert_eq!(w.housekeeping(10, &mut frames), 3);
         assert_eq!(sh.clock_ms(), 10);
-        let parsed: Vec<(Ipv4Addr, Ipv4Addr)> = frames
+        let parsed: Vec<(Ipv4Addr, Ipv4Addr)> = frames[..3]
             .iter()
             .map(|f| {
-                assert_eq!(f.len(), 60);
                 assert_eq!(&f[..6], &[0xff; 6]);
                 assert_eq!(&f[6..12], &PORT_MAC);
+                assert_eq!(&f[ARP_FRAME_LEN..], &[0u8; 4], "zero padded");
                 let a = arp::Packet::new_checked(&f[14..]).unwrap();
                 assert_eq!(a.operation(), arp::Operation::Request);
                 (a.source_protocol_addr(), a.target_protocol_addr())
@@ -1078,10 +1069,8 @@ mod tests {
         send(&mut w, &mut f, 20);
         let mut f = arp_frame(2, RS2_MAC, RS2, DIP, PORT_MAC);
         send(&mut w, &mut f, 20);
-        let n = std::cell::Cell::new(0);
-        let mut count = |_: &dyn Fn(&mut [u8]) -> usize| n.set(n.get() + 1);
-        assert_eq!(w.housekeeping(50, &mut count), 0);
-        assert_eq!(w.housekeeping(5_000, &mut count), 0);
+        assert_eq!(w.housekeeping(50, &mut frames), 0);
+        assert_eq!(w.housekeeping(5_000, &mut frames), 0);
         // a new VIP gets one gratuitous ARP
         let mut m2 = m.clone();
         let k2 = ServiceKey {
@@ -1099,9 +1088,29 @@ mod tests {
         .unwrap();
         sh.publish(&m2).unwrap();
         w.refresh();
-        assert_eq!(w.housekeeping(5_001, &mut count), 1);
-        assert_eq!(w.housekeeping(5_002, &mut count), 0);
-        assert_eq!(n.get(), 1);
+        assert_eq!(w.housekeeping(5_001, &mut frames), 1);
+        assert_eq!(w.housekeeping(5_002, &mut frames), 0);
+        // too little room: the rest waits for the next call
+        let mut m3 = m2.clone();
+        for last in [102u8, 103] {
+            m3.add_service(ServiceSpec {
+                key: ServiceKey {
+                    proto: Protocol::Tcp,
+                    vip: Ipv4Addr::new(198, 18, 0, last),
+                    port: 443,
+                },
+                scheduler: SchedulerKind::Rr,
+                persistent: None,
+                netmask: Ipv4Addr::BROADCAST,
+                flags: vec![],
+            })
+            .unwrap();
+        }
+        sh.publish(&m3).unwrap();
+        w.refresh();
+        assert_eq!(w.housekeeping(5_003, &mut frames[..1]), 1);
+        assert_eq!(w.housekeeping(5_004, &mut frames[..0]), 0);
+        assert_eq!(w.housekeeping(5_005, &mut frames), 1);
     }
 
     #[test]
@@ -1150,8 +1159,8 @@ mod tests {
                 f.extend_from_slice(&body);
             }
             let _ = w.process(&mut f, Some(1), now);
-            let mut sink = |_: &dyn Fn(&mut [u8]) -> usize| {};
-            w.housekeeping(now, &mut sink);
+            let mut frames = [[0u8; 64]; 2];
+            w.housekeeping(now, &mut frames);
         }
 
         #[test]

@@ -235,18 +235,21 @@ pub struct Shared {
 
 impl Shared {
     /// Everything sized once: `max_services`/`max_servers` as the model's, `neighbours` the
-    /// neighbour table capacity, `workers` the number of workers.
+    /// neighbour table capacity, `workers` the number of workers; the port's MAC and the
+    /// director's own address (DIP) with its prefix length are fixed for the process.
     pub fn new(
         max_services: u32,
         max_servers: u32,
         neighbours: u32,
-        workers: u32,
+        workers: usize,
         port_mac: [u8; 6],
         dip: Ipv4Addr,
-        dip_netmask: Ipv4Addr,
+        dip_prefix_len: u8,
     ) -> Self {
         let (ms, mr) = (max_services as usize, max_servers as usize);
-        let nw = (workers as usize).max(1);
+        let nw = workers.max(1);
+        let bits = u32::from(dip_prefix_len.min(32));
+        let dip_netmask = Ipv4Addr::from(u32::MAX.checked_shl(32 - bits).unwrap_or(0));
         Shared {
             current: ArcSwap::from_pointee(Snapshot::empty(mr, port_mac, dip, dip_netmask)),
             epoch: AtomicU64::new(0),
@@ -283,6 +286,9 @@ impl Shared {
     }
     pub fn dip(&self) -> Ipv4Addr {
         self.dip
+    }
+    pub fn dip_netmask(&self) -> Ipv4Addr {
+        self.dip_netmask
     }
 
     /// The epoch of the newest published snapshot.
@@ -398,7 +404,9 @@ impl Dataplane for Shared {
     }
 
     fn stats(&self, model: &Model) -> StatsReport {
-        let c = self.lock();
+        let mut c = self.lock();
+        // Also a good moment to free snapshots every worker has left behind.
+        self.reclaim_locked(&mut c);
         let mut rep = StatsReport::default();
         for w in 0..self.stats.workers() {
             let Some(wc) = self.stats.worker(w) else {
@@ -532,7 +540,7 @@ mod tests {
             2,
             [2, 0, 0, 0, 0, 1],
             Ipv4Addr::new(198, 18, 0, 1),
-            Ipv4Addr::new(255, 255, 255, 0),
+            24,
         )
     }
 
@@ -552,6 +560,15 @@ mod tests {
             Some(2)
         );
         assert!(s.is_vip(vip) && !s.is_vip(vip + 5));
+        assert_eq!(s.dip_netmask, Ipv4Addr::new(255, 255, 255, 0));
+        assert_eq!(
+            Shared::new(1, 1, 1, 1, [2; 6], Ipv4Addr::LOCALHOST, 0).dip_netmask(),
+            Ipv4Addr::UNSPECIFIED
+        );
+        assert_eq!(
+            Shared::new(1, 1, 1, 1, [2; 6], Ipv4Addr::LOCALHOST, 32).dip_netmask(),
+            Ipv4Addr::BROADCAST
+        );
         assert_eq!(s.vips.len(), 2);
         let svc = &s.services[0];
         assert_eq!((svc.wrr_gcd, svc.wrr_max), (2, 4));

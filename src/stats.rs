@@ -49,10 +49,12 @@ pub enum DropReason {
     ArpNotForUs,
     /// The engine could not transmit (counted by the engine via `count_drop`).
     TxFull,
+    /// The engine had no buffer for a frame it wanted to send (counted by the engine).
+    NoMbuf,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 20;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::ShortFrame,
         DropReason::Vlan,
@@ -73,6 +75,7 @@ impl DropReason {
         DropReason::ArpMalformed,
         DropReason::ArpNotForUs,
         DropReason::TxFull,
+        DropReason::NoMbuf,
     ];
 
     /// The stable name used in stats output and metrics.
@@ -97,6 +100,7 @@ impl DropReason {
             DropReason::ArpMalformed => "arp_malformed",
             DropReason::ArpNotForUs => "arp_not_for_us",
             DropReason::TxFull => "tx_full",
+            DropReason::NoMbuf => "no_mbuf",
         }
     }
 
