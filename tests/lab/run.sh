@@ -151,19 +151,25 @@ t_long_lived_keeps_server() {
         fail "$orig did not log the complete download"
 }
 
-# Deleting a real server, then the service, over the control socket.
+# Deleting a real server, then the service, with raw requests on the control socket.
 t_delete_server_and_service() {
     reset_service rr 1 1
     local list answers i
     [[ $(requests 2 | sort -u | wc -l) -eq 2 ]] || fail "service does not use both servers"
-    rvsadm -d -t "$SVC" -r "$RS2_IP"
+    local svc_json="{\"proto\":\"tcp\",\"vip\":\"$VIP\",\"port\":$VIP_PORT}"
+    # Raw JSON-RPC (what `rvsadm -d` / `-D` send).
+    python3 "$RPC" "$RVS_SOCK" expect-result \
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"server.delete\",\"params\":{\"service\":$svc_json,\"addr\":\"$RS2_IP\"}}" ||
+        fail "server.delete"
     list=$(rvsadm -L -n)
     if grep -qF "$RS2_IP" <<<"$list"; then fail "rs2 still listed after -d: $list"; fi
     grep -qF "$RS1_IP" <<<"$list" || fail "rs1 missing from the listing: $list"
     answers=$(requests 6)
     [[ $(count_of rs1 <<<"$answers") -eq 6 ]] ||
         fail "after deleting rs2, all answers should be rs1: $(echo "$answers" | tr '\n' ' ')"
-    rvsadm -D -t "$SVC"
+    python3 "$RPC" "$RVS_SOCK" expect-result \
+        "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"service.delete\",\"params\":$svc_json}" ||
+        fail "service.delete"
     list=$(rvsadm -L -n)
     if grep -qF "$VIP" <<<"$list"; then fail "service still listed after -D: $list"; fi
     for ((i = 0; i < 3; i++)); do
