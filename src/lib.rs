@@ -10,10 +10,11 @@
 
 pub mod adm;
 pub mod api;
-pub mod flow;
-pub mod dpdk;
 pub mod config;
 pub mod control;
+pub mod dpdk;
+pub mod engine;
+pub mod flow;
 pub mod model;
 pub mod neigh;
 pub mod pipeline;

@@ -1,1 +1,136 @@
-fn main() {}
+//! `rvs`: the director daemon and its helpers.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "rvs",
+    version,
+    about = "Rust Virtual Server: an LVS-DR layer-4 director on DPDK"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the director in the foreground until SIGINT/SIGTERM.
+    Run {
+        /// Configuration file (TOML); see configs/lab.toml and configs/baremetal.toml.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Control socket path (overrides [control] socket).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Rules file in `ipvsadm -S` format applied at start (overrides [rules] file).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Log filter (tracing env-filter syntax), default "info"; RUST_LOG also works.
+        #[arg(long)]
+        log: Option<String>,
+    },
+    /// Parse and validate a configuration file, then exit.
+    CheckConfig {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Print (or apply) what an LVS-DR real server needs: the VIP on lo, arp_ignore/arp_announce.
+    RsSetup {
+        /// The virtual IP the real server must accept.
+        #[arg(long)]
+        vip: std::net::Ipv4Addr,
+        /// Apply the changes on this host (needs root).
+        #[arg(long, conflicts_with = "print")]
+        apply: bool,
+        /// Print the commands only (the default).
+        #[arg(long)]
+        print: bool,
+        /// Undo: remove the VIP from lo and restore the kernel's ARP defaults.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Print the version and the commit it was built from.
+    Version,
+}
+
+fn init_logging(filter: Option<&str>) {
+    let filter = filter
+        .map(str::to_string)
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".to_string());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Version => {
+            println!(
+                "rvs {} ({})",
+                env!("CARGO_PKG_VERSION"),
+                env!("RVS_GIT_COMMIT")
+            );
+            ExitCode::SUCCESS
+        }
+        Cmd::RsSetup {
+            vip,
+            apply,
+            print: _,
+            remove,
+        } => {
+            let steps = rvs::rssetup::steps(vip, remove);
+            if !apply {
+                for s in &steps {
+                    println!("{}", s.shell());
+                }
+                return ExitCode::SUCCESS;
+            }
+            match rvs::rssetup::apply(&steps) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("rvs rs-setup: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::CheckConfig { config } => match rvs::config::Config::load(&config) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rvs: {}: {e}", config.display());
+                ExitCode::from(2)
+            }
+        },
+        Cmd::Run {
+            config,
+            socket,
+            rules,
+            log,
+        } => {
+            init_logging(log.as_deref());
+            let cfg = match rvs::config::Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("rvs: {}: {e}", config.display());
+                    return ExitCode::from(2);
+                }
+            };
+            match rvs::engine::run(cfg, rvs::engine::Overrides { socket, rules }) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("rvs: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! The engine: EAL, port, workers on lcores, the control thread, and an orderly stop.
+//!
+//! Each worker owns one rx/tx queue pair and runs to completion: receive a burst, decide every
+//! frame in place with the pure [`pipeline`](crate::pipeline), transmit the burst (whatever the
+//! NIC did not take is freed and counted), and every millisecond do a little housekeeping (flow
+//! expiry, ARP requests). Workers pick up new snapshots between bursts; they never lock, allocate
+//! or make a syscall on this path.
+
+use crate::api::{self, Dataplane, NeighState, PublishError, StatsReport};
+use crate::config::Config;
+use crate::control::{self, Control};
+use crate::dpdk::{self, Burst, Eal, LcoreId, Mempool, Port, PortConfig, PortId, Queue};
+use crate::flow::Timeouts;
+use crate::model::{Model, StaticNeighbour};
+use crate::pipeline::{DropReason, Verdict, Worker, WorkerConfig};
+use crate::snapshot::Shared;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why the engine could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("DPDK: {0}")]
+    Dpdk(#[from] dpdk::DpdkError),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("control socket {path}: {err}")]
+    Socket { path: PathBuf, err: std::io::Error },
+    #[error("rules file {path}: {msg}")]
+    Rules { path: PathBuf, msg: String },
+    #[error("publishing the initial configuration: {0}")]
+    Publish(#[from] PublishError),
+    #[error("worker on lcore {lcore} failed: {msg}")]
+    Worker { lcore: u32, msg: String },
+}
+
+/// Command-line overrides of the configuration file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub socket: Option<PathBuf>,
+    pub rules: Option<PathBuf>,
+}
+
+/// The dataplane as the control thread sees it: the shared snapshot state plus port counters.
+struct EngineDataplane {
+    shared: Arc<Shared>,
+    port: PortId,
+}
+
+impl Dataplane for EngineDataplane {
+    fn publish(&self, model: &Model) -> Result<(), PublishError> {
+        self.shared.publish(model)
+    }
+    fn stats(&self, model: &Model) -> StatsReport {
+        let mut r = self.shared.stats(model);
+        r.port = dpdk::port_stats(self.port);
+        r
+    }
+    fn neighbour(&self, addr: Ipv4Addr) -> NeighState {
+        self.shared.neighbour(addr)
+    }
+    fn zero(&self, model: &Model) {
+        self.shared.zero(model)
+    }
+}
+
+/// Start everything described by `cfg` and run until SIGINT/SIGTERM.
+pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .map_err(|e| EngineError::Config(format!("cannot install signal handler: {e}")))?;
+    }
+
+    let mut args = vec!["rvs".to_string()];
+    args.extend(cfg.eal.args.iter().cloned());
+    let eal = Eal::init(&args)?;
+
+    let lcores = cfg.workers.lcores.clone();
+    let enabled: Vec<u32> = eal.lcores().iter().map(|l| l.0).collect();
+    for l in &lcores {
+        if !enabled.contains(l) {
+            return Err(EngineError::Config(format!(
+                "worker lcore {l} is not enabled in the EAL arguments (enabled: {enabled:?}); add it to -l"
+            )));
+        }
+    }
+    let ports = eal.port_count();
+    if cfg.port.id >= ports {
+        return Err(EngineError::Config(format!(
+            "port {} does not exist: DPDK found {ports} port(s); check the -a/--vdev EAL arguments",
+            cfg.port.id
+        )));
+    }
+    let nq = u16::try_from(lcores.len())
+        .map_err(|_| EngineError::Config("too many workers".to_string()))?;
+
+    // Every queue's descriptors, every worker's bursts in flight, per-lcore caches, plus slack.
+    let per_queue = u32::from(cfg.port.rx_descriptors) + u32::from(cfg.port.tx_descriptors);
+    let need = u32::from(nq) * (per_queue + 4 * dpdk::BURST as u32 + 256) + 1024;
+    let n_mbufs = cfg.port.mbufs.max(need);
+    let pool = Arc::new(Mempool::create("rvs_mbufs", n_mbufs, 256, 2048 + 128, -1)?);
+
+    let pconf = PortConfig {
+        rx_queues: nq,
+        tx_queues: nq,
+        rx_desc: cfg.port.rx_descriptors,
+        tx_desc: cfg.port.tx_descriptors,
+        rss: nq > 1,
+        promiscuous: cfg.port.promiscuous,
+    };
+    let mut port = Port::configure(PortId(cfg.port.id), &pconf, &pool)?;
+    port.start()?;
+    let mac = port.mac();
+    tracing::info!(
+        port = cfg.port.id,
+        driver = %port.driver_name(),
+        mac = %api::MacAddr(mac),
+        queues = nq,
+        mbufs = n_mbufs,
+        "port started"
+    );
+
+    let shared = Arc::new(Shared::new(
+        cfg.tables.max_services,
+        cfg.tables.max_servers,
+        cfg.tables.neighbours,
+        lcores.len(),
+        mac,
+        cfg.network.dip,
+        cfg.network.prefix_len,
+    ));
+
+    let mut model = Model::new(cfg.tables.max_services, cfg.tables.max_servers);
+    for n in &cfg.neighbours {
+        model
+            .set_static_neighbour(StaticNeighbour {
+                addr: n.addr,
+                mac: n.mac.0,
+            })
+            .map_err(|e| EngineError::Config(e.to_string()))?;
+    }
+    let dp: Arc<dyn Dataplane> = Arc::new(EngineDataplane {
+        shared: Arc::clone(&shared),
+        port: port.id(),
+    });
+    dp.publish(&model)?;
+    let control =
+        Arc::new(Control::new(model, Arc::clone(&dp)).with_timeouts(cfg.timeouts.clone()));
+
+    if let Some(path) = ov.rules.clone().or_else(|| cfg.rules.file.clone()) {
+        let text = std::fs::read_to_string(&path).map_err(|e| EngineError::Rules {
+            path: path.clone(),
+            msg: e.to_string(),
+        })?;
+        let n = control
+            .apply_rules(&text)
+            .map_err(|msg| EngineError::Rules {
+                path: path.clone(),
+                msg,
+            })?;
+        tracing::info!(path = %path.display(), commands = n, "rules loaded");
+    }
+
+    let socket = ov
+        .socket
+        .clone()
+        .unwrap_or_else(|| cfg.control.socket.clone());
+    let ctl_thread =
+        control::serve(&socket, Arc::clone(&control), Arc::clone(&stop)).map_err(|err| {
+            EngineError::Socket {
+                path: socket.clone(),
+                err,
+            }
+        })?;
+    tracing::info!(socket = %socket.display(), "control socket listening");
+
+    let timeouts = Timeouts {
+        tcp: cfg.timeouts.tcp,
+        tcp_fin: cfg.timeouts.tcp_fin,
+        udp: cfg.timeouts.udp,
+        ..Timeouts::default()
+    };
+    let main_lcore = eal.main_lcore();
+    let mut main_worker = None;
+    let mut launched = Vec::new();
+    for (i, &l) in lcores.iter().enumerate() {
+        let wcfg = WorkerConfig {
+            worker: i as u32,
+            flow_capacity: cfg.tables.flows_per_worker as usize,
+            timeouts,
+            is_arp_worker: i == 0,
+        };
+        let worker = Worker::new(wcfg, Arc::clone(&shared));
+        let queue = port.queue(i as u16);
+        let job = WorkerJob {
+            worker,
+            queue,
+            pool: Arc::clone(&pool),
+            stop: Arc::clone(&stop),
+        };
+        if l == main_lcore.0 {
+            main_worker = Some(job);
+        } else {
+            dpdk::remote_launch(LcoreId(l), move || job.run())?;
+            launched.push(l);
+        }
+    }
+    tracing::info!(workers = lcores.len(), "forwarding");
+
+    if let Some(job) = main_worker {
+        job.run();
+    } else {
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut result = Ok(());
+    for l in launched {
+        if let Err(msg) = dpdk::wait_lcore(LcoreId(l)) {
+            tracing::error!(lcore = l, %msg, "worker failed");
+            result = Err(EngineError::Worker { lcore: l, msg });
+        }
+    }
+    let _ = ctl_thread.join();
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!("stopped");
+    drop(port);
+    drop(pool);
+    drop(eal);
+    result
+}
+
+/// Everything one worker owns.
+struct WorkerJob {
+    worker: Worker,
+    queue: Queue,
+    pool: Arc<Mempool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl WorkerJob {
+    fn run(mut self) {
+        let per_ms = (dpdk::tsc_hz() / 1000).max(1);
+        let mut burst = Burst::new();
+        let mut out = Burst::new();
+        let mut last_ms = 0u64;
+        let mut loops = 0u32;
+        loop {
+            self.worker.refresh();
+            let n = self.queue.rx_burst(&mut burst);
+            let now_ms = dpdk::tsc() / per_ms;
+            if n > 0 {
+                self.worker.count_rx(n as u64);
+                for i in 0..burst.len() {
+                    let verdict = match burst.get_mut(i) {
+                        Some(mut m) => {
+                            let hash = m.rss_hash();
+                            self.worker.process(m.data_mut(), hash, now_ms)
+                        }
+                        None => continue,
+                    };
+                    match verdict {
+                        Verdict::Forward | Verdict::Reply => {}
+                        Verdict::Consumed | Verdict::Drop(_) => burst.free(i),
+                    }
+                }
+                self.transmit(&mut burst);
+            }
+            if now_ms != last_ms {
+                last_ms = now_ms;
+                self.housekeeping(now_ms, &mut out);
+                loops = loops.wrapping_add(1);
+                if loops % 64 == 0 && self.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn transmit(&mut self, burst: &mut Burst) {
+        if burst.is_empty() {
+            return;
+        }
+        let (sent, unsent) = self.queue.tx_burst(burst);
+        self.worker.count_tx(sent as u64);
+        if unsent > 0 {
+            self.worker.count_drop(DropReason::TxFull, unsent as u64);
+        }
+    }
+
+    /// Flow expiry and, on the ARP worker, ARP requests and gratuitous ARPs, built in fresh mbufs.
+    fn housekeeping(&mut self, now_ms: u64, out: &mut Burst) {
+        let pool = &self.pool;
+        let mut frames = [[0u8; 64]; 8];
+        let n = self.worker.housekeeping(now_ms, &mut frames);
+        for f in frames.iter().take(n) {
+            let Some(mut m) = pool.alloc() else {
+                self.worker.count_drop(DropReason::NoMbuf, 1);
+                continue;
+            };
+            if !m.set_len(f.len()) {
+                continue;
+            }
+            m.data_mut().copy_from_slice(f);
+            if out.push(m).is_err() {
+                break;
+            }
+        }
+        self.transmit(out);
+    }
+}
