@@ -343,11 +343,24 @@ def measure(prog, cfg):
     try:
         prog.start()
         time.sleep(cfg["warmup"])
-        t0, c0, _ = prog.counters()
+        t0, c0, e0 = prog.counters()
         time.sleep(max(cfg["window"] - (time.monotonic() - t0), 0))
-        t1, c1, extra = prog.counters()
+        t1, c1, e1 = prog.counters()
     finally:
         prog.stop()
+    # Counters over the window (drops per reason, imissed, rx_nombuf); gauges (flows) at t1.
+    extra = {}
+    for k, v in e1.items():
+        if k == "ipackets":
+            continue
+        if isinstance(v, dict):
+            before = e0.get(k, {})
+            extra[k] = {why: n - before.get(why, 0) for why, n in v.items()
+                        if n - before.get(why, 0)}
+        elif k == "flows":
+            extra[k] = v
+        else:
+            extra[k] = v - e0.get(k, 0)
     return (c1 - c0) / (t1 - t0) / 1e6, extra
 
 
@@ -384,11 +397,13 @@ def commit():
 
 RESULTS_HEADER = """# rvs forwarding benchmark results
 
-Appended by `perf/bench.sh` (see perf/README.md). One row per variant per run: Mpps over a
-WINDOW-second window after WARMUP seconds, median (min-max) over ROUNDS alternating rounds,
-both programs forwarding on the same single lcore through net_pcap (infinite_rx, tx to /dev/null).
-ratio = rvs / testpmd (macswap) per round. Virtual-device numbers measure per-packet CPU cost,
-not a NIC: compare ratios, not absolute Mpps, across machines.
+Appended by `perf/bench.sh` (see perf/README.md). One row per variant per run. Both programs
+forward on the same single lcore through net_pcap (infinite_rx, tx to /dev/null); Mpps are frames
+sent over a WINDOW-second window after WARMUP seconds, median (min-max) over ROUNDS alternating
+rounds; ratio = rvs / testpmd (macswap) per round. Notes: rvs drop rates per reason in the window,
+and the 1-minute load average before the variant ran (with 2 CPUs, a load above ~1.5 means other
+work competed and the Mpps are depressed; the ratio suffers less). Virtual-device figures measure
+per-packet CPU cost, not a NIC: compare ratios, not absolute Mpps, across machines.
 
 | date | commit | machine | variant | rounds x window | testpmd Mpps | rvs Mpps | rvs/testpmd | notes |
 |---|---|---|---|---|---|---|---|---|
@@ -450,8 +465,15 @@ def main():
             "(both programs)" % (" ".join(p.name for p in progs), cfg["rounds"], cfg["warmup"],
                                  cfg["window"], cfg["main_lcore"], cfg["fwd_lcore"]))
         results = {}
+        loads = {}
         for v in variants:
             pcap, frames = pcap_for(v, cfg)
+            # Other work on the machine skews both programs: record the 1-minute load average.
+            try:
+                with open("/proc/loadavg") as f:
+                    loads[v] = f.read().split()[0]
+            except OSError:
+                loads[v] = "?"
             # net_pcap infinite_rx keeps every frame of the file in an mbuf of the rx pool.
             mbufs = frames + 4 * cfg["descriptors"] + 16384
             res = {p.name: [] for p in progs}
@@ -465,9 +487,12 @@ def main():
                     res[P.name].append(mpps)
                     desc = ", ".join("%s %s" % (k, extra[k]) for k in sorted(extra)
                                      if extra[k] not in (0, {}))
+                    if desc:
+                        desc = "(window: " + desc + ")"
                     log("  %-11s round %d  %-7s %7.3f Mpps  %s" % (v, r + 1, P.name, mpps, desc))
-                    if P is Rvs and extra.get("drops"):
-                        notes["drops"] = extra["drops"]
+                    if P is Rvs:
+                        for reason, n in extra.get("drops", {}).items():
+                            notes.setdefault(reason, []).append(n / cfg["window"] / 1e6)
             results[v] = (res, notes)
 
         # Table.
@@ -485,9 +510,12 @@ def main():
             note = []
             if v == "syn" and rv:
                 note.append("flow table %d" % cfg["syn_table"])
-            if notes.get("drops"):
-                note.append("rvs drops " + ", ".join("%s=%d" % kv
-                                                      for kv in sorted(notes["drops"].items())))
+            if notes:
+                # Median drop rate per reason over the rounds (in the window, frames/s).
+                note.append("rvs drops " + ", ".join(
+                    "%s %.3g/s" % (why, statistics.median(v) * 1e6)
+                    for why, v in sorted(notes.items())))
+            note.append("load %s" % loads[v])
             if only:
                 note.append("ONLY=" + only)
             rows.append([date, commit(), machine(), v,
