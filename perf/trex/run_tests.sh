@@ -17,4 +17,4 @@ cd "$perf"
 export PYTHONDONTWRITEBYTECODE=1
 exec "$venv/bin/python" -m pytest -q -p no:cacheprovider \
     -W "ignore:the imp module is deprecated:DeprecationWarning" \
-    trex/test_profiles.py test_gen_pcap.py "$@"
+    trex/test_profiles.py test_gen_pcap.py test_bench.py "$@"
