@@ -28,7 +28,7 @@ step() {
 if command -v shellcheck >/dev/null 2>&1; then
     step shellcheck shellcheck -x scripts/*.sh tests/lab/run.sh
 fi
-step unit-tests cargo test --workspace
+step unit-tests cargo test --workspace --no-fail-fast
 step build cargo build --release
 if [[ " ${failed[*]} " == *" build "* ]]; then
     log "== lab tests skipped: the release build failed"
