@@ -26,15 +26,16 @@ step() {
 }
 
 if command -v shellcheck >/dev/null 2>&1; then
-    step shellcheck shellcheck -x scripts/*.sh tests/lab/run.sh
+    step shellcheck shellcheck -x scripts/*.sh tests/lab/run.sh tests/lab/issue3.sh
 fi
 step unit-tests cargo test --workspace --no-fail-fast
 step build cargo build --release
 if [[ " ${failed[*]} " == *" build "* ]]; then
     log "== lab tests skipped: the release build failed"
-    failed+=(lab-tests)
+    failed+=(lab-tests lab-tests-issue3)
 else
     step lab-tests "$REPO_ROOT/tests/lab/run.sh"
+    step lab-tests-issue3 "$REPO_ROOT/tests/lab/issue3.sh"
 fi
 
 if ((${#failed[@]})); then
