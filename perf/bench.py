@@ -460,6 +460,14 @@ def main():
                                 "or ONLY=testpmd" % cfg["rvs"])
             progs.append(Rvs)
         os.makedirs(OUT, exist_ok=True)
+        # The binary may be older than the tree's HEAD: record what it says it was built from.
+        rvs_version = ""
+        if Rvs in progs:
+            try:
+                rvs_version = subprocess.run([cfg["rvs"], "version"], capture_output=True,
+                                             text=True, timeout=10).stdout.strip()
+            except (OSError, subprocess.TimeoutExpired):
+                rvs_version = "rvs version unknown"
 
         log("bench: %s; rounds %d, warmup %gs, window %gs; main lcore %d, forwarding lcore %d "
             "(both programs)" % (" ".join(p.name for p in progs), cfg["rounds"], cfg["warmup"],
@@ -518,6 +526,8 @@ def main():
             note.append("load %s" % loads[v])
             if only:
                 note.append("ONLY=" + only)
+            if rvs_version:
+                note.append(rvs_version)
             rows.append([date, commit(), machine(), v,
                          "%dx%gs" % (cfg["rounds"], cfg["window"]),
                          fmt_spread(tp), fmt_spread(rv), fmt_spread(ratios, "%.2f"),
