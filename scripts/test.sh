@@ -29,6 +29,7 @@ if command -v shellcheck >/dev/null 2>&1; then
     step shellcheck shellcheck -x scripts/*.sh tests/lab/run.sh tests/lab/issue3.sh
 fi
 step unit-tests cargo test --workspace --no-fail-fast
+step trex-profiles "$REPO_ROOT/perf/trex/run_tests.sh"
 step build cargo build --release
 if [[ " ${failed[*]} " == *" build "* ]]; then
     log "== lab tests skipped: the release build failed"
