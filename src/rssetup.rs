@@ -43,7 +43,12 @@ pub fn steps(vip: Ipv4Addr, remove: bool) -> Vec<Step> {
     }
     for dev in ["all", "lo"] {
         v.push(Step::new(
-            &["sysctl", "-q", "-w", &format!("net.ipv4.conf.{dev}.arp_ignore={ignore}")],
+            &[
+                "sysctl",
+                "-q",
+                "-w",
+                &format!("net.ipv4.conf.{dev}.arp_ignore={ignore}"),
+            ],
             false,
         ));
         v.push(Step::new(
@@ -58,7 +63,10 @@ pub fn steps(vip: Ipv4Addr, remove: bool) -> Vec<Step> {
     }
     if !remove {
         // `replace` is idempotent: running the set-up twice is not an error.
-        v.push(Step::new(&["ip", "addr", "replace", &addr, "dev", "lo"], false));
+        v.push(Step::new(
+            &["ip", "addr", "replace", &addr, "dev", "lo"],
+            false,
+        ));
         v.push(Step::new(&["ip", "link", "set", "lo", "up"], false));
     }
     v
