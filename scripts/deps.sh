@@ -9,7 +9,7 @@ require_root
 
 PKGS=(
     dpdk libdpdk-dev pkg-config clang libclang-dev build-essential
-    nginx-light curl iproute2 ethtool socat python3 procps ca-certificates
+    nginx-light curl iproute2 ethtool socat python3 python3-venv procps ca-certificates
 )
 
 if ! command -v apt-get >/dev/null 2>&1; then
