@@ -2044,12 +2044,10 @@ UDP  198.18.0.100:53                     0        0        0        0        0
             (code, err.as_str()),
             (EXIT_REFUSED, "Service already exists\n")
         );
+        // ipvsadm's default scheduler, wlc
         let (code, _, err) = rvsadm("-A -t 198.18.0.101:80", "");
-        assert_eq!(code, EXIT_REFUSED);
-        assert!(
-            err.contains("wlc") && err.contains("not supported yet"),
-            "{err}"
-        );
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(rvsadm("-D -t 198.18.0.101:80", "").0, 0);
         let (code, _, err) = rvsadm("-a -t 198.18.0.100:80 -r 198.18.0.13 -m", "");
         assert_eq!(code, EXIT_REFUSED);
         assert!(

@@ -3,8 +3,8 @@
 //! Module map (see `DESIGN.md` in the shared notes):
 //! - [`dpdk`]: the one safe wrapper over `dpdk-sys`; the only module with `unsafe`.
 //! - [`wire`]: typed views over packet bytes (Ethernet, ARP, IPv4, TCP/UDP).
-//! - [`flow`], [`sched`], [`neigh`], [`snapshot`], [`stats`], [`pipeline`]: the dataplane logic,
-//!   pure Rust over byte slices, testable without DPDK.
+//! - [`flow`], [`sched`] (with [`maglev`]), [`neigh`], [`snapshot`], [`stats`], [`pipeline`]: the
+//!   dataplane logic, pure Rust over byte slices, testable without DPDK.
 //! - [`model`], [`api`], [`control`], [`rules`], [`adm`], [`config`]: management.
 //! - [`engine`]: workers on lcores gluing DPDK bursts to the pipeline.
 
@@ -15,6 +15,7 @@ pub mod control;
 pub mod dpdk;
 pub mod engine;
 pub mod flow;
+pub mod maglev;
 pub mod model;
 pub mod neigh;
 pub mod pipeline;

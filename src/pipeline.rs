@@ -146,7 +146,7 @@ impl Worker {
         let flows = FlowTable::new(cfg.flow_capacity, cfg.timeouts, seed);
         // A full sweep about every two seconds at one call per millisecond.
         let expire_per_call = (flows.buckets() / 2048).max(8);
-        let mut sched = crate::sched::Schedulers::new(shared.max_services());
+        let mut sched = crate::sched::Schedulers::new(shared.max_services(), shared.max_servers());
         sched.sync_epoch(snap.epoch);
         let mut w = Worker {
             id,
@@ -392,14 +392,7 @@ impl Worker {
                     None => {
                         // Its server was deleted (or its slot reused): schedule again.
                         gauge_sub(cells, rs_slot, old_state);
-                        let pick = self.sched.pick(
-                            svc_idx,
-                            svc.scheduler,
-                            svc.servers.len(),
-                            svc.wrr_gcd,
-                            svc.wrr_max,
-                            |i| svc.servers.get(i).map_or(0, |r| r.weight),
-                        );
+                        let pick = self.sched.pick(snap, svc_idx, &key, &shared.stats, now_s);
                         let Some(ri) = pick.filter(|&i| i < svc.servers.len()) else {
                             self.flows.remove(id, |_| ());
                             return Verdict::Drop(DropReason::NoServer);
@@ -422,14 +415,7 @@ impl Worker {
                     .insert(&key, hash, state, u32::MAX, 0, now_s, &mut on_evict)
                 {
                     Ok(id) => {
-                        let pick = self.sched.pick(
-                            svc_idx,
-                            svc.scheduler,
-                            svc.servers.len(),
-                            svc.wrr_gcd,
-                            svc.wrr_max,
-                            |i| svc.servers.get(i).map_or(0, |r| r.weight),
-                        );
+                        let pick = self.sched.pick(snap, svc_idx, &key, &shared.stats, now_s);
                         let Some(ri) = pick.filter(|&i| i < svc.servers.len()) else {
                             self.flows.remove(id, |_| ());
                             wc.flows.store(self.flows.len() as u64, Relaxed);

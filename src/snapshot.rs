@@ -49,6 +49,8 @@ pub struct Service {
     pub wrr_gcd: u32,
     pub wrr_max: u32,
     pub servers: Vec<RealServer>,
+    /// Scheduler tables and thresholds, precomputed (see [`crate::sched::Plan`]).
+    pub plan: crate::sched::Plan,
 }
 
 /// Where the real server in a stats slot lives in this snapshot.
@@ -168,6 +170,7 @@ impl Snapshot {
                 wrr_gcd,
                 wrr_max,
                 servers,
+                plan: crate::sched::Plan::build(svc),
             });
         }
         s.vips.sort_unstable();

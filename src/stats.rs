@@ -240,6 +240,21 @@ impl StatsRegistry {
         (c, a, i)
     }
 
+    /// (active, inactive) flows of real server slot `slot` summed over workers, for the
+    /// connection-count schedulers: relaxed loads only (each gauge has a single writer), no
+    /// lock, no allocation. (0, 0) for a slot out of range.
+    #[inline]
+    pub fn server_conns(&self, slot: usize) -> (u64, u64) {
+        let (mut a, mut i) = (0u64, 0u64);
+        for w in self.workers.iter() {
+            if let Some(s) = w.servers.get(slot) {
+                a = a.wrapping_add(s.active.load(Relaxed));
+                i = i.wrapping_add(s.inactive.load(Relaxed));
+            }
+        }
+        (a, i)
+    }
+
     /// Drops of `r` summed over workers.
     pub fn drops(&self, r: DropReason) -> u64 {
         self.workers.iter().map(|w| w.drop_count(r)).sum()
@@ -285,6 +300,8 @@ mod tests {
         assert_eq!(reg.service(9), Counters::default());
         let (_, a, i) = reg.server(2);
         assert_eq!((a, i), (1, 5));
+        assert_eq!(reg.server_conns(2), (1, 5));
+        assert_eq!(reg.server_conns(99), (0, 0));
         assert_eq!(reg.drops(DropReason::Vlan), 3);
         assert!(reg.worker(2).is_none());
     }
