@@ -1008,6 +1008,11 @@ fn title(opts: &ListOpts) -> String {
             "{:<33} {:<10} {:<10} {:<10} {:<10}\n  -> RemoteAddress:Port\n",
             "Prot LocalAddress:Port", "Uthreshold", "Lthreshold", "ActiveConn", "InActConn"
         )
+    } else if opts.persistent_conn {
+        format!(
+            "{:<33} {:<9} {:<11} {:<10} {:<10}\n  -> RemoteAddress:Port\n",
+            "Prot LocalAddress:Port", "Weight", "PersistConn", "ActiveConn", "InActConn"
+        )
     } else if opts.neighbours {
         "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn Neighbour\n"
             .to_string()
@@ -1065,6 +1070,12 @@ fn service_block(out: &mut String, s: &ListedService, opts: &ListOpts) {
                 "  -> {d:<28} {:<10} {:<10} {:<10} {:<10}",
                 r.upper, r.lower, r.active_conns, r.inactive_conns
             );
+        } else if opts.persistent_conn {
+            let _ = writeln!(
+                out,
+                "  -> {d:<28} {:<9} {:<11} {:<10} {:<10}",
+                r.weight, r.persistent_conns, r.active_conns, r.inactive_conns
+            );
         } else {
             let _ = write!(
                 out,
@@ -1094,6 +1105,43 @@ pub fn format_list(reply: &ListReply, opts: &ListOpts, all: bool) -> String {
     out.push_str(&title(opts));
     for s in sorted(reply, opts.nosort) {
         service_block(&mut out, &s, opts);
+    }
+    out
+}
+
+/// `ipvsadm -L -c`: the connection table as ipvsadm prints `/proc/net/ip_vs_conn` (ports by
+/// name unless `numeric`; `persistent_conn` adds ipvsadm's empty "pe name pe_data" columns).
+pub fn format_connections(
+    conns: &[crate::api::ConnEntry],
+    numeric: bool,
+    persistent_conn: bool,
+) -> String {
+    let mut out = String::from("IPVS connection entries\n");
+    if persistent_conn {
+        let _ = writeln!(
+            out,
+            "pro expire {:<11} {:<18} {:<18} {:<18} {:<16} pe_data",
+            "state", "source", "virtual", "destination", "pe name"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "pro expire {:<11} {:<18} {:<18} destination",
+            "state", "source", "virtual"
+        );
+    }
+    for c in conns {
+        let expire = format!("{:02}:{:02}", c.expire_s / 60, c.expire_s % 60);
+        let _ = writeln!(
+            out,
+            "{:<3} {:<6} {:<11} {:<18} {:<18} {}",
+            c.proto.upper(),
+            expire,
+            c.state,
+            addrport(c.client, c.cport, c.proto, numeric),
+            addrport(c.vip, c.vport, c.proto, numeric),
+            addrport(c.rs, c.rport, c.proto, numeric),
+        );
     }
     out
 }
@@ -1421,16 +1469,21 @@ fn run_inner(
             return write_out(out, &s);
         }
         Command::List { opts, .. } if opts.connections => {
-            return Err(AdmError {
-                msg: "listing connections (-c) is not supported yet".to_string(),
-                code: EXIT_LIST,
-            })
-        }
-        Command::List { opts, .. } if opts.persistent_conn => {
-            return Err(AdmError {
-                msg: "--persistent-conn is not supported yet".to_string(),
-                code: EXIT_LIST,
-            })
+            let mut client = Client::connect(&socket)?;
+            let v = client.call("connections", json!({}))?;
+            let conns: Vec<crate::api::ConnEntry> = v
+                .get("connections")
+                .cloned()
+                .ok_or_else(|| "missing 'connections'".to_string())
+                .and_then(|c| serde_json::from_value(c).map_err(|e| e.to_string()))
+                .map_err(|e| AdmError {
+                    msg: format!("unexpected connections reply from the daemon: {e}"),
+                    code: EXIT_LIST,
+                })?;
+            return write_out(
+                out,
+                &format_connections(&conns, opts.numeric, opts.persistent_conn),
+            );
         }
         Command::List { opts, .. } if opts.daemon => {
             // No connection synchronisation daemon exists: ipvsadm prints nothing then.
@@ -1639,6 +1692,10 @@ mod tests {
         assert!(o.rate && o.nosort);
         let (_, o) = list("-L --timeout");
         assert!(o.timeout);
+        let (_, o) = list("-L -n -c --persistent-conn");
+        assert!(o.connections && o.persistent_conn);
+        let (_, o) = list("-L -n --persistent-conn");
+        assert!(o.persistent_conn && !o.connections);
         let (_, o) = list("-L -n --thresholds --neighbours");
         assert!(o.thresholds && o.neighbours);
         let (s, _) = list("-L -n -t 198.18.0.100:80");
@@ -1794,6 +1851,7 @@ mod tests {
             lower: 0,
             active_conns: a,
             inactive_conns: i,
+            persistent_conns: a + i,
             counters: Counters {
                 conns: 12,
                 packets: 345,
@@ -1842,6 +1900,25 @@ mod tests {
                 },
             ],
         }
+    }
+
+    #[test]
+    fn persistent_conn_layout_matches_ipvsadm() {
+        let opts = ListOpts {
+            numeric: true,
+            persistent_conn: true,
+            ..Default::default()
+        };
+        let want = "\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn 
+  -> RemoteAddress:Port
+TCP  198.18.0.100:80 rr
+  -> 198.18.0.11:80               1         5           2          3         
+  -> 198.18.0.12:80               1         0           0          0         
+UDP  198.18.0.100:53 wrr persistent 300 mask 255.255.255.0
+";
+        assert_eq!(format_list(&reply(), &opts, true), want);
     }
 
     #[test]
@@ -1898,6 +1975,77 @@ UDP  198.18.0.100:53                     0        0        0        0        0
                 "TCP  198.18.0.100:80                    24      690        0 246913578        0\n"
             ),
             "{out}"
+        );
+    }
+
+    #[test]
+    fn connection_listing_layout_matches_ipvsadm() {
+        use crate::api::ConnEntry;
+        let conn =
+            |proto, expire_s, state: &str, c: [u8; 4], cport, vport, rport, template| ConnEntry {
+                proto,
+                expire_s,
+                state: state.into(),
+                client: Ipv4Addr::from(c),
+                cport,
+                vip: Ipv4Addr::new(198, 18, 0, 100),
+                vport,
+                rs: Ipv4Addr::new(198, 18, 0, 11),
+                rport,
+                template,
+            };
+        let conns = vec![
+            conn(
+                Protocol::Tcp,
+                898,
+                "ESTABLISHED",
+                [198, 18, 0, 10],
+                41322,
+                80,
+                80,
+                false,
+            ),
+            conn(Protocol::Tcp, 300, "NONE", [198, 18, 0, 10], 0, 0, 0, true),
+            conn(
+                Protocol::Udp,
+                5,
+                "UDP",
+                [198, 18, 0, 10],
+                5353,
+                53,
+                53,
+                false,
+            ),
+            conn(
+                Protocol::Tcp,
+                3599,
+                "SYN_RECV",
+                [198, 18, 1, 200],
+                65535,
+                443,
+                443,
+                false,
+            ),
+        ];
+        assert_eq!(
+            format_connections(&conns, true, false),
+            "IPVS connection entries\n\
+             pro expire state       source             virtual            destination\n\
+             TCP 14:58  ESTABLISHED 198.18.0.10:41322  198.18.0.100:80    198.18.0.11:80\n\
+             TCP 05:00  NONE        198.18.0.10:0      198.18.0.100:0     198.18.0.11:0\n\
+             UDP 00:05  UDP         198.18.0.10:5353   198.18.0.100:53    198.18.0.11:53\n\
+             TCP 59:59  SYN_RECV    198.18.1.200:65535 198.18.0.100:443   198.18.0.11:443\n"
+        );
+        assert_eq!(
+            format_connections(&[], true, true),
+            "IPVS connection entries\n\
+             pro expire state       source             virtual            destination        \
+             pe name          pe_data\n"
+        );
+        let named = format_connections(&conns[..1], false, false);
+        assert!(
+            named.ends_with("198.18.0.100:http  198.18.0.11:http\n"),
+            "{named}"
         );
     }
 
@@ -2054,9 +2202,15 @@ UDP  198.18.0.100:53                     0        0        0        0        0
             err.contains("masquerading (-m) is not supported yet"),
             "{err}"
         );
-        let (code, _, err) = rvsadm("--set 900 120 300", "");
-        assert_eq!(code, EXIT_REFUSED);
-        assert!(err.contains("not supported yet"), "{err}");
+        assert_eq!(rvsadm("--set 900 120 300", "").0, 0);
+        assert_eq!(
+            *dp.timeouts.lock().unwrap(),
+            Some(Timeouts {
+                tcp: 900,
+                tcp_fin: 120,
+                udp: 300
+            })
+        );
         let (code, out, _) = rvsadm("-S -n", "");
         assert_eq!(code, 0);
         assert_eq!(
@@ -2092,9 +2246,35 @@ UDP  198.18.0.100:53                     0        0        0        0        0
             (code, out.as_str()),
             (0, "Timeout (tcp tcpfin udp): 900 120 300\n")
         );
-        let (code, _, err) = rvsadm("-L -c", "");
-        assert_eq!(code, EXIT_LIST);
-        assert!(err.contains("not supported yet"), "{err}");
+        *dp.conns.lock().unwrap() = vec![crate::api::ConnEntry {
+            proto: Protocol::Tcp,
+            expire_s: 898,
+            state: "ESTABLISHED".into(),
+            client: Ipv4Addr::new(198, 18, 0, 10),
+            cport: 41322,
+            vip: Ipv4Addr::new(198, 18, 0, 100),
+            vport: 80,
+            rs: Ipv4Addr::new(198, 18, 0, 11),
+            rport: 80,
+            template: false,
+        }];
+        let want = "IPVS connection entries\n\
+                    pro expire state       source             virtual            destination\n\
+                    TCP 14:58  ESTABLISHED 198.18.0.10:41322  198.18.0.100:80    198.18.0.11:80\n";
+        assert_eq!(rvsadm("-L -n -c", ""), (0, want.to_string(), String::new()));
+        assert_eq!(rvsadm("-lnc", ""), (0, want.to_string(), String::new()));
+        let (code, out, _) = rvsadm("-L -c", "");
+        assert_eq!(code, 0);
+        assert!(out.contains("198.18.0.100:http "), "{out}");
+        assert_eq!(rvsadm("--set 0 60 0", "").0, 0);
+        let (code, out, _) = rvsadm("-L --timeout", "");
+        assert_eq!(
+            (code, out.as_str()),
+            (0, "Timeout (tcp tcpfin udp): 900 60 300\n")
+        );
+        assert_eq!(rvsadm("--set 1000 0 20", "").0, 0);
+        let (_, out, _) = rvsadm("-L --timeout", "");
+        assert_eq!(out, "Timeout (tcp tcpfin udp): 1000 60 20\n");
         assert_eq!(rvsadm("-Z", "").0, 0);
         assert_eq!(rvsadm("-Z -t 198.18.0.100:80", "").0, 0);
         assert_eq!(dp.zeroed.lock().unwrap().len(), 2);

@@ -99,6 +99,9 @@ pub struct ServerStats {
     pub active_conns: u64,
     /// Other flows (SYN_RECV, FIN_WAIT, ...) across all workers.
     pub inactive_conns: u64,
+    /// Live persistence templates naming this server (ipvsadm's PersistConn).
+    #[serde(default)]
+    pub persistent_conns: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,6 +157,25 @@ pub enum PublishError {
     Other(String),
 }
 
+/// One line of `ipvsadm -L -c`: a connection, or a persistence template (`template`, state
+/// "NONE", client port 0, client address masked by the service netmask).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnEntry {
+    pub proto: crate::model::Protocol,
+    /// Seconds until the entry expires if idle.
+    pub expire_s: u32,
+    /// IPVS state name: SYN_RECV, ESTABLISHED, FIN_WAIT, TIME_WAIT, CLOSE, UDP, NONE.
+    pub state: String,
+    pub client: Ipv4Addr,
+    pub cport: u16,
+    pub vip: Ipv4Addr,
+    pub vport: u16,
+    pub rs: Ipv4Addr,
+    pub rport: u16,
+    #[serde(default)]
+    pub template: bool,
+}
+
 /// What the control plane needs from the dataplane.
 pub trait Dataplane: Send + Sync {
     /// Build an immutable snapshot of `model` and hand it to every worker.
@@ -164,4 +186,22 @@ pub trait Dataplane: Send + Sync {
     fn neighbour(&self, addr: Ipv4Addr) -> NeighState;
     /// Zero the service and real server counters (`ipvsadm -Z`).
     fn zero(&self, model: &Model);
+    /// Change the TCP established, TCP FIN_WAIT and UDP timeouts (`ipvsadm --set`; the values
+    /// are final: the caller resolves "0 = unchanged"). Takes effect without restart.
+    fn set_timeouts(&self, t: crate::config::Timeouts) -> Result<(), PublishError> {
+        let _ = t;
+        Err(PublishError::Other(
+            "this dataplane cannot change timeouts at run time".to_string(),
+        ))
+    }
+    /// The timeouts in force, if the dataplane keeps them (else the control plane reports its
+    /// own copy).
+    fn timeouts(&self) -> Option<crate::config::Timeouts> {
+        None
+    }
+    /// Up to `limit` connections and persistence templates (`ipvsadm -L -c`).
+    fn connections(&self, limit: usize) -> Vec<ConnEntry> {
+        let _ = limit;
+        Vec::new()
+    }
 }

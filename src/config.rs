@@ -117,6 +117,8 @@ pub struct TablesConfig {
     pub max_services: u32,
     pub max_servers: u32,
     pub neighbours: u32,
+    /// Persistence templates (`-p`), shared by all workers.
+    pub persistence: u32,
 }
 
 impl Default for TablesConfig {
@@ -126,6 +128,7 @@ impl Default for TablesConfig {
             max_services: 256,
             max_servers: 4096,
             neighbours: 4096,
+            persistence: 65536,
         }
     }
 }
@@ -147,6 +150,16 @@ impl Default for Timeouts {
             udp: 300,
         }
     }
+}
+
+/// `[dataplane]`: forwarding behaviour.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataplaneConfig {
+    /// IPVS `expire_nodest_conn`: when a flow's real server is deleted, expire the flow at its
+    /// next packet and schedule that packet anew (`true`), or drop its packets until the flow
+    /// times out (`false`, the IPVS default).
+    pub expire_nodest_conn: bool,
 }
 
 /// `[control]`: the JSON control socket.
@@ -196,6 +209,8 @@ pub struct Config {
     #[serde(default)]
     pub timeouts: Timeouts,
     #[serde(default)]
+    pub dataplane: DataplaneConfig,
+    #[serde(default)]
     pub control: ControlConfig,
     #[serde(default)]
     pub rules: RulesConfig,
@@ -210,6 +225,7 @@ const MAX_FLOWS: u32 = 64 * 1024 * 1024;
 const MAX_SERVICES: u32 = 65536;
 const MAX_SERVERS: u32 = 1024 * 1024;
 const MAX_NEIGHBOURS: u32 = 1024 * 1024;
+const MAX_PERSISTENCE: u32 = 64 * 1024 * 1024;
 /// DPDK's usual RTE_MAX_LCORE.
 const MAX_LCORE: u32 = 1024;
 
@@ -303,6 +319,7 @@ impl Config {
             ("tables.max_services", t.max_services, MAX_SERVICES),
             ("tables.max_servers", t.max_servers, MAX_SERVERS),
             ("tables.neighbours", t.neighbours, MAX_NEIGHBOURS),
+            ("tables.persistence", t.persistence, MAX_PERSISTENCE),
         ] {
             if v == 0 || v > max {
                 return Err(invalid(key, format!("{v} is out of range 1..={max}")));
@@ -429,10 +446,13 @@ flows_per_worker = 65536
 max_services = 256
 max_servers = 4096
 neighbours = 4096
+persistence = 65536
 [timeouts]
 tcp = 900
 tcp_fin = 120
 udp = 300
+[dataplane]
+expire_nodest_conn = true
 [control]
 socket = "/run/rvs/control.sock"
 [rules]
@@ -456,6 +476,7 @@ mac = "02:00:00:00:00:11"
         assert_eq!(c.neighbours.len(), 1);
         assert_eq!(c.neighbours[0].mac, MacAddr([2, 0, 0, 0, 0, 0x11]));
         assert_eq!(c.timeouts, Timeouts::default());
+        assert!(c.dataplane.expire_nodest_conn);
     }
 
     #[test]
@@ -463,6 +484,8 @@ mac = "02:00:00:00:00:11"
         let c = Config::from_str("[network]\ndip = \"198.18.0.2\"\n").unwrap();
         assert_eq!(c.port, PortConfig::default());
         assert_eq!(c.tables, TablesConfig::default());
+        assert_eq!(c.tables.persistence, 65536);
+        assert!(!c.dataplane.expire_nodest_conn, "IPVS default");
         assert_eq!(c.workers.lcores, vec![0]);
         assert_eq!(c.network.prefix_len, 24);
         assert_eq!(c.control.socket, PathBuf::from("/run/rvs/control.sock"));

@@ -42,6 +42,9 @@ pub const ERR_PUBLISH: i64 = 2;
 pub const MAX_LINE: usize = 16 * 1024 * 1024;
 /// Clients served at the same time.
 pub const MAX_CLIENTS: usize = 32;
+/// Entries `connections` returns without a `limit`, and the largest `limit` accepted.
+pub const DEFAULT_CONNECTIONS: usize = 100_000;
+pub const MAX_CONNECTIONS: usize = 10_000_000;
 
 /// A real server as `list` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +58,9 @@ pub struct ListedServer {
     pub lower: u32,
     pub active_conns: u64,
     pub inactive_conns: u64,
+    /// Live persistence templates naming this server (`--persistent-conn`).
+    #[serde(default)]
+    pub persistent_conns: u64,
     pub counters: Counters,
     pub neighbour: NeighState,
 }
@@ -117,7 +123,8 @@ impl RpcError {
 pub struct Control {
     model: Mutex<Model>,
     dp: Arc<dyn Dataplane>,
-    timeouts: Timeouts,
+    /// The timeouts reported when the dataplane does not keep them.
+    timeouts: Mutex<Timeouts>,
 }
 
 fn lock(m: &Mutex<Model>) -> MutexGuard<'_, Model> {
@@ -133,14 +140,21 @@ impl Control {
         Control {
             model: Mutex::new(model),
             dp,
-            timeouts: Timeouts::default(),
+            timeouts: Mutex::new(Timeouts::default()),
         }
     }
 
     /// The flow timeouts the daemon runs with (reported by `timeouts`, `rvsadm -L --timeout`).
-    pub fn with_timeouts(mut self, t: Timeouts) -> Self {
-        self.timeouts = t;
+    pub fn with_timeouts(self, t: Timeouts) -> Self {
+        *self.timeouts.lock().unwrap_or_else(|p| p.into_inner()) = t;
         self
+    }
+
+    /// The timeouts in force: the dataplane's, else the configured copy.
+    fn current_timeouts(&self) -> Timeouts {
+        self.dp
+            .timeouts()
+            .unwrap_or_else(|| *self.timeouts.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// A copy of the current model.
@@ -366,19 +380,38 @@ impl Control {
             }
             "timeouts" => {
                 fields(p, &[])?;
-                serde_json::to_value(self.timeouts)
+                serde_json::to_value(self.current_timeouts())
                     .map_err(|e| RpcError::new(ERR_INTERNAL, e.to_string()))
             }
             "timeouts.set" => {
+                // ipvsadm --set tcp tcpfin udp: 0 leaves that timeout unchanged.
                 fields(p, &["tcp", "tcp_fin", "udp"])?;
-                for k in ["tcp", "tcp_fin", "udp"] {
-                    uint(p, k, 0, u64::from(crate::adm::MAX_TIMEOUT))?.ok_or_else(|| missing(k))?;
+                let mut v = [0u32; 3];
+                for (i, k) in ["tcp", "tcp_fin", "udp"].iter().enumerate() {
+                    v[i] = uint(p, k, 0, u64::from(crate::adm::MAX_TIMEOUT))?
+                        .ok_or_else(|| missing(k))? as u32;
                 }
-                Err(RpcError::new(
-                    ERR_REFUSED,
-                    "changing timeouts at run time is not supported yet; set [timeouts] in the \
-                     configuration file and restart",
-                ))
+                // Serialised with the model changes, so two --set never interleave.
+                let _guard = lock(&self.model);
+                let cur = self.current_timeouts();
+                let pick = |new: u32, old: u32| if new == 0 { old } else { new };
+                let next = Timeouts {
+                    tcp: pick(v[0], cur.tcp),
+                    tcp_fin: pick(v[1], cur.tcp_fin),
+                    udp: pick(v[2], cur.udp),
+                };
+                self.dp.set_timeouts(next).map_err(|e| {
+                    RpcError::new(ERR_PUBLISH, format!("dataplane refused the change: {e}"))
+                })?;
+                *self.timeouts.lock().unwrap_or_else(|p| p.into_inner()) = next;
+                serde_json::to_value(next).map_err(|e| RpcError::new(ERR_INTERNAL, e.to_string()))
+            }
+            "connections" => {
+                fields(p, &["limit"])?;
+                let limit = uint(p, "limit", 1, MAX_CONNECTIONS as u64)?
+                    .unwrap_or(DEFAULT_CONNECTIONS as u64) as usize;
+                let conns = self.dp.connections(limit);
+                Ok(json!({ "connections": conns }))
             }
             other => Err(RpcError::new(
                 ERR_METHOD,
@@ -439,6 +472,7 @@ impl Control {
                         lower: rs.spec.lower,
                         active_conns: st.map_or(0, |s| s.active_conns),
                         inactive_conns: st.map_or(0, |s| s.inactive_conns),
+                        persistent_conns: st.map_or(0, |s| s.persistent_conns),
                         counters: st.map_or_else(Counters::default, |s| s.counters),
                         neighbour: self.dp.neighbour(rs.spec.addr),
                     }
@@ -815,6 +849,10 @@ pub(crate) mod testing {
         pub zeroed: Mutex<Vec<Vec<ServiceKey>>>,
         /// Packets per service/server reported by `stats` (grows by 1000 per call).
         pub calls: Mutex<u64>,
+        /// Timeouts taken by `set_timeouts` (`None`: never set, `timeouts` reports `None`).
+        pub timeouts: Mutex<Option<crate::config::Timeouts>>,
+        /// What `connections` reports.
+        pub conns: Mutex<Vec<ConnEntry>>,
     }
 
     impl FakeDataplane {
@@ -853,6 +891,7 @@ pub(crate) mod testing {
                         },
                         active_conns: 2,
                         inactive_conns: 3,
+                        persistent_conns: 1,
                     })
                     .collect();
                 let mut total = Counters::default();
@@ -882,6 +921,20 @@ pub(crate) mod testing {
                 .unwrap()
                 .push(model.services().iter().map(|s| s.spec.key).collect());
         }
+        fn set_timeouts(&self, t: crate::config::Timeouts) -> Result<(), PublishError> {
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(PublishError::Other("refused".into()));
+            }
+            *self.timeouts.lock().unwrap() = Some(t);
+            Ok(())
+        }
+        fn timeouts(&self) -> Option<crate::config::Timeouts> {
+            *self.timeouts.lock().unwrap()
+        }
+        fn connections(&self, limit: usize) -> Vec<ConnEntry> {
+            let c = self.conns.lock().unwrap();
+            c.iter().take(limit).cloned().collect()
+        }
     }
 }
 
@@ -889,6 +942,7 @@ pub(crate) mod testing {
 mod tests {
     use super::testing::FakeDataplane;
     use super::*;
+    use crate::api::ConnEntry;
     use proptest::prelude::*;
 
     fn setup() -> (Control, Arc<FakeDataplane>) {
@@ -1049,13 +1103,96 @@ mod tests {
         );
         assert_eq!(code, ERR_REFUSED);
         assert!(msg.contains("not supported yet"), "{msg}");
+    }
+
+    #[test]
+    fn timeouts_set_zero_keeps_and_failure_changes_nothing() {
+        let (c, dp) = setup();
+        assert_eq!(
+            ok(&c, "timeouts", json!({})),
+            json!({"tcp": 900, "tcp_fin": 120, "udp": 300}),
+            "the dataplane keeps none: the configured copy"
+        );
+        assert_eq!(
+            ok(
+                &c,
+                "timeouts.set",
+                json!({"tcp": 60, "tcp_fin": 0, "udp": 30})
+            ),
+            json!({"tcp": 60, "tcp_fin": 120, "udp": 30})
+        );
+        assert_eq!(
+            *dp.timeouts.lock().unwrap(),
+            Some(Timeouts {
+                tcp: 60,
+                tcp_fin: 120,
+                udp: 30
+            })
+        );
+        assert_eq!(
+            ok(&c, "timeouts", json!({})),
+            json!({"tcp": 60, "tcp_fin": 120, "udp": 30})
+        );
+        ok(
+            &c,
+            "timeouts.set",
+            json!({"tcp": 0, "tcp_fin": 5, "udp": 0}),
+        );
+        assert_eq!(
+            ok(&c, "timeouts", json!({})),
+            json!({"tcp": 60, "tcp_fin": 5, "udp": 30})
+        );
+        dp.set_fail(true);
         let (code, msg) = err(
             &c,
             "timeouts.set",
-            json!({"tcp": 1, "tcp_fin": 2, "udp": 3}),
+            json!({"tcp": 1, "tcp_fin": 1, "udp": 1}),
         );
-        assert_eq!(code, ERR_REFUSED);
-        assert!(msg.contains("not supported yet"), "{msg}");
+        assert_eq!(code, ERR_PUBLISH);
+        assert!(msg.contains("refused"), "{msg}");
+        dp.set_fail(false);
+        assert_eq!(
+            ok(&c, "timeouts", json!({})),
+            json!({"tcp": 60, "tcp_fin": 5, "udp": 30})
+        );
+        for bad in [
+            json!({"tcp": 1, "tcp_fin": 1}),
+            json!({"tcp": -1, "tcp_fin": 1, "udp": 1}),
+            json!({"tcp": 1, "tcp_fin": 1, "udp": 1, "x": 1}),
+            json!({"tcp": "1", "tcp_fin": 1, "udp": 1}),
+        ] {
+            assert_eq!(err(&c, "timeouts.set", bad.clone()).0, ERR_PARAMS, "{bad}");
+        }
+    }
+
+    #[test]
+    fn connections_are_listed_with_a_limit() {
+        let (c, dp) = setup();
+        assert_eq!(ok(&c, "connections", json!({})), json!({"connections": []}));
+        let e = ConnEntry {
+            proto: Protocol::Tcp,
+            expire_s: 898,
+            state: "ESTABLISHED".into(),
+            client: Ipv4Addr::new(198, 18, 0, 10),
+            cport: 41322,
+            vip: Ipv4Addr::new(198, 18, 0, 100),
+            vport: 80,
+            rs: Ipv4Addr::new(198, 18, 0, 11),
+            rport: 80,
+            template: false,
+        };
+        *dp.conns.lock().unwrap() = vec![e.clone(), e.clone(), e.clone()];
+        let v = ok(&c, "connections", json!({"limit": 2}));
+        let got: Vec<ConnEntry> = serde_json::from_value(v["connections"].clone()).unwrap();
+        assert_eq!(got, vec![e.clone(), e]);
+        assert_eq!(
+            v["connections"][0],
+            json!({"proto": "tcp", "expire_s": 898, "state": "ESTABLISHED",
+                   "client": "198.18.0.10", "cport": 41322, "vip": "198.18.0.100", "vport": 80,
+                   "rs": "198.18.0.11", "rport": 80, "template": false})
+        );
+        assert_eq!(err(&c, "connections", json!({"limit": 0})).0, ERR_PARAMS);
+        assert_eq!(err(&c, "connections", json!({"max": 1})).0, ERR_PARAMS);
     }
 
     #[test]

@@ -65,6 +65,15 @@ impl Dataplane for EngineDataplane {
     fn zero(&self, model: &Model) {
         self.shared.zero(model)
     }
+    fn set_timeouts(&self, t: crate::config::Timeouts) -> Result<(), PublishError> {
+        self.shared.set_timeouts(t)
+    }
+    fn timeouts(&self) -> Option<crate::config::Timeouts> {
+        self.shared.timeouts()
+    }
+    fn connections(&self, limit: usize) -> Vec<api::ConnEntry> {
+        self.shared.connections(limit)
+    }
 }
 
 /// Start everything described by `cfg` and run until SIGINT/SIGTERM.
@@ -124,15 +133,27 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
         "port started"
     );
 
-    let shared = Arc::new(Shared::new(
-        cfg.tables.max_services,
-        cfg.tables.max_servers,
-        cfg.tables.neighbours,
-        lcores.len(),
-        mac,
-        cfg.network.dip,
-        cfg.network.prefix_len,
-    ));
+    let shared = Arc::new(
+        Shared::new(
+            cfg.tables.max_services,
+            cfg.tables.max_servers,
+            cfg.tables.neighbours,
+            lcores.len(),
+            mac,
+            cfg.network.dip,
+            cfg.network.prefix_len,
+        )
+        .with_persistence(cfg.tables.persistence as usize)
+        .with_settings(
+            Timeouts {
+                tcp: cfg.timeouts.tcp,
+                tcp_fin: cfg.timeouts.tcp_fin,
+                udp: cfg.timeouts.udp,
+                ..Timeouts::default()
+            },
+            cfg.dataplane.expire_nodest_conn,
+        ),
+    );
 
     let mut model = Model::new(cfg.tables.max_services, cfg.tables.max_servers);
     for n in &cfg.neighbours {
@@ -148,8 +169,7 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
         port: port.id(),
     });
     dp.publish(&model)?;
-    let control =
-        Arc::new(Control::new(model, Arc::clone(&dp)).with_timeouts(cfg.timeouts.clone()));
+    let control = Arc::new(Control::new(model, Arc::clone(&dp)).with_timeouts(cfg.timeouts));
 
     if let Some(path) = ov.rules.clone().or_else(|| cfg.rules.file.clone()) {
         let text = std::fs::read_to_string(&path).map_err(|e| EngineError::Rules {

@@ -18,6 +18,7 @@ pub mod flow;
 pub mod maglev;
 pub mod model;
 pub mod neigh;
+pub mod persist;
 pub mod pipeline;
 pub mod rssetup;
 pub mod rules;

@@ -13,6 +13,7 @@
 
 use crate::flow::{Entry, FlowKey, FlowState, FlowTable, Timeouts};
 use crate::neigh::{self, DEFAULT_REACHABLE_MS, DEFAULT_RETRY_MS};
+use crate::persist::{Insert, Template};
 use crate::snapshot::{Service, Shared, Snapshot};
 use crate::stats::{bump, drop_by, ServerCells, WorkerCounters};
 use crate::wire::{arp, ethernet, ipv4, l4, Error as WireError};
@@ -29,6 +30,8 @@ pub struct WorkerConfig {
     pub worker: u32,
     /// Flow table entries (rounded up to a power of two).
     pub flow_capacity: usize,
+    /// Not used: flow timeouts come from the snapshot (set on [`Shared::with_settings`] and
+    /// changed at run time by `--set`). Kept for source compatibility.
     pub timeouts: Timeouts,
     /// This worker sends ARP requests and gratuitous ARPs (exactly one worker should).
     pub is_arp_worker: bool,
@@ -107,6 +110,65 @@ fn gauge_sub(cells: &[ServerCells], slot: u32, s: FlowState) {
     }
 }
 
+/// `rs_slot` of a flow that has no real server (being scheduled, or its server is gone).
+const NO_SLOT: u32 = u32::MAX;
+
+/// The real server (index into the service's `servers`) for a new connection to service
+/// `svc_idx`. A persistent service first asks the shared template table for the client network
+/// (`src & netmask`): a live template whose server still exists in the service is used, even if
+/// that server is quiesced (weight 0), as IPVS does with `expire_quiescent_template=0`, and its
+/// expiry is pushed forward. Otherwise the scheduler chooses, and a persistent service records
+/// the choice as the client network's template (shared by every worker).
+fn choose_server(
+    sched: &mut crate::sched::Schedulers,
+    shared: &Shared,
+    wc: &WorkerCounters,
+    snap: &Snapshot,
+    svc_idx: usize,
+    key: &FlowKey,
+    now_s: u32,
+) -> Option<usize> {
+    let svc = snap.services.get(svc_idx)?;
+    let n = svc.servers.len();
+    let Some(timeout) = svc.persistent else {
+        return sched
+            .pick(snap, svc_idx, key, &shared.stats, now_s)
+            .filter(|&i| i < n);
+    };
+    let net = key.src & svc.netmask;
+    let expires = now_s.wrapping_add(timeout);
+    let resolve = |t: &Template| {
+        snap.server_by_slot(t.rs_slot)
+            .filter(|r| r.id == t.rs_id && r.svc as usize == svc_idx && (r.rs as usize) < n)
+            .map(|r| r.rs as usize)
+    };
+    let existing = shared.persist.lookup(svc.id, net, now_s);
+    if let Some(ri) = existing.as_ref().and_then(resolve) {
+        shared.persist.refresh(svc.id, net, expires);
+        return Some(ri);
+    }
+    let ri = sched
+        .pick(snap, svc_idx, key, &shared.stats, now_s)
+        .filter(|&i| i < n)?;
+    let rs = svc.servers.get(ri)?;
+    match shared.persist.insert(
+        svc.id,
+        net,
+        rs.slot,
+        rs.id,
+        now_s,
+        expires,
+        existing.is_some(),
+    ) {
+        Insert::Exists(t) => Some(resolve(&t).unwrap_or(ri)),
+        Insert::Full => {
+            bump(&wc.drops[DropReason::PersistTableFull.index()], 1);
+            Some(ri)
+        }
+        Insert::Done | Insert::Busy => Some(ri),
+    }
+}
+
 /// Stateless choice among the servers with weight > 0 (used when the flow table is full).
 fn stateless_pick(svc: &Service, hash: u32) -> Option<usize> {
     let usable = svc.servers.iter().filter(|r| r.weight > 0).count();
@@ -143,7 +205,10 @@ impl Worker {
             h.write_usize(id);
             h.finish()
         };
-        let flows = FlowTable::new(cfg.flow_capacity, cfg.timeouts, seed);
+        // The snapshot's timeouts rule (they change at run time); `cfg.timeouts` is not used.
+        let _ = cfg.timeouts;
+        let flows = FlowTable::new(cfg.flow_capacity, snap.timeouts, seed);
+        shared.register_flows(id, flows.store());
         // A full sweep about every two seconds at one call per millisecond.
         let expire_per_call = (flows.buckets() / 2048).max(8);
         let mut sched = crate::sched::Schedulers::new(shared.max_services(), shared.max_servers());
@@ -212,6 +277,7 @@ impl Worker {
         // The replaced snapshot is still held by the control thread's retire list, so this drop
         // never frees it here.
         self.snap = new;
+        self.flows.set_timeouts(self.snap.timeouts);
         self.sched.sync_epoch(self.snap.epoch);
         self.shared.mark_seen(self.id, self.snap.epoch);
     }
@@ -367,43 +433,58 @@ impl Worker {
         let hash = self.flows.hash(&key);
 
         let mut new_conn = false;
-        let rs_idx = match self.flows.lookup(&key, hash, now_s, &mut on_evict) {
-            Some(id) => {
-                let Some(e) = self.flows.get(id) else {
-                    return Verdict::Drop(DropReason::NoServer);
-                };
+        let mut found = self
+            .flows
+            .lookup(&key, hash, now_s, &mut on_evict)
+            .and_then(|id| Some((id, self.flows.get(id)?)));
+        if let Some((id, e)) = found {
+            let gone = snap
+                .server_by_slot(e.rs_slot)
+                .filter(|r| r.id == e.rs_id && r.svc as usize == svc_idx)
+                .is_none();
+            if gone {
+                // Its real server was deleted (or its slot reused). IPVS expire_nodest_conn:
+                // on, the flow expires now and this packet is scheduled anew (as kernels >= 5.9
+                // without conntrack do); off (the default), packets are dropped silently until
+                // the flow times out (not refreshed by the dropped packets).
+                if snap.expire_nodest_conn {
+                    self.flows.remove(id, &mut on_evict);
+                    found = None;
+                } else {
+                    if e.rs_slot != NO_SLOT {
+                        // Stop counting it on the slot: a new server may take the slot over.
+                        gauge_sub(cells, e.rs_slot, e.state());
+                        self.flows.set_server(id, NO_SLOT, e.rs_id);
+                    }
+                    return Verdict::Drop(DropReason::NoDest);
+                }
+            }
+        }
+        let rs_idx = match found {
+            Some((id, e)) => {
                 let (old_state, rs_slot, rs_id) = (e.state(), e.rs_slot, e.rs_id);
                 let new_state = match tcp_flags {
                     Some(f) => old_state.tcp_next(f),
                     None => FlowState::Udp,
                 };
                 self.flows.touch(id, new_state, now_s);
-                let current = snap
+                let Some(r) = snap
                     .server_by_slot(rs_slot)
-                    .filter(|r| r.id == rs_id && r.svc as usize == svc_idx);
-                match current {
-                    Some(r) => {
-                        if old_state.is_active() != new_state.is_active() {
-                            gauge_sub(cells, rs_slot, old_state);
-                            gauge_add(cells, rs_slot, new_state);
-                        }
-                        r.rs as usize
-                    }
-                    None => {
-                        // Its server was deleted (or its slot reused): schedule again.
-                        gauge_sub(cells, rs_slot, old_state);
-                        let pick = self.sched.pick(snap, svc_idx, &key, &shared.stats, now_s);
-                        let Some(ri) = pick.filter(|&i| i < svc.servers.len()) else {
-                            self.flows.remove(id, |_| ());
-                            return Verdict::Drop(DropReason::NoServer);
-                        };
-                        let rs = &svc.servers[ri];
-                        self.flows.set_server(id, rs.slot, rs.id);
-                        gauge_add(cells, rs.slot, new_state);
-                        new_conn = true;
-                        ri
-                    }
+                    .filter(|r| r.id == rs_id && r.svc as usize == svc_idx)
+                else {
+                    return Verdict::Drop(DropReason::NoDest);
+                };
+                if old_state.is_active() != new_state.is_active() {
+                    gauge_sub(cells, rs_slot, old_state);
+                    gauge_add(cells, rs_slot, new_state);
                 }
+                if let Some(t) = svc.persistent {
+                    // A template lives while its client keeps using it.
+                    shared
+                        .persist
+                        .refresh(svc.id, key.src & svc.netmask, now_s.wrapping_add(t));
+                }
+                r.rs as usize
             }
             None => {
                 let state = match tcp_flags {
@@ -412,11 +493,12 @@ impl Worker {
                 };
                 match self
                     .flows
-                    .insert(&key, hash, state, u32::MAX, 0, now_s, &mut on_evict)
+                    .insert(&key, hash, state, NO_SLOT, 0, now_s, &mut on_evict)
                 {
                     Ok(id) => {
-                        let pick = self.sched.pick(snap, svc_idx, &key, &shared.stats, now_s);
-                        let Some(ri) = pick.filter(|&i| i < svc.servers.len()) else {
+                        let Some(ri) =
+                            choose_server(&mut self.sched, shared, wc, snap, svc_idx, &key, now_s)
+                        else {
                             self.flows.remove(id, |_| ());
                             wc.flows.store(self.flows.len() as u64, Relaxed);
                             return Verdict::Drop(DropReason::NoServer);
@@ -430,9 +512,22 @@ impl Worker {
                     }
                     Err(_) => {
                         // Never evict live flows: forward this packet by a stateless choice
-                        // and count that the table is too small.
+                        // (or the client's persistence template) and count that the table is
+                        // too small.
                         bump(&wc.drops[DropReason::FlowTableFull.index()], 1);
-                        match stateless_pick(svc, hash) {
+                        let pick = match svc.persistent {
+                            Some(_) => choose_server(
+                                &mut self.sched,
+                                shared,
+                                wc,
+                                snap,
+                                svc_idx,
+                                &key,
+                                now_s,
+                            ),
+                            None => stateless_pick(svc, hash),
+                        };
+                        match pick {
                             Some(ri) => ri,
                             None => return Verdict::Drop(DropReason::NoServer),
                         }
@@ -829,12 +924,85 @@ mod tests {
         assert_eq!(send(&mut w, &mut f, 1000), Verdict::Forward);
     }
 
-    #[test]
-    fn deleted_servers_flows_are_rescheduled() {
-        let (sh, mut m, mut w) = setup(SchedulerKind::Rr, 1, 1);
-        for p in 0..4u16 {
-            send(&mut w, &mut syn(p), 0);
+    fn establish(w: &mut Worker, ports: std::ops::Range<u16>, now_ms: u64) -> Vec<[u8; 6]> {
+        let mut owner = vec![];
+        for p in ports {
+            let mut f = syn(p);
+            assert_eq!(send(w, &mut f, now_ms), Verdict::Forward);
+            send(w, &mut ack(p), now_ms);
+            owner.push(dst_mac(&f));
         }
+        owner
+    }
+
+    #[test]
+    fn deleted_servers_flows_are_dropped_by_default() {
+        let (sh, mut m, mut w) = setup(SchedulerKind::Rr, 1, 1);
+        assert!(!w.snapshot().expire_nodest_conn);
+        let owner = establish(&mut w, 0..4, 0);
+        m.delete_server(&key(), RS1, 0).unwrap();
+        sh.publish(&m).unwrap();
+        w.refresh();
+        for p in 0..4u16 {
+            let mut f = ack(p);
+            let v = send(&mut w, &mut f, 1000);
+            if owner[p as usize] == RS1_MAC {
+                assert_eq!(v, Verdict::Drop(DropReason::NoDest), "flow {p}");
+            } else {
+                assert_eq!((v, dst_mac(&f)), (Verdict::Forward, RS2_MAC));
+            }
+        }
+        let r = sh.stats(&m);
+        assert_eq!(r.drops.get("no_dest"), Some(&2));
+        assert_eq!(w.flow_count(), 4, "dropped flows stay until they time out");
+        let rs2 = &r.services[0].servers[0];
+        assert_eq!((rs2.active_conns, rs2.inactive_conns), (2, 0));
+        // a new server taking RS1's slot inherits neither flows nor gauges
+        m.add_server(&key(), server(Ipv4Addr::new(198, 18, 0, 13), 1))
+            .unwrap();
+        sh.publish(&m).unwrap();
+        w.refresh();
+        let r = sh.stats(&m);
+        let rs3 = &r.services[0].servers[1];
+        assert_eq!(rs3.counters, crate::api::Counters::default());
+        assert_eq!((rs3.active_conns, rs3.inactive_conns), (0, 0));
+        let mut f = ack(0);
+        assert_eq!(
+            send(&mut w, &mut f, 2000),
+            Verdict::Drop(DropReason::NoDest),
+            "still dropped: the flow is not moved to the slot's new server"
+        );
+        // dropped packets do not refresh the flow: it times out 900 s after its last good one
+        let mut frames = [[0u8; 64]; 4];
+        for _ in 0..w.flows.buckets() {
+            w.housekeeping(901_000, &mut frames);
+        }
+        assert_eq!(w.flow_count(), 2);
+        let mut f = syn(0);
+        assert_eq!(send(&mut w, &mut f, 901_000), Verdict::Forward);
+    }
+
+    #[test]
+    fn deleted_servers_flows_are_rescheduled_with_expire_nodest_conn() {
+        let m = model(SchedulerKind::Rr, 1, 1);
+        let sh = Arc::new(
+            Shared::new(8, 8, 16, 1, PORT_MAC, DIP, 16).with_settings(Timeouts::default(), true),
+        );
+        sh.publish(&m).unwrap();
+        sh.neigh.confirm(sh.neigh.find(RS1).unwrap(), RS1_MAC, 0);
+        sh.neigh.confirm(sh.neigh.find(RS2).unwrap(), RS2_MAC, 0);
+        let mut w = Worker::new(
+            WorkerConfig {
+                worker: 0,
+                flow_capacity: 1024,
+                timeouts: Timeouts::default(),
+                is_arp_worker: true,
+            },
+            sh.clone(),
+        );
+        assert!(w.snapshot().expire_nodest_conn);
+        let mut m = m;
+        establish(&mut w, 0..4, 0);
         m.delete_server(&key(), RS1, 0).unwrap();
         sh.publish(&m).unwrap();
         w.refresh();
@@ -845,12 +1013,12 @@ mod tests {
             assert_eq!(dst_mac(&f), RS2_MAC);
         }
         let r = sh.stats(&m);
+        assert_eq!(r.drops.get("no_dest"), None);
         let rs2 = &r.services[0].servers[0];
         assert_eq!(rs2.addr, RS2);
-        // 2 original + 2 rescheduled connections, all now established on RS2
+        // 2 original + 2 rescheduled connections, all established on RS2
         assert_eq!(rs2.counters.conns, 4);
         assert_eq!((rs2.active_conns, rs2.inactive_conns), (4, 0));
-        // a new server taking RS1's slot does not inherit its flows' counters or flows
         m.add_server(&key(), server(Ipv4Addr::new(198, 18, 0, 13), 1))
             .unwrap();
         sh.publish(&m).unwrap();
@@ -859,6 +1027,270 @@ mod tests {
         let rs3 = &r.services[0].servers[1];
         assert_eq!(rs3.counters, crate::api::Counters::default());
         assert_eq!((rs3.active_conns, rs3.inactive_conns), (0, 0));
+    }
+
+    fn persistent_model(port: u16, timeout: u32, mask: Ipv4Addr) -> (Model, ServiceKey) {
+        let mut m = Model::new(8, 8);
+        let k = ServiceKey {
+            proto: Protocol::Tcp,
+            vip: VIP,
+            port,
+        };
+        m.add_service(ServiceSpec {
+            key: k,
+            scheduler: SchedulerKind::Rr,
+            persistent: Some(timeout),
+            netmask: mask,
+            flags: vec![],
+        })
+        .unwrap();
+        m.add_server(&k, server(RS1, 1)).unwrap();
+        m.add_server(&k, server(RS2, 1)).unwrap();
+        (m, k)
+    }
+
+    fn two_workers(m: &Model) -> (Arc<Shared>, [Worker; 2]) {
+        let sh = Arc::new(Shared::new(8, 8, 16, 2, PORT_MAC, DIP, 16).with_persistence(1024));
+        sh.publish(m).unwrap();
+        sh.neigh.confirm(sh.neigh.find(RS1).unwrap(), RS1_MAC, 0);
+        sh.neigh.confirm(sh.neigh.find(RS2).unwrap(), RS2_MAC, 0);
+        let mk = |i: u32| {
+            Worker::new(
+                WorkerConfig {
+                    worker: i,
+                    flow_capacity: 1024,
+                    timeouts: Timeouts::default(),
+                    is_arp_worker: i == 0,
+                },
+                sh.clone(),
+            )
+        };
+        (sh.clone(), [mk(0), mk(1)])
+    }
+
+    /// Open a connection from `src:sport` to `VIP:dport` on worker `w`, returning its server.
+    fn connect(w: &mut Worker, src: Ipv4Addr, sport: u16, dport: u16, now_ms: u64) -> [u8; 6] {
+        let mut f = tcp_frame(src, sport, VIP, dport, l4::TcpFlags::SYN);
+        assert_eq!(send(w, &mut f, now_ms), Verdict::Forward);
+        dst_mac(&f)
+    }
+
+    #[test]
+    fn persistence_holds_across_workers_and_expires() {
+        let (m, _) = persistent_model(80, 300, Ipv4Addr::BROADCAST);
+        let (sh, mut ws) = two_workers(&m);
+        let other = Ipv4Addr::new(198, 18, 1, 11);
+        let first = connect(&mut ws[0], CLIENT, 1000, 80, 0);
+        let second = connect(&mut ws[0], other, 1000, 80, 0);
+        assert_ne!(first, second, "rr spreads the two clients");
+        for p in 1..40u16 {
+            // RSS puts this client's ports on alternating workers
+            let w = &mut ws[usize::from(p % 2)];
+            assert_eq!(connect(w, CLIENT, 1000 + p, 80, 1000 * u64::from(p)), first);
+            assert_eq!(connect(w, other, 1000 + p, 80, 1000 * u64::from(p)), second);
+        }
+        assert_eq!(
+            sh.persist
+                .lookup(m.services()[0].id, u32::from(CLIENT), 39)
+                .map(|t| t.rs_id),
+            Some(
+                m.services()[0]
+                    .servers
+                    .iter()
+                    .find(|r| {
+                        if first == RS1_MAC {
+                            r.spec.addr == RS1
+                        } else {
+                            r.spec.addr == RS2
+                        }
+                    })
+                    .unwrap()
+                    .id
+            )
+        );
+        let id = m.services()[0].id;
+        let client = u32::from(CLIENT);
+        assert_eq!(sh.persist.lookup(id, client, 39).unwrap().expires, 39 + 300);
+        // a packet of a live flow keeps its template alive (worker 1 had port 1039)
+        let mut f = tcp_frame(CLIENT, 1039, VIP, 80, l4::TcpFlags::ACK);
+        assert_eq!(send(&mut ws[1], &mut f, 90_000), Verdict::Forward);
+        assert_eq!(sh.persist.lookup(id, client, 90).unwrap().expires, 390);
+        // 300 s after its last use the template is gone; the next connection makes a new one
+        assert!(sh.persist.lookup(id, client, 390).is_some());
+        assert!(sh.persist.lookup(id, client, 391).is_none());
+        connect(&mut ws[1], CLIENT, 5000, 80, 391_000);
+        assert_eq!(sh.persist.lookup(id, client, 391).unwrap().expires, 691);
+    }
+
+    #[test]
+    fn persistence_netmask_groups_clients_and_port_zero_covers_all_ports() {
+        let (m, _) = persistent_model(0, 300, Ipv4Addr::new(255, 255, 255, 0));
+        let (sh, mut ws) = two_workers(&m);
+        let a = connect(&mut ws[0], Ipv4Addr::new(198, 18, 1, 10), 1000, 80, 0);
+        // same /24, other ports (port 0 service covers them), other worker
+        for (i, (last, dport)) in [(11u8, 443u16), (200, 8080), (10, 22)].iter().enumerate() {
+            let got = connect(
+                &mut ws[i % 2],
+                Ipv4Addr::new(198, 18, 1, *last),
+                2000,
+                *dport,
+                0,
+            );
+            assert_eq!(got, a, "198.18.1.{last}:{dport}");
+        }
+        // another /24 is scheduled on its own (rr: the other server)
+        let b = connect(&mut ws[0], Ipv4Addr::new(198, 18, 2, 10), 1000, 443, 0);
+        assert_ne!(a, b);
+        // the listing shows one template per network, IPVS style
+        sh.set_clock_ms(10_000);
+        let conns = sh.connections(100);
+        let mut tpl: Vec<_> = conns.iter().filter(|c| c.template).collect();
+        tpl.sort_by_key(|c| c.client);
+        assert_eq!(tpl.len(), 2);
+        assert_eq!(tpl[0].client, Ipv4Addr::new(198, 18, 1, 0));
+        assert_eq!((tpl[0].cport, tpl[0].vport, tpl[0].rport), (0, 0, 0));
+        assert_eq!(tpl[0].state, "NONE");
+        assert_eq!(tpl[0].expire_s, 290);
+        assert_eq!(conns.iter().filter(|c| !c.template).count(), 5);
+        let r = sh.stats(&m);
+        let pc: Vec<u64> = r.services[0]
+            .servers
+            .iter()
+            .map(|x| x.persistent_conns)
+            .collect();
+        assert_eq!(pc, vec![1, 1], "PersistConn: one template per server");
+    }
+
+    #[test]
+    fn persistence_follows_ipvs_for_quiesced_and_deleted_servers() {
+        let (mut m, k) = persistent_model(80, 300, Ipv4Addr::BROADCAST);
+        let (sh, mut ws) = two_workers(&m);
+        let first = connect(&mut ws[0], CLIENT, 1000, 80, 0);
+        let (addr, other_mac) = if first == RS1_MAC {
+            (RS1, RS2_MAC)
+        } else {
+            (RS2, RS1_MAC)
+        };
+        // quiesced (weight 0): the template still sends the client there
+        m.edit_server(&k, server(addr, 0)).unwrap();
+        sh.publish(&m).unwrap();
+        ws.iter_mut().for_each(Worker::refresh);
+        assert_eq!(connect(&mut ws[1], CLIENT, 1001, 80, 1000), first);
+        // deleted: a new template to the remaining server
+        m.delete_server(&k, addr, 0).unwrap();
+        sh.publish(&m).unwrap();
+        ws.iter_mut().for_each(Worker::refresh);
+        assert_eq!(connect(&mut ws[1], CLIENT, 1002, 80, 2000), other_mac);
+        assert_eq!(connect(&mut ws[0], CLIENT, 1003, 80, 2000), other_mac);
+        let r = sh.stats(&m);
+        assert_eq!(r.drops.get("no_dest"), None);
+    }
+
+    #[test]
+    fn tcp_states_drive_active_inactive_and_timeouts() {
+        let (sh, m, mut w) = setup(SchedulerKind::Rr, 1, 0);
+        let counts = |sh: &Shared| {
+            let r = sh.stats(&m);
+            (
+                r.services[0].servers[0].active_conns,
+                r.services[0].servers[0].inactive_conns,
+            )
+        };
+        send(&mut w, &mut syn(1), 0);
+        assert_eq!(counts(&sh), (0, 1), "SYN_RECV is inactive");
+        send(&mut w, &mut ack(1), 0);
+        assert_eq!(counts(&sh), (1, 0), "ESTABLISHED is active");
+        let fin = |p| tcp_frame(CLIENT, p, VIP, 80, l4::TcpFlags::FIN | l4::TcpFlags::ACK);
+        send(&mut w, &mut fin(1), 1000);
+        assert_eq!(counts(&sh), (0, 1), "FIN_WAIT is inactive");
+        sh.set_clock_ms(1000);
+        let c = sh.connections(10);
+        assert_eq!(
+            (c.len(), c[0].state.as_str(), c[0].expire_s),
+            (1, "FIN_WAIT", 120)
+        );
+        // FIN_WAIT times out after tcpfin (120 s)
+        let mut frames = [[0u8; 64]; 4];
+        for _ in 0..w.flows.buckets() {
+            w.housekeeping(121_000, &mut frames);
+        }
+        assert_eq!(w.flow_count(), 1);
+        for _ in 0..w.flows.buckets() {
+            w.housekeeping(121_001 + 1000, &mut frames);
+        }
+        assert_eq!(w.flow_count(), 0);
+        assert_eq!(counts(&sh), (0, 0));
+    }
+
+    #[test]
+    fn set_timeouts_takes_effect_without_restart() {
+        let (sh, m, mut w) = setup(SchedulerKind::Rr, 1, 0);
+        send(&mut w, &mut syn(1), 0);
+        send(&mut w, &mut ack(1), 0);
+        assert_eq!(sh.timeouts().unwrap().tcp, 900);
+        sh.set_timeouts(crate::config::Timeouts {
+            tcp: 5,
+            tcp_fin: 7,
+            udp: 9,
+        })
+        .unwrap();
+        assert_eq!(
+            sh.timeouts(),
+            Some(crate::config::Timeouts {
+                tcp: 5,
+                tcp_fin: 7,
+                udp: 9
+            })
+        );
+        assert_eq!(w.snapshot().timeouts.tcp, 900, "not yet picked up");
+        w.refresh();
+        assert_eq!(w.snapshot().timeouts.tcp, 5);
+        assert_eq!(w.snapshot().timeouts.tcp_syn, 60, "others unchanged");
+        assert_eq!(w.snapshot().services.len(), 1, "services kept");
+        let mut frames = [[0u8; 64]; 4];
+        for _ in 0..w.flows.buckets() {
+            w.housekeeping(6_000, &mut frames);
+        }
+        assert_eq!(
+            w.flow_count(),
+            0,
+            "established flow expired after the new 5 s"
+        );
+        let r = sh.stats(&m);
+        assert_eq!(r.services[0].servers[0].active_conns, 0);
+    }
+
+    #[test]
+    fn connections_listed_from_another_thread_while_forwarding() {
+        let (sh, _m, mut w) = setup(SchedulerKind::Rr, 1, 1);
+        sh.set_clock_ms(1000);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (sh, stop) = (sh.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Relaxed) {
+                    for c in sh.connections(10_000) {
+                        assert_eq!((c.client, c.vip, c.vport, c.rport), (CLIENT, VIP, 80, 80));
+                        assert!(c.rs == RS1 || c.rs == RS2);
+                        assert!(["SYN_RECV", "ESTABLISHED"].contains(&c.state.as_str()));
+                        assert!(c.expire_s <= 900);
+                        n += 1;
+                    }
+                }
+                n
+            })
+        };
+        for round in 0..30u64 {
+            sh.set_clock_ms(round * 1_000_000);
+            for p in 0..300u16 {
+                send(&mut w, &mut syn(p), round * 1_000_000);
+                send(&mut w, &mut ack(p), round * 1_000_000);
+            }
+        }
+        stop.store(true, Relaxed);
+        assert!(reader.join().unwrap() > 0);
+        assert_eq!(sh.connections(7).len(), 7, "limit");
     }
 
     #[test]
@@ -980,8 +1412,12 @@ mod tests {
         assert_eq!(dst_mac(&f), RS1_MAC);
         let r = sh.stats(&m);
         assert_eq!(
-            r.services[0].servers[0].active_conns, 1,
-            "UDP flows are active"
+            (
+                r.services[0].servers[0].active_conns,
+                r.services[0].servers[0].inactive_conns
+            ),
+            (0, 1),
+            "UDP flows are InActConn, as in IPVS"
         );
     }
 

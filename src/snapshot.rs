@@ -8,11 +8,13 @@
 //! snapshot is always dropped on the control thread and a worker never frees memory.
 
 use crate::api::{
-    Counters, Dataplane, NeighState, PublishError, ServerStats, ServiceStats, StatsReport,
-    WorkerStats,
+    ConnEntry, Counters, Dataplane, NeighState, PublishError, ServerStats, ServiceStats,
+    StatsReport, WorkerStats,
 };
+use crate::flow::{FlowState, FlowStore, FlowTable, Timeouts};
 use crate::model::{Model, SchedulerKind, ServiceKey};
 use crate::neigh::NeighTable;
+use crate::persist::PersistTable;
 use crate::sched::wrr_params;
 use crate::stats::{DropReason, StatsRegistry};
 use arc_swap::ArcSwap;
@@ -49,6 +51,10 @@ pub struct Service {
     pub wrr_gcd: u32,
     pub wrr_max: u32,
     pub servers: Vec<RealServer>,
+    /// Persistence timeout in seconds (`-p`), `None` when not persistent.
+    pub persistent: Option<u32>,
+    /// Persistence netmask (`-M`), host order.
+    pub netmask: u32,
     /// Scheduler tables and thresholds, precomputed (see [`crate::sched::Plan`]).
     pub plan: crate::sched::Plan,
 }
@@ -102,6 +108,11 @@ pub struct Snapshot {
     pub dip: Ipv4Addr,
     pub dip_netmask: Ipv4Addr,
     pub port_mac: [u8; 6],
+    /// Flow idle timeouts (changed at run time by `--set`).
+    pub timeouts: Timeouts,
+    /// IPVS `expire_nodest_conn`: a packet of a flow whose real server was deleted expires the
+    /// flow and is scheduled anew (`true`), or is dropped as `no_dest` (`false`, IPVS default).
+    pub expire_nodest_conn: bool,
 }
 
 impl Snapshot {
@@ -116,6 +127,8 @@ impl Snapshot {
             dip,
             dip_netmask: mask,
             port_mac,
+            timeouts: Timeouts::default(),
+            expire_nodest_conn: false,
         }
     }
 
@@ -170,6 +183,8 @@ impl Snapshot {
                 wrr_gcd,
                 wrr_max,
                 servers,
+                persistent: svc.spec.persistent,
+                netmask: u32::from(svc.spec.netmask),
                 plan: crate::sched::Plan::build(svc),
             });
         }
@@ -209,6 +224,12 @@ struct Control {
     svc_base: Vec<(u32, Counters)>,
     rs_base: Vec<(u32, Counters)>,
     statics: Vec<Ipv4Addr>,
+    /// The last published model (to republish when only settings change).
+    model: Option<Model>,
+    timeouts: Timeouts,
+    expire_nodest_conn: bool,
+    /// Each worker's flow table storage, for connection listings.
+    flows: Vec<Option<Arc<FlowStore>>>,
 }
 
 fn minus(a: Counters, b: Counters) -> Counters {
@@ -234,7 +255,12 @@ pub struct Shared {
     port_mac: [u8; 6],
     dip: Ipv4Addr,
     dip_netmask: Ipv4Addr,
+    /// Persistence templates, shared by every worker.
+    pub persist: PersistTable,
 }
+
+/// Persistence table entries when not configured ([`Shared::with_persistence`]).
+pub const DEFAULT_PERSISTENCE: usize = 65536;
 
 impl Shared {
     /// Everything sized once: `max_services`/`max_servers` as the model's, `neighbours` the
@@ -264,6 +290,7 @@ impl Shared {
             control: Mutex::new(Control {
                 svc_base: vec![(0, Counters::default()); ms],
                 rs_base: vec![(0, Counters::default()); mr],
+                flows: vec![None; nw],
                 ..Control::default()
             }),
             clock_ms: AtomicU64::new(0),
@@ -272,6 +299,51 @@ impl Shared {
             port_mac,
             dip,
             dip_netmask,
+            persist: PersistTable::new(DEFAULT_PERSISTENCE),
+        }
+    }
+
+    /// Size the persistence table (`[tables] persistence`); call before workers start.
+    pub fn with_persistence(mut self, entries: usize) -> Self {
+        self.persist = PersistTable::new(entries);
+        self
+    }
+
+    /// Initial flow timeouts and `expire_nodest_conn` (from the configuration); they go into
+    /// every snapshot from the next publication on. Call before workers start.
+    pub fn with_settings(self, timeouts: Timeouts, expire_nodest_conn: bool) -> Self {
+        {
+            let mut c = self.lock();
+            c.timeouts = timeouts;
+            c.expire_nodest_conn = expire_nodest_conn;
+            match c.model.clone() {
+                // Already published: republish the same model with the new settings (a failure
+                // here would have failed the first time too).
+                Some(m) => {
+                    let _ = self.publish_locked(&mut c, &m);
+                }
+                None => {
+                    let mut first = Snapshot::empty(
+                        self.max_servers,
+                        self.port_mac,
+                        self.dip,
+                        self.dip_netmask,
+                    );
+                    first.timeouts = timeouts;
+                    first.expire_nodest_conn = expire_nodest_conn;
+                    first.epoch = self.epoch.load(Relaxed);
+                    let old = self.current.swap(Arc::new(first));
+                    c.retired.push(old);
+                }
+            }
+        }
+        self
+    }
+
+    /// Worker `w` makes its flow table storage readable for connection listings.
+    pub fn register_flows(&self, w: usize, store: Arc<FlowStore>) {
+        if let Some(cell) = self.lock().flows.get_mut(w) {
+            *cell = Some(store);
         }
     }
 
@@ -337,9 +409,8 @@ impl Shared {
     }
 }
 
-impl Dataplane for Shared {
-    fn publish(&self, model: &Model) -> Result<(), PublishError> {
-        let mut c = self.lock();
+impl Shared {
+    fn publish_locked(&self, c: &mut Control, model: &Model) -> Result<(), PublishError> {
         // Track every real server address (keys are never removed; unused ones stop being asked).
         let mut used = Vec::new();
         for svc in model.services() {
@@ -373,7 +444,7 @@ impl Dataplane for Shared {
         }
 
         let epoch = self.epoch.load(Relaxed) + 1;
-        let snap = Snapshot::build(
+        let mut snap = Snapshot::build(
             model,
             epoch,
             self.max_servers,
@@ -382,6 +453,8 @@ impl Dataplane for Shared {
             self.dip,
             self.dip_netmask,
         )?;
+        snap.timeouts = c.timeouts;
+        snap.expire_nodest_conn = c.expire_nodest_conn;
         // A slot that changed hands starts counting from what it holds now.
         for svc in &snap.services {
             let cur = self.stats.service(svc.slot as usize);
@@ -402,14 +475,160 @@ impl Dataplane for Shared {
         let old = self.current.swap(Arc::new(snap));
         self.epoch.store(epoch, Release);
         c.retired.push(old);
-        self.reclaim_locked(&mut c);
+        self.reclaim_locked(c);
+        c.model = Some(model.clone());
         Ok(())
+    }
+
+    /// The dataplane clock in seconds (the workers' `now_s`).
+    fn now_s(&self) -> u32 {
+        (self.clock_ms() / 1000) as u32
+    }
+
+    /// Live persistence templates per real server slot (`--persistent-conn`).
+    pub fn persistent_conns(&self, snap: &Snapshot) -> Vec<u64> {
+        let mut n = vec![0u64; self.max_servers];
+        self.persist.for_each(self.now_s(), |t| {
+            if snap
+                .server_by_slot(t.rs_slot)
+                .is_some_and(|r| r.id == t.rs_id)
+            {
+                if let Some(c) = n.get_mut(t.rs_slot as usize) {
+                    *c += 1;
+                }
+            }
+            true
+        });
+        n
+    }
+}
+
+impl Dataplane for Shared {
+    fn publish(&self, model: &Model) -> Result<(), PublishError> {
+        let mut c = self.lock();
+        self.publish_locked(&mut c, model)
+    }
+
+    fn set_timeouts(&self, t: crate::config::Timeouts) -> Result<(), PublishError> {
+        let mut c = self.lock();
+        let old = c.timeouts;
+        c.timeouts = Timeouts {
+            tcp: t.tcp,
+            tcp_fin: t.tcp_fin,
+            udp: t.udp,
+            ..old
+        };
+        let model = c
+            .model
+            .clone()
+            .unwrap_or_else(|| Model::new(self.max_services as u32, self.max_servers as u32));
+        let r = self.publish_locked(&mut c, &model);
+        if r.is_err() {
+            c.timeouts = old;
+        }
+        r
+    }
+
+    fn timeouts(&self) -> Option<crate::config::Timeouts> {
+        let t = self.lock().timeouts;
+        Some(crate::config::Timeouts {
+            tcp: t.tcp,
+            tcp_fin: t.tcp_fin,
+            udp: t.udp,
+        })
+    }
+
+    fn connections(&self, limit: usize) -> Vec<ConnEntry> {
+        let stores: Vec<Arc<FlowStore>> = self.lock().flows.iter().flatten().cloned().collect();
+        let snap = self.load();
+        let now = self.now_s();
+        let mut out = Vec::new();
+        for store in &stores {
+            if out.len() >= limit {
+                break;
+            }
+            store.for_each(|e| {
+                let k = e.key();
+                let Some(r) = snap
+                    .server_by_slot(e.rs_slot)
+                    .filter(|r| r.id == e.rs_id)
+                    .and_then(|r| {
+                        snap.services
+                            .get(r.svc as usize)?
+                            .servers
+                            .get(r.rs as usize)
+                    })
+                else {
+                    return true;
+                };
+                // A worker may be a little ahead of the published clock.
+                let idle = now.saturating_sub(e.last_seen());
+                let timeout = FlowTable::timeout_of(&snap.timeouts, e.state());
+                let Some(left) = timeout.checked_sub(idle) else {
+                    return true;
+                };
+                let Some(proto) = crate::model::Protocol::from_ip_proto(k.proto) else {
+                    return true;
+                };
+                out.push(ConnEntry {
+                    proto,
+                    expire_s: left,
+                    state: e.state().name().to_string(),
+                    client: Ipv4Addr::from(k.src),
+                    cport: k.sport,
+                    vip: Ipv4Addr::from(k.dst),
+                    vport: k.dport,
+                    rs: r.addr,
+                    rport: if r.port == 0 { k.dport } else { r.port },
+                    template: false,
+                });
+                out.len() < limit
+            });
+        }
+        if out.len() < limit {
+            self.persist.for_each(now, |t| {
+                let Some(svc) = snap.services.iter().find(|s| s.id == t.svc_id) else {
+                    return true;
+                };
+                let Some(r) = snap
+                    .server_by_slot(t.rs_slot)
+                    .filter(|r| r.id == t.rs_id)
+                    .and_then(|r| {
+                        snap.services
+                            .get(r.svc as usize)?
+                            .servers
+                            .get(r.rs as usize)
+                    })
+                else {
+                    return true;
+                };
+                out.push(ConnEntry {
+                    proto: svc.key.proto,
+                    expire_s: t.expires.wrapping_sub(now),
+                    state: FlowState::Free.name().to_string(),
+                    client: Ipv4Addr::from(t.client_net),
+                    cport: 0,
+                    vip: svc.key.vip,
+                    vport: svc.key.port,
+                    rs: r.addr,
+                    rport: match (svc.key.port, r.port) {
+                        (0, _) => 0,
+                        (p, 0) => p,
+                        (_, p) => p,
+                    },
+                    template: true,
+                });
+                out.len() < limit
+            });
+        }
+        out
     }
 
     fn stats(&self, model: &Model) -> StatsReport {
         let mut c = self.lock();
         // Also a good moment to free snapshots every worker has left behind.
         self.reclaim_locked(&mut c);
+        let persist = self.persistent_conns(&self.load());
         let mut rep = StatsReport::default();
         for w in 0..self.stats.workers() {
             let Some(wc) = self.stats.worker(w) else {
@@ -460,6 +679,7 @@ impl Dataplane for Shared {
                     counters: minus(cur, base),
                     active_conns: active,
                     inactive_conns: inactive,
+                    persistent_conns: persist.get(rs.slot as usize).copied().unwrap_or(0),
                 });
             }
             rep.services.push(ss);
@@ -587,6 +807,50 @@ mod tests {
         );
         assert_eq!(s.server_by_slot(7), None);
         assert_eq!(s.server_by_slot(99), None);
+    }
+
+    #[test]
+    fn settings_go_into_every_snapshot() {
+        let sh = shared(16);
+        assert_eq!(sh.load().timeouts, Timeouts::default());
+        assert!(!sh.load().expire_nodest_conn);
+        let t = Timeouts {
+            tcp: 5,
+            ..Timeouts::default()
+        };
+        let sh = sh.with_settings(t, true).with_persistence(100);
+        assert_eq!(sh.persist.capacity(), 128);
+        assert_eq!(
+            (sh.load().timeouts, sh.load().expire_nodest_conn),
+            (t, true)
+        );
+        sh.publish(&model()).unwrap();
+        assert_eq!(
+            (sh.load().timeouts, sh.load().expire_nodest_conn),
+            (t, true)
+        );
+        // after a publication: the same services, new settings
+        let sh = sh.with_settings(Timeouts::default(), false);
+        let s = sh.load();
+        assert_eq!(
+            (s.timeouts, s.expire_nodest_conn),
+            (Timeouts::default(), false)
+        );
+        assert_eq!((s.epoch, s.services.len()), (2, 3));
+        assert_eq!(s.services[1].persistent, Some(300));
+        assert_eq!(s.services[1].netmask, u32::MAX);
+        sh.set_timeouts(crate::config::Timeouts {
+            tcp: 1,
+            tcp_fin: 2,
+            udp: 3,
+        })
+        .unwrap();
+        let s = sh.load();
+        assert_eq!(
+            (s.timeouts.tcp, s.timeouts.tcp_fin, s.timeouts.udp),
+            (1, 2, 3)
+        );
+        assert_eq!((s.epoch, s.services.len()), (3, 3));
     }
 
     #[test]

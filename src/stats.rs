@@ -51,10 +51,16 @@ pub enum DropReason {
     TxFull,
     /// The engine had no buffer for a frame it wanted to send (counted by the engine).
     NoMbuf,
+    /// A packet of a flow whose real server was deleted, with `expire_nodest_conn` off (IPVS
+    /// drops these silently until the connection expires).
+    NoDest,
+    /// Persistence table window full: the connection was forwarded by the scheduler's choice
+    /// without a template (counted here so the operator sees the table is too small).
+    PersistTableFull,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 20;
+    pub const COUNT: usize = 22;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::ShortFrame,
         DropReason::Vlan,
@@ -76,6 +82,8 @@ impl DropReason {
         DropReason::ArpNotForUs,
         DropReason::TxFull,
         DropReason::NoMbuf,
+        DropReason::NoDest,
+        DropReason::PersistTableFull,
     ];
 
     /// The stable name used in stats output and metrics.
@@ -101,6 +109,8 @@ impl DropReason {
             DropReason::ArpNotForUs => "arp_not_for_us",
             DropReason::TxFull => "tx_full",
             DropReason::NoMbuf => "no_mbuf",
+            DropReason::NoDest => "no_dest",
+            DropReason::PersistTableFull => "persist_table_full",
         }
     }
 
