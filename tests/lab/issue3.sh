@@ -53,6 +53,12 @@ two_workers() {
     [[ $1 == t_persist_two_workers || $1 == t_no_persist_two_workers ]]
 }
 
+# Tests that start on a freshly started daemon (empty flow tables: connections of earlier tests
+# to the same real servers would count against rs1's threshold for their whole FIN_WAIT timeout).
+fresh_daemon() {
+    [[ $1 == t_thresholds ]]
+}
+
 # --- helpers (used inside tests; `fail` ends the current test) ---------------------------------
 
 fail() {
@@ -130,7 +136,8 @@ slow_start() {
     local tag=$1
     mkdir -p "$SLOW_DIR"
     rm -f "$SLOW_DIR/$tag.out" "$SLOW_DIR/$tag.hdr" "$SLOW_DIR/$tag.code"
-    in_client curl -s --max-time 60 -o "$SLOW_DIR/$tag.out" -D "$SLOW_DIR/$tag.hdr" -w '%{http_code}' \
+    # Not through in_client: a backgrounded function is a subshell, and $! must be curl itself.
+    ip netns exec "$NS_CLIENT" curl -s --max-time 60 -o "$SLOW_DIR/$tag.out" -D "$SLOW_DIR/$tag.hdr" -w '%{http_code}' \
         "http://$VIP:$VIP_PORT$SLOW_PATH" >"$SLOW_DIR/$tag.code" 2>/dev/null &
     SLOW_PIDS+=("$!")
     echo "$!" >"$SLOW_DIR/$tag.pid"
@@ -377,10 +384,20 @@ t_wlc_weight0_drain() {
 
 # --- 5. thresholds ---------------------------------------------------------------------------------
 
-# rs1 with -x 1 (upper threshold, IPVS counts active + inactive): while a slow download holds
-# rs1, rr sends every new request to rs2; once the download ended and its connection left the
-# table, rs1 gets traffic again (bounded wait, one request per second).
+# rs1 with -x 1 (upper threshold; IPVS counts active + inactive connections): while a slow
+# download holds rs1, rr sends every new request to rs2; once the download ended and its
+# connection left the table (FIN_WAIT shortened to 3 s with --set), rs1 gets traffic again
+# (bounded wait, one request per second).
 t_thresholds() {
+    local before old
+    before=$(adm -L --timeout)
+    [[ $before =~ ^Timeout\ \(tcp\ tcpfin\ udp\):\ ([0-9]+\ [0-9]+\ [0-9]+)$ ]] ||
+        fail "-L --timeout: unexpected output '$before'"
+    old=${BASH_REMATCH[1]}
+    # shellcheck disable=SC2064 # expand now: the timeouts to put back
+    trap "slow_stop_all; rvsadm --set $old >/dev/null 2>&1 || true" EXIT
+    # FIN_WAIT for 3 s: the ended download's entry (counted by the threshold) leaves soon.
+    adm --set 900 3 300
     adm -C
     adm -A -t "$SVC" -s rr
     adm -a -t "$SVC" -r "$RS1_IP" -g -w 1 -x 1
@@ -404,9 +421,11 @@ t_thresholds() {
         fi
         sleep 1
     done
-    record "rr, rs1 -x 1" "rs1 held by a download; 8 new: $(tally "$answers"); rs1 again after ${back:-never (30 s)} s"
+    record "rr, rs1 -x 1" "rs1 held by a download; 8 new: $(tally "$answers"); rs1 again after ${back:-never (30 s)} s (tcpfin 3 s)"
     all_are rs2 "$answers" || fail "rs1 is over its threshold: all should go to rs2: $(oneline "$answers")"
     [[ -n $back ]] || fail "rs1 got no traffic within 30 s after its download ended"
+    # shellcheck disable=SC2086 # three numbers
+    adm --set $old
 }
 
 # --- 6. timeout expiry in -lnc ------------------------------------------------------------------
@@ -527,10 +546,10 @@ cleanup() {
 
 rvs_pid() { head -n1 "$LAB_PID_DIR/rvs.pid" 2>/dev/null || true; }
 
-# Run rvs with configuration $1 (restart when it runs with another one).
+# Run rvs with configuration $1 (restart when it runs with another one, or when $2 is "fresh").
 use_config() {
     local cfg=$1
-    [[ $cfg == "$CURRENT_CONFIG" ]] && pid_alive "$(rvs_pid)" && return 0
+    [[ $cfg == "$CURRENT_CONFIG" && ${2:-} != fresh ]] && pid_alive "$(rvs_pid)" && return 0
     stop_rvs || true
     LAB_CONFIG=$cfg
     CURRENT_CONFIG=$cfg
@@ -539,9 +558,10 @@ use_config() {
 }
 
 run_test() {
-    local name=$1 rc note="" cfg=$ONE_WORKER_CONFIG
+    local name=$1 rc note="" cfg=$ONE_WORKER_CONFIG fresh=""
     two_workers "$name" && cfg=$TWO_WORKER_CONFIG
-    if ((SETUP_OK)) && ! use_config "$cfg"; then
+    fresh_daemon "$name" && fresh=fresh
+    if ((SETUP_OK)) && ! use_config "$cfg" $fresh; then
         echo "FAIL $name (rvs did not start with $(basename "$cfg"))"
         FAILED=$((FAILED + 1))
         CURRENT_CONFIG=""
