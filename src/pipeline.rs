@@ -1586,6 +1586,23 @@ mod tests {
         }
 
         #[test]
+        fn persistent_networks_stick_to_one_server_on_any_worker(
+            conns in proptest::collection::vec((any::<bool>(), 0u8..4, any::<u16>(), any::<bool>()), 1..60),
+        ) {
+            // two /24 client networks, a /24 persistence mask, connections spread over two workers
+            let (m, _) = persistent_model(80, 300, Ipv4Addr::new(255, 255, 255, 0));
+            let (_sh, mut ws) = two_workers(&m);
+            let mut owner: [Option<[u8; 6]>; 2] = [None, None];
+            for (i, (on_w1, host, sport, net_b)) in conns.into_iter().enumerate() {
+                let src = Ipv4Addr::new(198, 18, 1 + u8::from(net_b), 10 + host);
+                let w = &mut ws[usize::from(on_w1)];
+                let got = connect(w, src, sport, 80, i as u64 * 100);
+                let o = owner[usize::from(net_b)].get_or_insert(got);
+                prop_assert_eq!(*o, got);
+            }
+        }
+
+        #[test]
         fn wire_views_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
             if let Ok(p) = ipv4::Packet::new_checked(&bytes[..]) {
                 let _ = (p.payload(), p.verify_checksum(), p.is_fragment(), p.src_addr());
