@@ -216,12 +216,7 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
         };
         let worker = Worker::new(wcfg, Arc::clone(&shared));
         let queue = port.queue(i as u16);
-        let job = WorkerJob {
-            worker,
-            queue,
-            pool: Arc::clone(&pool),
-            stop: Arc::clone(&stop),
-        };
+        let job = WorkerLoop::new(worker, queue, Arc::clone(&pool), Arc::clone(&stop));
         if l == main_lcore.0 {
             main_worker = Some(job);
         } else {
@@ -255,16 +250,27 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
     result
 }
 
-/// Everything one worker owns.
-struct WorkerJob {
+/// Everything one worker owns: its pipeline state, its queue pair, the pool for the frames it
+/// originates (ARP), and the flag that stops it.
+pub struct WorkerLoop {
     worker: Worker,
     queue: Queue,
     pool: Arc<Mempool>,
     stop: Arc<AtomicBool>,
 }
 
-impl WorkerJob {
-    fn run(mut self) {
+impl WorkerLoop {
+    pub fn new(worker: Worker, queue: Queue, pool: Arc<Mempool>, stop: Arc<AtomicBool>) -> Self {
+        WorkerLoop {
+            worker,
+            queue,
+            pool,
+            stop,
+        }
+    }
+
+    /// Run to completion until `stop` is set (checked every 64 ms).
+    pub fn run(mut self) {
         let per_ms = (dpdk::tsc_hz() / 1000).max(1);
         let mut burst = Burst::new();
         let mut out = Burst::new();
