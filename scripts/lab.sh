@@ -173,10 +173,22 @@ up_inner() {
     # Real servers, prepared exactly as for LVS-DR.
     for h in rs1 rs2; do
         ns="rvs-$h"
-        ns_sysctl "$ns" net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.lo.arp_ignore=1 \
-            net.ipv4.conf.all.arp_announce=2 net.ipv4.conf.lo.arp_announce=2
-        ip -n "$ns" addr add "$VIP/32" dev lo
+        if [[ -x $RVS_BIN ]]; then
+            # The helper operators use on real servers: VIP/32 on lo, arp_ignore=1, arp_announce=2.
+            ip netns exec "$ns" "$RVS_BIN" rs-setup --vip "$VIP" --apply
+        else
+            log "($RVS_BIN not built yet: preparing $h by hand, as rvs rs-setup would)"
+            ns_sysctl "$ns" net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.lo.arp_ignore=1 \
+                net.ipv4.conf.all.arp_announce=2 net.ipv4.conf.lo.arp_announce=2
+            ip -n "$ns" addr add "$VIP/32" dev lo
+        fi
         ip -n "$ns" link set veth0 up
+    done
+    for h in rs1 rs2; do
+        [[ $(ip netns exec "rvs-$h" sysctl -n net.ipv4.conf.all.arp_ignore) == 1 &&
+            $(ip netns exec "rvs-$h" sysctl -n net.ipv4.conf.lo.arp_announce) == 2 ]] ||
+            die "rvs-$h: arp_ignore/arp_announce not set"
+        ip -n "rvs-$h" -4 addr show dev lo | grep -q " $VIP/32 " || die "rvs-$h: VIP not on lo"
     done
     ip -n "$NS_RS1" addr add "$RS1_IP/24" dev veth0
     ip -n "$NS_RS2" addr add "$RS2_IP/24" dev veth0
