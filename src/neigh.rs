@@ -11,7 +11,7 @@ use crate::wire::arp::{build_frame, Operation};
 use crate::wire::ethernet;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{
-    AtomicBool, AtomicU32, AtomicU64,
+    AtomicBool, AtomicU32, AtomicU64, AtomicUsize,
     Ordering::{Acquire, Relaxed, Release},
 };
 
@@ -53,9 +53,14 @@ fn unpack(v: u64) -> [u8; 6] {
     [b[2], b[3], b[4], b[5], b[6], b[7]]
 }
 
-fn spread(ip: u32) -> usize {
-    // Fibonacci hashing; the table size is a power of two.
-    (ip.wrapping_mul(0x9e37_79b9) as usize).rotate_left(16)
+/// Home slot of `ip` in a table of `mask + 1` slots (a power of two), `shift` being 64 minus
+/// the number of index bits.
+///
+/// Fibonacci hashing: multiply by 2^64/phi and keep the top bits, which depend on every bit of
+/// the address (the low bits of a product depend only on the low bits of the address).
+fn spread(ip: u32, shift: u32, mask: usize) -> usize {
+    let h = u64::from(ip).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h.checked_shr(shift).unwrap_or(0) as usize & mask
 }
 
 /// The neighbour table. See the module docs.
@@ -63,7 +68,11 @@ fn spread(ip: u32) -> usize {
 pub struct NeighTable {
     slots: Box<[Slot]>,
     mask: usize,
+    /// 64 - log2(slots): the hash bits kept by [`spread`].
+    shift: u32,
     reachable_ms: u64,
+    /// Tracked addresses (written by the control thread only, which inserts).
+    count: AtomicUsize,
 }
 
 impl NeighTable {
@@ -74,7 +83,9 @@ impl NeighTable {
         NeighTable {
             slots: (0..n).map(|_| Slot::default()).collect(),
             mask: n - 1,
+            shift: 64 - n.trailing_zeros(),
             reachable_ms: DEFAULT_REACHABLE_MS,
+            count: AtomicUsize::new(0),
         }
     }
 
@@ -95,7 +106,7 @@ impl NeighTable {
         if k == 0 {
             return None;
         }
-        let mut i = spread(k) & self.mask;
+        let mut i = spread(k, self.shift, self.mask);
         for _ in 0..self.slots.len() {
             let s = self.slots.get(i)?;
             match s.key.load(Acquire) {
@@ -119,7 +130,7 @@ impl NeighTable {
         if self.len() >= self.limit() {
             return Err(NeighTableFull);
         }
-        let mut i = spread(k) & self.mask;
+        let mut i = spread(k, self.shift, self.mask);
         for _ in 0..self.slots.len() {
             let s = &self.slots[i];
             if s.key.load(Relaxed) == 0 {
@@ -130,6 +141,7 @@ impl NeighTable {
                 s.used.store(true, Relaxed);
                 // Publish the key last: a reader that sees it sees initialised fields.
                 s.key.store(k, Release);
+                self.count.fetch_add(1, Relaxed);
                 return Ok(i);
             }
             i = (i + 1) & self.mask;
@@ -139,10 +151,22 @@ impl NeighTable {
 
     /// Number of tracked addresses.
     pub fn len(&self) -> usize {
-        self.slots
-            .iter()
-            .filter(|s| s.key.load(Relaxed) != 0)
-            .count()
+        self.count.load(Relaxed)
+    }
+
+    /// Slots a lookup of `ip` walks (1 = found or ruled out at its home slot); for tests and
+    /// diagnostics.
+    pub fn probe_len(&self, ip: Ipv4Addr) -> usize {
+        let k = u32::from(ip);
+        let mut i = spread(k, self.shift, self.mask);
+        for n in 1..=self.slots.len() {
+            match self.slots.get(i).map(|s| s.key.load(Acquire)) {
+                Some(0) | None => return n,
+                Some(x) if x == k => return n,
+                _ => i = (i + 1) & self.mask,
+            }
+        }
+        self.slots.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -363,6 +387,31 @@ mod tests {
         assert_eq!(t.insert(Ipv4Addr::new(10, 0, 0, 1)), Err(NeighTableFull));
         assert_eq!(t.insert(Ipv4Addr::UNSPECIFIED), Err(NeighTableFull));
         assert_eq!(t.len(), cap);
+    }
+
+    #[test]
+    fn many_addresses_probe_short() {
+        // 10k addresses of one /16-ish range (consecutive, as real server pools are) and a
+        // strided set: both must spread over the table, not pile up on a few home slots.
+        let t = NeighTable::new(20_000);
+        let consecutive = (0..5_000u32).map(|i| 0xc612_0000 + i);
+        let strided = (0..5_000u32).map(|i| 0x0a00_0000 + i * 256);
+        let ips: Vec<Ipv4Addr> = consecutive.chain(strided).map(Ipv4Addr::from).collect();
+        for (n, ip) in ips.iter().enumerate() {
+            t.insert(*ip).unwrap();
+            assert_eq!(t.len(), n + 1);
+        }
+        let mut max = 0;
+        for ip in &ips {
+            let s = t.find(*ip).unwrap();
+            assert_eq!(t.insert(*ip).unwrap(), s);
+            max = max.max(t.probe_len(*ip));
+        }
+        assert!(max < 64, "max probe length {max}");
+        // an absent address is ruled out quickly too
+        assert!(t.probe_len(Ipv4Addr::new(203, 0, 113, 7)) < 64);
+        assert_eq!(t.find(Ipv4Addr::new(203, 0, 113, 7)), None);
+        assert_eq!(t.len(), 10_000);
     }
 
     #[test]
