@@ -297,6 +297,24 @@ pub fn pause() {
     unsafe { sys::rvs_pause() }
 }
 
+/// Hint the CPU to bring the cache line holding the start of `r` into all cache levels
+/// (`prefetcht0`), so a later access does not stall on memory. No-op off x86_64.
+#[inline(always)]
+pub fn prefetch<T>(r: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // Newer toolchains declare the intrinsic safe (SSE is part of the x86_64 baseline).
+    #[allow(unused_unsafe)]
+    // SAFETY: a prefetch is only a hint: it never faults, even on an invalid address, and has
+    // no architectural effect; the pointer comes from a live reference anyway. SSE, which the
+    // instruction needs, is part of the x86_64 baseline.
+    unsafe {
+        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>((r as *const T).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = r;
+}
+
 /// Results of closures launched with [`remote_launch`] that failed: lcore -> message.
 static LCORE_FAILURES: Mutex<BTreeMap<u32, String>> = Mutex::new(BTreeMap::new());
 

@@ -282,6 +282,13 @@ impl WorkerLoop {
             let now_ms = dpdk::tsc() / per_ms;
             if n > 0 {
                 self.worker.count_rx(n as u64);
+                // First pass: start loading every frame's flow-table line, so the misses of
+                // the burst overlap; the second pass decides the frames.
+                for i in 0..burst.len() {
+                    if let Some(d) = burst.data(i) {
+                        self.worker.prefetch(d);
+                    }
+                }
                 for i in 0..burst.len() {
                     let verdict = match burst.get_mut(i) {
                         Some(mut m) => {

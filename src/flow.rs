@@ -441,6 +441,17 @@ impl FlowTable {
         (hash as usize).wrapping_mul(ENTRIES_PER_BUCKET) & self.entry_mask
     }
 
+    /// Start loading the home bucket (first cache line of the window) of a flow whose hash is
+    /// `hash`, so that a [`lookup`](Self::lookup) or insert shortly after does not stall on
+    /// memory. Only a hint: it changes nothing.
+    #[inline]
+    pub fn prefetch(&self, hash: u32) {
+        let bucket = self.base(hash) / ENTRIES_PER_BUCKET;
+        if let Some(b) = self.store.buckets.get(bucket) {
+            crate::dpdk::prefetch(b);
+        }
+    }
+
     /// Free entry `idx`, reporting it to `on_evict`.
     fn evict(&mut self, idx: usize, on_evict: &mut impl FnMut(&Entry)) {
         let Some(s) = self.store.slot(idx) else {
