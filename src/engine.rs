@@ -84,6 +84,11 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
             .map_err(|e| EngineError::Config(format!("cannot install signal handler: {e}")))?;
     }
 
+    // EAL pins the calling thread to the main lcore, and threads inherit that. The control
+    // thread must not share a core with a busy-polling worker, so it is started from a thread
+    // created before EAL init, which keeps the process's original CPU set.
+    let unpinned = Unpinned::spawn();
+
     let mut args = vec!["rvs".to_string()];
     args.extend(cfg.eal.args.iter().cloned());
     let eal = Eal::init(&args)?;
@@ -189,13 +194,14 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
         .socket
         .clone()
         .unwrap_or_else(|| cfg.control.socket.clone());
-    let ctl_thread =
-        control::serve(&socket, Arc::clone(&control), Arc::clone(&stop)).map_err(|err| {
-            EngineError::Socket {
-                path: socket.clone(),
-                err,
-            }
-        })?;
+    let ctl_thread = {
+        let (socket, control, stop) = (socket.clone(), Arc::clone(&control), Arc::clone(&stop));
+        unpinned.run(move || control::serve(&socket, control, stop))
+    }
+    .map_err(|err| EngineError::Socket {
+        path: socket.clone(),
+        err,
+    })?;
     tracing::info!(socket = %socket.display(), "control socket listening");
 
     let timeouts = Timeouts {
@@ -248,6 +254,37 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
     drop(pool);
     drop(eal);
     result
+}
+
+/// A thread started before EAL init (so not pinned to the main lcore) that spawns threads on
+/// request; they inherit its CPU set.
+struct Unpinned {
+    jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
+}
+
+impl Unpinned {
+    fn spawn() -> Unpinned {
+        let (tx, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        std::thread::Builder::new()
+            .name("rvs-spawner".to_string())
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+            })
+            .expect("spawning a thread at start-up");
+        Unpinned { jobs: tx }
+    }
+
+    /// Run `f` on the unpinned thread and return its result.
+    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let job: Box<dyn FnOnce() + Send> = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        self.jobs.send(job).expect("spawner thread alive");
+        rx.recv().expect("spawner thread answered")
+    }
 }
 
 /// Everything one worker owns: its pipeline state, its queue pair, the pool for the frames it
