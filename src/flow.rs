@@ -291,6 +291,10 @@ struct Bucket {
 const ENTRIES_PER_BUCKET: usize = 2;
 /// Entries a flow may occupy, starting at its bucket.
 pub const WINDOW: usize = 8;
+/// Cache lines of a flow's window [`FlowTable::prefetch`] loads: the home bucket and the next
+/// one hold the flow in most cases at the loads the table runs at (linear placement from the
+/// home entry); the window's last two lines are rarely reached.
+const PREFETCH_BUCKETS: usize = 2;
 
 /// No free or expired entry in the flow's window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -446,14 +450,19 @@ impl FlowTable {
         (hash as usize).wrapping_mul(ENTRIES_PER_BUCKET) & self.entry_mask
     }
 
-    /// Start loading the home bucket (first cache line of the window) of a flow whose hash is
-    /// `hash`, so that a [`lookup`](Self::lookup) or insert shortly after does not stall on
-    /// memory. Only a hint: it changes nothing.
+    /// Start loading the first [`PREFETCH_BUCKETS`] cache lines of the window of a flow whose
+    /// hash is `hash`, so that a [`lookup`](Self::lookup) or insert shortly after does not stall
+    /// on memory. Only a hint: it changes nothing.
     #[inline]
     pub fn prefetch(&self, hash: u32) {
-        let bucket = self.base(hash) / ENTRIES_PER_BUCKET;
-        if let Some(b) = self.store.buckets.get(bucket) {
-            crate::dpdk::prefetch(b);
+        let buckets = &self.store.buckets;
+        let first = self.base(hash) / ENTRIES_PER_BUCKET;
+        for i in 0..PREFETCH_BUCKETS {
+            // The bucket count is a power of two: the window wraps like `lookup`'s.
+            let b = first.wrapping_add(i) & buckets.len().wrapping_sub(1);
+            if let Some(b) = buckets.get(b) {
+                crate::dpdk::prefetch(b);
+            }
         }
     }
 
