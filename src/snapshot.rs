@@ -19,8 +19,6 @@ use crate::sched::wrr_params;
 use crate::stats::{DropReason, StatsRegistry};
 use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{
     AtomicU64,
@@ -69,27 +67,69 @@ pub struct ServerRef {
     pub id: u32,
 }
 
-/// A multiply-xorshift hasher for the (fixed-width, integer) service key; keys come from the
-/// configuration only, lookups never insert, so no DoS-resistant hasher is needed.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        let h = self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        h ^ (h >> 31)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0 ^ v).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    }
+/// The services by packed (proto, VIP, port) key: an open-addressed table with linear probing,
+/// built once per snapshot, at most half full, so a lookup is a multiply, a shift and usually one
+/// compare in one cache line (no `Hasher` plumbing, no SIMD group probe).
+#[derive(Debug, Clone)]
+struct ServiceIndex {
+    /// (packed key, service index); `EMPTY_KEY` marks a free slot.
+    slots: Box<[(u64, u32)]>,
+    /// `64 - log2(slots.len())`: the home slot is the top bits of the multiplied key.
+    shift: u32,
 }
 
-type KeyMap = HashMap<u64, u32, BuildHasherDefault<KeyHasher>>;
+/// No packed key has bits above 55 set (protocol in bits 48..55).
+const EMPTY_KEY: u64 = u64::MAX;
+
+impl ServiceIndex {
+    /// An index with room for `n` services at no more than half load.
+    fn with_capacity(n: usize) -> Self {
+        let len = n.saturating_mul(2).max(4).next_power_of_two();
+        ServiceIndex {
+            slots: vec![(EMPTY_KEY, 0); len].into_boxed_slice(),
+            shift: 64 - len.trailing_zeros(),
+        }
+    }
+
+    #[inline]
+    fn home(&self, key: u64) -> usize {
+        (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize
+    }
+
+    /// Insert or overwrite `key`; `false` when the table is full (never at half load).
+    fn insert(&mut self, key: u64, idx: u32) -> bool {
+        let mask = self.slots.len().wrapping_sub(1);
+        let mut i = self.home(key);
+        for _ in 0..self.slots.len() {
+            if let Some(s) = self.slots.get_mut(i) {
+                if s.0 == EMPTY_KEY || s.0 == key {
+                    *s = (key, idx);
+                    return true;
+                }
+            }
+            i = i.wrapping_add(1) & mask;
+        }
+        false
+    }
+
+    #[inline]
+    fn get(&self, key: u64) -> Option<u32> {
+        let mask = self.slots.len().wrapping_sub(1);
+        let mut i = self.home(key);
+        // At most half full: an empty slot ends every probe; the bound only guards the loop.
+        for _ in 0..self.slots.len() {
+            let &(k, v) = self.slots.get(i)?;
+            if k == key {
+                return Some(v);
+            }
+            if k == EMPTY_KEY {
+                return None;
+            }
+            i = i.wrapping_add(1) & mask;
+        }
+        None
+    }
+}
 
 fn pack_key(proto: u8, vip: u32, port: u16) -> u64 {
     (u64::from(proto) << 48) | (u64::from(port) << 32) | u64::from(vip)
@@ -100,7 +140,7 @@ fn pack_key(proto: u8, vip: u32, port: u16) -> u64 {
 pub struct Snapshot {
     pub epoch: u64,
     pub services: Vec<Service>,
-    lookup: KeyMap,
+    lookup: ServiceIndex,
     /// VIPs (host order), sorted, deduplicated: the addresses we answer ARP for.
     pub vips: Vec<u32>,
     /// Indexed by real server slot.
@@ -121,7 +161,7 @@ impl Snapshot {
         Snapshot {
             epoch: 0,
             services: Vec::new(),
-            lookup: KeyMap::default(),
+            lookup: ServiceIndex::with_capacity(0),
             vips: Vec::new(),
             rs_by_slot: vec![None; max_servers],
             dip,
@@ -145,6 +185,7 @@ impl Snapshot {
     ) -> Result<Self, PublishError> {
         let mut s = Snapshot::empty(max_servers, port_mac, dip, mask);
         s.epoch = epoch;
+        s.lookup = ServiceIndex::with_capacity(model.services().len());
         for (si, svc) in model.services().iter().enumerate() {
             let mut servers = Vec::with_capacity(svc.servers.len());
             for (ri, rs) in svc.servers.iter().enumerate() {
@@ -170,10 +211,12 @@ impl Snapshot {
             }
             let (wrr_gcd, wrr_max) = wrr_params(servers.iter().map(|r| r.weight));
             let k = svc.spec.key;
-            s.lookup.insert(
+            if !s.lookup.insert(
                 pack_key(k.proto.ip_proto(), u32::from(k.vip), k.port),
                 si as u32,
-            );
+            ) {
+                return Err(PublishError::Other("service index full".into()));
+            }
             s.vips.push(u32::from(k.vip));
             s.services.push(Service {
                 key: k,
@@ -198,9 +241,9 @@ impl Snapshot {
     #[inline]
     pub fn service_for(&self, proto: u8, dst: u32, dport: u16) -> Option<usize> {
         self.lookup
-            .get(&pack_key(proto, dst, dport))
-            .or_else(|| self.lookup.get(&pack_key(proto, dst, 0)))
-            .map(|&i| i as usize)
+            .get(pack_key(proto, dst, dport))
+            .or_else(|| self.lookup.get(pack_key(proto, dst, 0)))
+            .map(|i| i as usize)
     }
 
     /// Whether `ip` (host order) is a VIP of some service.
@@ -765,6 +808,41 @@ mod tests {
             Ipv4Addr::new(198, 18, 0, 1),
             24,
         )
+    }
+
+    #[test]
+    fn service_index_finds_every_key_and_only_those() {
+        let n = 1000u32;
+        let mut ix = ServiceIndex::with_capacity(n as usize);
+        assert_eq!(ix.slots.len(), 2048);
+        let key = |i: u32| pack_key(if i % 2 == 0 { 6 } else { 17 }, 0xc612_0000 + i, 80);
+        for i in 0..n {
+            assert!(ix.insert(key(i), i));
+        }
+        // overwrite keeps one entry per key
+        assert!(ix.insert(key(7), 77));
+        for i in 0..n {
+            assert_eq!(ix.get(key(i)), Some(if i == 7 { 77 } else { i }), "key {i}");
+        }
+        for i in n..2 * n {
+            assert_eq!(ix.get(key(i)), None);
+            assert_eq!(ix.get(pack_key(6, 0xc612_0000 + i - n, 81)), None);
+        }
+        assert_eq!(
+            ix.slots.iter().filter(|s| s.0 != EMPTY_KEY).count(),
+            n as usize
+        );
+        // an empty index (empty snapshot) answers None
+        let empty = ServiceIndex::with_capacity(0);
+        assert_eq!(empty.get(key(0)), None);
+        // a full table refuses instead of looping
+        let mut tiny = ServiceIndex::with_capacity(0);
+        for i in 0..4 {
+            assert!(tiny.insert(key(i), i));
+        }
+        assert!(!tiny.insert(key(4), 4));
+        assert_eq!(tiny.get(key(4)), None);
+        assert_eq!(tiny.get(key(3)), Some(3));
     }
 
     #[test]
