@@ -245,6 +245,7 @@ impl Slot {
         lo(self.w[3].load(Relaxed))
     }
     /// Decode; `None` for a free slot or a state no entry holds.
+    #[inline]
     fn read(&self) -> Option<Entry> {
         // The state word first (Acquire, pairing with the Release of `insert`): the words
         // written before it are seen.
@@ -485,8 +486,21 @@ impl FlowTable {
         k: &FlowKey,
         hash: u32,
         now_s: u32,
-        mut on_evict: impl FnMut(&Entry),
+        on_evict: impl FnMut(&Entry),
     ) -> Option<EntryId> {
+        self.find(k, hash, now_s, on_evict).map(|(id, _)| id)
+    }
+
+    /// [`lookup`](Self::lookup) that also returns the entry, decoded from the slot the key
+    /// was matched in (the fast path's hit: one pass over the slot, no second `get`).
+    #[inline]
+    pub fn find(
+        &mut self,
+        k: &FlowKey,
+        hash: u32,
+        now_s: u32,
+        mut on_evict: impl FnMut(&Entry),
+    ) -> Option<(EntryId, Entry)> {
         let base = self.base(hash);
         for i in 0..WINDOW {
             let idx = (base + i) & self.entry_mask;
@@ -496,7 +510,7 @@ impl FlowTable {
                     self.evict(idx, &mut on_evict);
                     return None;
                 }
-                return Some(idx);
+                return s.read().map(|e| (idx, e));
             }
         }
         None
@@ -545,6 +559,7 @@ impl FlowTable {
     }
 
     /// Record a packet on flow `id`: new state and time. Returns the previous state.
+    #[inline]
     pub fn touch(&mut self, id: EntryId, state: FlowState, now_s: u32) -> Option<FlowState> {
         let s = self.slot(id)?;
         let old = FlowState::from_u8(s.state_raw()).filter(|&o| o != FlowState::Free)?;
@@ -635,6 +650,8 @@ mod tests {
         assert_eq!(t.len(), 1);
         assert_eq!(t.lookup(&k, h, 1, |_| ()), Some(id));
         let e = t.get(id).unwrap();
+        assert_eq!(t.find(&k, h, 1, |_| ()), Some((id, e)));
+        assert_eq!(t.find(&key(40002), t.hash(&key(40002)), 1, |_| ()), None);
         assert_eq!((e.rs_slot, e.rs_id, e.key()), (3, 33, k));
         assert_eq!(
             t.touch(id, FlowState::Established, 5),

@@ -479,10 +479,7 @@ impl Worker {
         let hash = self.flows.hash(&key);
 
         let mut new_conn = false;
-        let mut found = self
-            .flows
-            .lookup(&key, hash, now_s, &mut on_evict)
-            .and_then(|id| Some((id, self.flows.get(id)?)));
+        let mut found = self.flows.find(&key, hash, now_s, &mut on_evict);
         if let Some((id, e)) = found {
             let gone = snap
                 .server_by_slot(e.rs_slot)
