@@ -201,3 +201,67 @@ stop_rvs() {
 ns_mac() {
     ip -n "$1" -br link show dev veth0 | awk '{print $3}'
 }
+
+# --- lab test harness shared by tests/lab/*.sh ---------------------------------------------------
+# Each suite defines ALL_TESTS and its t_* functions, then uses these. Counters: PASSED, FAILED.
+PASSED=0
+FAILED=0
+
+rvs_pid() { head -n1 "$LAB_PID_DIR/rvs.pid" 2>/dev/null || true; }
+
+# lab_select_tests [TEST...]: SELECTED := the named tests (all of ALL_TESTS by default); exits 2
+# on a name that is not a test.
+lab_select_tests() {
+    SELECTED=("$@")
+    ((${#SELECTED[@]})) || SELECTED=("${ALL_TESTS[@]}")
+    local t
+    for t in "${SELECTED[@]}"; do
+        declare -F "$t" >/dev/null || {
+            echo "unknown test '$t'; known: ${ALL_TESTS[*]}" >&2
+            exit 2
+        }
+    done
+}
+
+# lab_require_bins: the release binaries exist, or the suite fails at once.
+lab_require_bins() {
+    local bin
+    for bin in "$RVS_BIN" "$RVSADM_BIN"; do
+        [[ -x $bin ]] || {
+            echo "FAIL setup: $bin not found (run: cargo build --release)"
+            echo "0 passed, 1 failed"
+            exit 1
+        }
+    done
+}
+
+# lab_run_case NAME [EXIT_TRAP]: run test NAME in a subshell with errexit; its status.
+# Call it as `set +e; lab_run_case ...; rc=$?; set -e`, never in an `||`/`&&` list or `if`:
+# bash ignores errexit inside those, and a failing step would no longer end the test.
+lab_run_case() {
+    (
+        set -e
+        # shellcheck disable=SC2064 # the trap names a function, expanded now on purpose
+        if [[ -n ${2:-} ]]; then trap "$2" EXIT; fi
+        "$1"
+    )
+}
+
+# lab_rvs_died: true (after showing the end of its log) when the daemon is no longer running.
+lab_rvs_died() {
+    pid_alive "$(rvs_pid)" && return 1
+    echo "    rvs is not running; last lines of its log:" >&2
+    tail -n 20 "$LAB_DIR/rvs.log" >&2 || true
+    return 0
+}
+
+# lab_record NAME STATUS [NOTE]: one `ok`/`FAIL` line, counted.
+lab_record() {
+    if (($2 == 0)); then
+        echo "ok   $1"
+        PASSED=$((PASSED + 1))
+    else
+        echo "FAIL $1${3:-}"
+        FAILED=$((FAILED + 1))
+    fi
+}

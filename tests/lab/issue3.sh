@@ -531,8 +531,6 @@ t_no_persist_two_workers() {
 
 # --- runner ---------------------------------------------------------------------------------------
 
-PASSED=0
-FAILED=0
 SETUP_OK=0
 CURRENT_CONFIG=""
 
@@ -544,7 +542,6 @@ cleanup() {
     exit "$rc"
 }
 
-rvs_pid() { head -n1 "$LAB_PID_DIR/rvs.pid" 2>/dev/null || true; }
 
 # Run rvs with configuration $1 (restart when it runs with another one, or when $2 is "fresh").
 use_config() {
@@ -562,56 +559,28 @@ run_test() {
     two_workers "$name" && cfg=$TWO_WORKER_CONFIG
     fresh_daemon "$name" && fresh=fresh
     if ((SETUP_OK)) && ! use_config "$cfg" $fresh; then
-        echo "FAIL $name (rvs did not start with $(basename "$cfg"))"
-        FAILED=$((FAILED + 1))
+        lab_record "$name" 1 " (rvs did not start with $(basename "$cfg"))"
         CURRENT_CONFIG=""
         return 0
     fi
     if ((!SETUP_OK)); then
-        echo "FAIL $name (not run: setup failed)"
-        FAILED=$((FAILED + 1))
+        lab_record "$name" 1 " (not run: setup failed)"
         return 0
     fi
     set +e
-    (
-        set -e
-        trap slow_stop_all EXIT
-        "$name"
-    )
+    lab_run_case "$name" slow_stop_all
     rc=$?
     set -e
-    if ! pid_alive "$(rvs_pid)"; then
+    if lab_rvs_died; then
         rc=1
         note=" (rvs died)"
-        echo "    rvs is not running; last lines of its log:" >&2
-        tail -n 20 "$LAB_DIR/rvs.log" >&2 || true
         CURRENT_CONFIG=""
     fi
-    if ((rc == 0)); then
-        echo "ok   $name"
-        PASSED=$((PASSED + 1))
-    else
-        echo "FAIL $name$note"
-        FAILED=$((FAILED + 1))
-    fi
+    lab_record "$name" "$rc" "$note"
 }
 
-selected=("$@")
-((${#selected[@]})) || selected=("${ALL_TESTS[@]}")
-for t in "${selected[@]}"; do
-    declare -F "$t" >/dev/null || {
-        echo "unknown test '$t'; known: ${ALL_TESTS[*]}" >&2
-        exit 2
-    }
-done
-
-for bin in "$RVS_BIN" "$RVSADM_BIN"; do
-    [[ -x $bin ]] || {
-        echo "FAIL setup: $bin not found (run: cargo build --release)"
-        echo "0 passed, 1 failed"
-        exit 1
-    }
-done
+lab_select_tests "$@"
+lab_require_bins
 
 # Another lab run (its daemon or nginx alive in the lab namespaces): wait for it, bounded.
 for ((i = 0; i < 180; i++)); do
@@ -639,7 +608,7 @@ else
     FAILED=$((FAILED + 1))
 fi
 
-for t in "${selected[@]}"; do
+for t in "${SELECTED[@]}"; do
     run_test "$t"
 done
 

@@ -211,8 +211,6 @@ t_connection_survives_garbage() {
 
 # --- runner ---------------------------------------------------------------------------------------
 
-PASSED=0
-FAILED=0
 SETUP_OK=0
 
 cleanup() {
@@ -225,54 +223,26 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-rvs_pid() { head -n1 "$LAB_PID_DIR/rvs.pid" 2>/dev/null || true; }
-
 run_test() {
     local name=$1 rc note=""
     if ((!SETUP_OK)); then
-        echo "FAIL $name (not run: setup failed)"
-        FAILED=$((FAILED + 1))
+        lab_record "$name" 1 " (not run: setup failed)"
         return 0
     fi
     set +e
-    (
-        set -e
-        "$name"
-    )
+    lab_run_case "$name"
     rc=$?
     set -e
-    if ! pid_alive "$(rvs_pid)"; then
+    if lab_rvs_died; then
         rc=1
         note=" (rvs died)"
-        echo "    rvs is not running; last lines of its log:" >&2
-        tail -n 20 "$LAB_DIR/rvs.log" >&2 || true
         start_rvs || SETUP_OK=0
     fi
-    if ((rc == 0)); then
-        echo "ok   $name"
-        PASSED=$((PASSED + 1))
-    else
-        echo "FAIL $name$note"
-        FAILED=$((FAILED + 1))
-    fi
+    lab_record "$name" "$rc" "$note"
 }
 
-selected=("$@")
-((${#selected[@]})) || selected=("${ALL_TESTS[@]}")
-for t in "${selected[@]}"; do
-    declare -F "$t" >/dev/null || {
-        echo "unknown test '$t'; known: ${ALL_TESTS[*]}" >&2
-        exit 2
-    }
-done
-
-for bin in "$RVS_BIN" "$RVSADM_BIN"; do
-    [[ -x $bin ]] || {
-        echo "FAIL setup: $bin not found (run: cargo build --release)"
-        echo "0 passed, 1 failed"
-        exit 1
-    }
-done
+lab_select_tests "$@"
+lab_require_bins
 
 if "$REPO_ROOT/scripts/lab.sh" up && start_rvs; then
     SETUP_OK=1
@@ -281,7 +251,7 @@ else
     FAILED=$((FAILED + 1))
 fi
 
-for t in "${selected[@]}"; do
+for t in "${SELECTED[@]}"; do
     run_test "$t"
 done
 
