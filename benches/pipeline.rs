@@ -23,8 +23,8 @@
 //! in 2^21 entries some windows are full: those flows are forwarded statelessly every pass and
 //! counted under `flow_table_full`; the count is printed.
 //!
-//! The rvs cases run each burst as the engine does: a first pass calls `Worker::prefetch` on
-//! every frame (flow-table line), a second pass `Worker::process`.
+//! The rvs cases run each burst as the engine does: `Worker::prefetch` on frame
+//! `i + PREFETCH_AHEAD` (its flow-table lines) while frame `i` goes through `Worker::process`.
 //!
 //! Run: `cargo bench --bench pipeline -- --warm-up-time 1 --measurement-time 3`
 
@@ -32,7 +32,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 use rvs::api::Dataplane;
 use rvs::flow::Timeouts;
 use rvs::model::{Forward, Model, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec};
-use rvs::pipeline::{DropReason, Verdict, Worker, WorkerConfig};
+use rvs::pipeline::{DropReason, Verdict, Worker, WorkerConfig, PREFETCH_AHEAD};
 use rvs::snapshot::Shared;
 use rvs::wire::ipv4;
 use std::net::Ipv4Addr;
@@ -266,12 +266,17 @@ impl Scenario {
         let now = self.now_ms;
         let (c, n) = (self.cursor, BURST);
         let mut fwd = 0u64;
-        // Two passes, as the engine's worker loop: prefetch every frame's flow-table line,
-        // then process the frames.
-        for f in &self.frames[c..c + n] {
+        // As the engine's worker loop: a rolling prefetch of the flow-table lines
+        // `PREFETCH_AHEAD` frames ahead of the frame being processed.
+        for f in &self.frames[c..c + n.min(PREFETCH_AHEAD)] {
             self.w.prefetch(&f.0[..FRAME_LEN]);
         }
-        for f in &mut self.frames[c..c + n] {
+        for i in c..c + n {
+            if i + PREFETCH_AHEAD < c + n {
+                self.w
+                    .prefetch(&self.frames[i + PREFETCH_AHEAD].0[..FRAME_LEN]);
+            }
+            let f = &mut self.frames[i];
             f.0[0..6].copy_from_slice(&PORT_MAC);
             let v = self.w.process(&mut f.0[..FRAME_LEN], None, now);
             fwd += u64::from(v == Verdict::Forward);

@@ -12,7 +12,7 @@ use crate::control::{self, Control};
 use crate::dpdk::{self, Burst, Eal, LcoreId, Mempool, Port, PortConfig, PortId, Queue};
 use crate::flow::Timeouts;
 use crate::model::{Model, StaticNeighbour};
-use crate::pipeline::{DropReason, Verdict, Worker, WorkerConfig};
+use crate::pipeline::{DropReason, Verdict, Worker, WorkerConfig, PREFETCH_AHEAD};
 use crate::snapshot::Shared;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -319,14 +319,18 @@ impl WorkerLoop {
             let now_ms = dpdk::tsc() / per_ms;
             if n > 0 {
                 self.worker.count_rx(n as u64);
-                // First pass: start loading every frame's flow-table line, so the misses of
-                // the burst overlap; the second pass decides the frames.
-                for i in 0..burst.len() {
+                // Rolling prefetch: frame i + PREFETCH_AHEAD's flow-table lines are asked for
+                // while frame i is decided, so the misses overlap with the work and with each
+                // other without exhausting the fill buffers.
+                for i in 0..burst.len().min(PREFETCH_AHEAD) {
                     if let Some(d) = burst.data(i) {
                         self.worker.prefetch(d);
                     }
                 }
                 for i in 0..burst.len() {
+                    if let Some(d) = burst.data(i + PREFETCH_AHEAD) {
+                        self.worker.prefetch(d);
+                    }
                     let verdict = match burst.get_mut(i) {
                         Some(mut m) => {
                             let hash = m.rss_hash();
