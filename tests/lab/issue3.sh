@@ -61,42 +61,6 @@ fresh_daemon() {
 
 # --- helpers (used inside tests; `fail` ends the current test) ---------------------------------
 
-fail() {
-    echo "    $*" >&2
-    exit 1
-}
-
-# Run one rvsadm command; on a non-zero exit, show it with its output and fail.
-adm() {
-    local out rc=0
-    out=$(rvsadm "$@" 2>&1) || rc=$?
-    ((rc == 0)) || fail "rvsadm $* -> exit $rc: $out"
-    [[ -z $out ]] || printf '%s\n' "$out"
-}
-
-# Fresh service: reset_service SCHED W1 W2 [extra -A options...]
-reset_service() {
-    local sched=$1 w1=$2 w2=$3
-    shift 3
-    adm -C
-    adm -A -t "$SVC" -s "$sched" "$@"
-    adm -a -t "$SVC" -r "$RS1_IP" -g -w "$w1"
-    adm -a -t "$SVC" -r "$RS2_IP" -g -w "$w2"
-}
-
-# N requests to the VIP; prints one answer per line ("none" when nothing came back).
-requests() {
-    local n=$1 i body
-    for ((i = 0; i < n; i++)); do
-        body=$(vip_get / 3 || true)
-        echo "${body:-none}"
-    done
-}
-
-count_of() { # count_of WORD < lines
-    grep -cx -- "$1" || true
-}
-
 oneline() { tr '\n' ' ' <<<"$1"; }
 indent() { sed 's/^/      /' >&2; } # indented onto stderr
 

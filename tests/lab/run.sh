@@ -30,32 +30,6 @@ ALL_TESTS=(
 
 # --- helpers (used inside tests; `fail` ends the current test) ---------------------------------
 
-fail() {
-    echo "    $*" >&2
-    exit 1
-}
-
-# Fresh service: reset_service SCHED W1 W2
-reset_service() {
-    rvsadm -C
-    rvsadm -A -t "$SVC" -s "$1"
-    rvsadm -a -t "$SVC" -r "$RS1_IP" -g -w "$2"
-    rvsadm -a -t "$SVC" -r "$RS2_IP" -g -w "$3"
-}
-
-# N requests to the VIP; prints one answer per line ("none" when nothing came back).
-requests() {
-    local n=$1 i body
-    for ((i = 0; i < n; i++)); do
-        body=$(vip_get / 3 || true)
-        echo "${body:-none}"
-    done
-}
-
-count_of() { # count_of WORD < lines
-    grep -cx -- "$1" || true
-}
-
 # --- tests ----------------------------------------------------------------------------------------
 
 # rr: 10 requests strictly alternate between the two real servers.
