@@ -5,6 +5,8 @@
 //!   forwarder pays for touching the frames.
 //! - `established_1M`: 1,000,000 established TCP flows primed in the table, frames visiting them
 //!   in a shuffled order.
+//! - `established_16k`: the same with 16,384 flows, so frames and table lines stay in cache: the
+//!   computation alone (the difference to `established_1M` is waiting for memory).
 //! - `new_flows`: every frame a SYN from a client never seen before.
 //! - `mix_90est_10new`: 900,000 established flows and 100,000 new SYNs per pass, interleaved.
 //!
@@ -43,6 +45,8 @@ const BURST: usize = 32;
 /// Frames per pass in the new-flow case.
 const FRAMES: usize = 1 << 20;
 const ESTABLISHED: usize = 1_000_000;
+/// Flows of the in-cache case.
+const HOT: usize = 16_384;
 /// Entries in the flow table: 2^21, so 1M flows sit at 48% load (the smallest power of two that
 /// keeps 1M flows under 90%).
 const FLOW_CAPACITY: usize = 1 << 21;
@@ -341,42 +345,91 @@ impl Scenario {
     }
 }
 
+/// The filter given on the command line (`cargo bench --bench pipeline -- NAME`), if any: the
+/// scenarios no selected function needs are not built (building and priming 1M flows takes
+/// seconds, and would pollute a profile of one function).
+fn filter() -> Option<String> {
+    const WITH_VALUE: &[&str] = &[
+        "--warm-up-time",
+        "--measurement-time",
+        "--sample-size",
+        "--profile-time",
+        "--save-baseline",
+        "--baseline",
+        "--noise-threshold",
+        "--significance-level",
+        "--confidence-level",
+        "--nresamples",
+        "--output-format",
+        "--color",
+    ];
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if WITH_VALUE.contains(&a.as_str()) {
+            args.next();
+        } else if !a.starts_with('-') {
+            return Some(a);
+        }
+    }
+    None
+}
+
+fn wanted(filter: &Option<String>, names: &[&str]) -> bool {
+    filter.as_ref().map_or(true, |f| {
+        names.iter().any(|n| format!("pipeline/{n}").contains(f.as_str()))
+    })
+}
+
 fn pipeline(c: &mut Criterion) {
+    let f = filter();
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(BURST as u64));
 
     // 1,000,000 is not a multiple of 32: each pass walks the first 999,968 frames.
-    let mut est = Scenario::new("established_1M", ESTABLISHED, 0, 0);
-    g.bench_function("mac_swap_baseline", |b| {
-        b.iter_custom(|iters| est.run(iters, true))
-    });
-    est.cursor = 0;
-    est.processed = 0;
-    est.forwarded = 0;
-    g.bench_function("established_1M", |b| {
-        b.iter_custom(|iters| est.run(iters, false))
-    });
-    est.report();
-    drop(est);
+    if wanted(&f, &["mac_swap_baseline", "established_1M"]) {
+        let mut est = Scenario::new("established_1M", ESTABLISHED, 0, 0);
+        g.bench_function("mac_swap_baseline", |b| {
+            b.iter_custom(|iters| est.run(iters, true))
+        });
+        est.cursor = 0;
+        est.processed = 0;
+        est.forwarded = 0;
+        g.bench_function("established_1M", |b| {
+            b.iter_custom(|iters| est.run(iters, false))
+        });
+        est.report();
+    }
 
-    let mut new = Scenario::new("new_flows", 0, FRAMES, NEW_MS_PER_BURST);
-    g.bench_function("new_flows", |b| {
-        b.iter_custom(|iters| new.run(iters, false))
-    });
-    new.report();
-    let refused = new.sh.stats.drops(DropReason::FlowTableFull) - new.full_at_start;
-    assert!(
-        refused * 10_000 < new.processed.max(1),
-        "the table must not fill in the new-flow case ({refused} refusals)"
-    );
-    drop(new);
+    // The same path with its working set in cache (16,384 flows: 1 MiB of frames, 16k table
+    // lines): the computation alone; the difference to established_1M is memory stalls.
+    if wanted(&f, &["established_16k"]) {
+        let mut hot = Scenario::new("established_16k", HOT, 0, 0);
+        g.bench_function("established_16k", |b| {
+            b.iter_custom(|iters| hot.run(iters, false))
+        });
+        hot.report();
+    }
 
-    let mut mix = Scenario::new("mix_90est_10new", 900_000, 100_000, 0);
-    g.bench_function("mix_90est_10new", |b| {
-        b.iter_custom(|iters| mix.run(iters, false))
-    });
-    mix.report();
-    drop(mix);
+    if wanted(&f, &["new_flows"]) {
+        let mut new = Scenario::new("new_flows", 0, FRAMES, NEW_MS_PER_BURST);
+        g.bench_function("new_flows", |b| {
+            b.iter_custom(|iters| new.run(iters, false))
+        });
+        new.report();
+        let refused = new.sh.stats.drops(DropReason::FlowTableFull) - new.full_at_start;
+        assert!(
+            refused * 10_000 < new.processed.max(1),
+            "the table must not fill in the new-flow case ({refused} refusals)"
+        );
+    }
+
+    if wanted(&f, &["mix_90est_10new"]) {
+        let mut mix = Scenario::new("mix_90est_10new", 900_000, 100_000, 0);
+        g.bench_function("mix_90est_10new", |b| {
+            b.iter_custom(|iters| mix.run(iters, false))
+        });
+        mix.report();
+    }
 
     g.finish();
 }

@@ -297,6 +297,10 @@ const SEARCH_NODES: usize = 62;
 /// two-entry buckets holds up to ~89% before inserts start failing, and above it every refused
 /// insert (a SYN flood against a full table) would pay a full search for nothing.
 const RELOCATE_BELOW_PERMILLE: usize = 900;
+/// Above that load (counted with the expired flows not yet reclaimed, which a search can
+/// reclaim), a failed search makes the next this many refused inserts skip theirs: a table
+/// really full of live flows pays one search per 1024 refusals.
+const RELOCATE_SKIP: u16 = 1023;
 
 /// No free or expired entry in the flow's two buckets, and no relocation made room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -393,8 +397,11 @@ pub struct FlowTable {
     seed: u64,
     cursor: usize,
     timeouts: Timeouts,
+    timeout_by_state: [u32; 8],
     len: usize,
     relocate_below: usize,
+    /// Above [`RELOCATE_BELOW_PERMILLE`], searches skipped before the next one is tried.
+    relocate_skip: u16,
     moves: u64,
 }
 
@@ -420,9 +427,11 @@ impl FlowTable {
             seed,
             cursor: 0,
             timeouts,
+            timeout_by_state: Self::timeout_table(&timeouts),
             len: 0,
             relocate_below: entries / 1000 * RELOCATE_BELOW_PERMILLE
                 + entries % 1000 * RELOCATE_BELOW_PERMILLE / 1000,
+            relocate_skip: 0,
             moves: 0,
         }
     }
@@ -456,6 +465,7 @@ impl FlowTable {
     /// timeout at a connection's next packet; here also to idle flows).
     pub fn set_timeouts(&mut self, t: Timeouts) {
         self.timeouts = t;
+        self.timeout_by_state = Self::timeout_table(&t);
     }
 
     /// The seeded hash of `k` (stable for the life of the table).
@@ -477,10 +487,25 @@ impl FlowTable {
         }
     }
 
+    /// The idle timeout per stored state byte (a state no entry holds reads as 0).
+    fn timeout_table(t: &Timeouts) -> [u32; 8] {
+        let mut by_state = [0; 8];
+        for (v, slot) in by_state.iter_mut().enumerate() {
+            if let Some(s) = FlowState::from_u8(v as u8) {
+                *slot = Self::timeout_of(t, s);
+            }
+        }
+        by_state
+    }
+
     #[inline]
     fn expired(&self, s: &Slot, now_s: u32) -> bool {
-        let st = FlowState::from_u8(s.state_raw()).unwrap_or(FlowState::Free);
-        now_s.wrapping_sub(s.last_seen()) > Self::timeout_of(&self.timeouts, st)
+        let timeout = self
+            .timeout_by_state
+            .get(usize::from(s.state_raw()))
+            .copied()
+            .unwrap_or(0);
+        now_s.wrapping_sub(s.last_seen()) > timeout
     }
 
     /// A free entry, or one whose flow has expired (to be reclaimed before reuse).
@@ -674,7 +699,8 @@ impl FlowTable {
 
     /// Insert flow `k` (known absent) in `state`, served by `(rs_slot, rs_id)`, in one of its
     /// two buckets: a free entry, else one whose flow expired (reclaimed, reported to
-    /// `on_evict`), else room made by moving other flows to their other bucket (below 90% load).
+    /// `on_evict`), else room made by moving other flows to their other bucket (always below
+    /// 90% load; above it, once per [`RELOCATE_SKIP`] + 1 refusals after a failed search).
     /// Live flows are never evicted: when no room is found the insert fails.
     #[allow(clippy::too_many_arguments)]
     pub fn insert(
@@ -696,10 +722,21 @@ impl FlowTable {
                 self.evict(idx, &mut on_evict);
                 idx
             }
-            None if self.len < self.relocate_below => {
-                self.relocate(b1, b2, now_s, &mut on_evict).ok_or(Full)?
+            None if self.len < self.relocate_below || self.relocate_skip == 0 => {
+                match self.relocate(b1, b2, now_s, &mut on_evict) {
+                    Some(idx) => idx,
+                    None => {
+                        if self.len >= self.relocate_below {
+                            self.relocate_skip = RELOCATE_SKIP;
+                        }
+                        return Err(Full);
+                    }
+                }
             }
-            None => return Err(Full),
+            None => {
+                self.relocate_skip -= 1;
+                return Err(Full);
+            }
         };
         let s = self.store.slot(idx).ok_or(Full)?;
         // Key words first with the slot still free, the state last: a reader that sees the

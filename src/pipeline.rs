@@ -16,7 +16,7 @@ use crate::neigh::{self, DEFAULT_REACHABLE_MS, DEFAULT_RETRY_MS};
 use crate::persist::{Insert, Template};
 use crate::snapshot::{Service, Shared, Snapshot};
 use crate::stats::{bump, drop_by, ServerCells, WorkerCounters};
-use crate::wire::{arp, ethernet, ipv4, l4, Error as WireError};
+use crate::wire::{arp, ethernet, l4};
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -79,15 +79,6 @@ pub struct Worker {
     garp_pending: Vec<u32>,
     req_buf: Box<[u32]>,
     last_scan_ms: Option<u64>,
-}
-
-fn wire_to_ip_drop(e: WireError) -> DropReason {
-    match e {
-        WireError::Truncated => DropReason::ShortIp,
-        WireError::BadVersion => DropReason::BadIpVersion,
-        WireError::BadIhl => DropReason::BadIhl,
-        WireError::BadTotalLen | WireError::Unsupported => DropReason::BadTotalLen,
-    }
 }
 
 fn gauge_add(cells: &[ServerCells], slot: u32, s: FlowState) {
@@ -190,38 +181,81 @@ fn stateless_pick(svc: &Service, hash: u32) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
-/// The flow key of an Ethernet/IPv4 TCP or UDP frame, read with the fewest checks that keep it
-/// panic free (no checksum, option or fragment checks): for [`Worker::prefetch`] only, whose
-/// result is a hint. [`Worker::process`] parses frames fully.
+/// What the forwarding decision needs from an IPv4 TCP or UDP packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct L4Flow {
+    key: FlowKey,
+    /// The TCP flags; `None` for UDP.
+    tcp_flags: Option<l4::TcpFlags>,
+}
+
+/// Parse the IPv4 packet after the Ethernet header of `frame` down to its ports, with the
+/// checks of [`ipv4::Packet::new_checked`] (header and total length inside the frame; padding
+/// after it allowed), no fragment, and a whole TCP or UDP header inside the total length; the
+/// reason of the first check that fails otherwise. The fixed part of the header is read as one
+/// array, so the common frame costs a handful of bounds checks.
+#[inline(always)]
+fn parse_l4(frame: &[u8]) -> Result<L4Flow, DropReason> {
+    const ETH: usize = ethernet::HEADER_LEN;
+    let ip: &[u8; 20] = frame
+        .get(ETH..ETH + 20)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(DropReason::ShortIp)?;
+    let len = frame.len() - ETH;
+    if ip[0] >> 4 != 4 {
+        return Err(DropReason::BadIpVersion);
+    }
+    let hl = usize::from(ip[0] & 0x0f) * 4;
+    if hl < 20 || hl > len {
+        return Err(DropReason::BadIhl);
+    }
+    let tl = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    if tl < hl || tl > len {
+        return Err(DropReason::BadTotalLen);
+    }
+    // More-fragments flag or a fragment offset: no (or a partial) transport header.
+    if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+        return Err(DropReason::IpFragment);
+    }
+    let proto = ip[9];
+    let header = match proto {
+        6 => l4::TCP_HEADER_LEN,
+        17 => l4::UDP_HEADER_LEN,
+        _ => return Err(DropReason::NotTcpUdp),
+    };
+    if tl - hl < header {
+        return Err(DropReason::ShortL4);
+    }
+    let at = ETH + hl;
+    let ports: &[u8; 4] = frame
+        .get(at..at + 4)
+        .and_then(|p| p.try_into().ok())
+        .ok_or(DropReason::ShortL4)?;
+    let tcp_flags = match proto {
+        6 => Some(l4::TcpFlags(
+            frame.get(at + 13).copied().ok_or(DropReason::ShortL4)?,
+        )),
+        _ => None,
+    };
+    Ok(L4Flow {
+        key: FlowKey {
+            src: u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]),
+            dst: u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]),
+            sport: u16::from_be_bytes([ports[0], ports[1]]),
+            dport: u16::from_be_bytes([ports[2], ports[3]]),
+            proto,
+        },
+        tcp_flags,
+    })
+}
+
+/// The flow key of an Ethernet/IPv4 TCP or UDP frame, for [`Worker::prefetch`].
 #[inline]
 fn prefetch_key(frame: &[u8]) -> Option<FlowKey> {
-    let be16 = |at: usize| -> Option<u16> {
-        let b = frame.get(at..at.checked_add(2)?)?;
-        Some(u16::from_be_bytes([*b.first()?, *b.get(1)?]))
-    };
-    let be32 = |at: usize| -> Option<u32> {
-        Some((u32::from(be16(at)?) << 16) | u32::from(be16(at.checked_add(2)?)?))
-    };
-    if be16(12)? != 0x0800 {
+    if frame.get(12..14)? != [0x08, 0x00] {
         return None;
     }
-    let vihl = *frame.get(ethernet::HEADER_LEN)?;
-    let ihl = usize::from(vihl & 0x0f) * 4;
-    if vihl >> 4 != 4 || ihl < 20 {
-        return None;
-    }
-    let proto = *frame.get(ethernet::HEADER_LEN + 9)?;
-    if proto != 6 && proto != 17 {
-        return None;
-    }
-    let l4 = ethernet::HEADER_LEN + ihl;
-    Some(FlowKey {
-        src: be32(ethernet::HEADER_LEN + 12)?,
-        dst: be32(ethernet::HEADER_LEN + 16)?,
-        sport: be16(l4)?,
-        dport: be16(l4 + 2)?,
-        proto,
-    })
+    parse_l4(frame).ok().map(|p| p.key)
 }
 
 impl Worker {
@@ -437,36 +471,11 @@ impl Worker {
 
     fn ipv4(&mut self, frame: &mut [u8], now_ms: u64) -> Verdict {
         let frame_len = frame.len() as u64;
-        let payload = frame.get(ethernet::HEADER_LEN..).unwrap_or(&[]);
-        let ip = match ipv4::Packet::new_checked(payload) {
-            Ok(ip) => ip,
-            Err(e) => return Verdict::Drop(wire_to_ip_drop(e)),
+        let L4Flow { key, tcp_flags } = match parse_l4(frame) {
+            Ok(p) => p,
+            Err(r) => return Verdict::Drop(r),
         };
-        // Fragments carry no (or a partial) transport header: no 5-tuple to schedule by.
-        if ip.is_fragment() {
-            return Verdict::Drop(DropReason::IpFragment);
-        }
-        let proto = ip.next_header();
-        let (sport, dport, tcp_flags) = match proto {
-            6 => match l4::TcpPacket::new_checked(ip.payload()) {
-                Ok(t) => (t.src_port(), t.dst_port(), Some(t.flags())),
-                Err(_) => return Verdict::Drop(DropReason::ShortL4),
-            },
-            17 => match l4::UdpPacket::new_checked(ip.payload()) {
-                Ok(u) => (u.src_port(), u.dst_port(), None),
-                Err(_) => return Verdict::Drop(DropReason::ShortL4),
-            },
-            _ => return Verdict::Drop(DropReason::NotTcpUdp),
-        };
-        let dst = ip.dst_addr_u32();
-        let key = FlowKey {
-            src: ip.src_addr_u32(),
-            dst,
-            sport,
-            dport,
-            proto,
-        };
-        let Some(svc_idx) = self.snap.service_for(proto, dst, dport) else {
+        let Some(svc_idx) = self.snap.service_for(key.proto, key.dst, key.dport) else {
             return Verdict::Drop(DropReason::NoService);
         };
         let now_s = (now_ms / 1000) as u32;
@@ -485,21 +494,19 @@ impl Worker {
         let hash = self.flows.hash(&key);
 
         let mut new_conn = false;
-        let mut found = self.flows.find(&key, hash, now_s, &mut on_evict);
-        if let Some((id, e)) = found {
-            let gone = snap
+        let mut found = None;
+        if let Some((id, e)) = self.flows.find(&key, hash, now_s, &mut on_evict) {
+            let server = snap
                 .server_by_slot(e.rs_slot)
-                .filter(|r| r.id == e.rs_id && r.svc as usize == svc_idx)
-                .is_none();
-            if gone {
+                .filter(|r| r.id == e.rs_id && r.svc as usize == svc_idx);
+            match server {
+                Some(r) => found = Some((id, e, r.rs as usize)),
                 // Its real server was deleted (or its slot reused). IPVS expire_nodest_conn:
                 // on, the flow expires now and this packet is scheduled anew (as kernels >= 5.9
                 // without conntrack do); off (the default), packets are dropped silently until
                 // the flow times out (not refreshed by the dropped packets).
-                if snap.expire_nodest_conn {
-                    self.flows.remove(id, &mut on_evict);
-                    found = None;
-                } else {
+                None if snap.expire_nodest_conn => self.flows.remove(id, &mut on_evict),
+                None => {
                     if e.rs_slot != NO_SLOT {
                         // Stop counting it on the slot: a new server may take the slot over.
                         gauge_sub(cells, e.rs_slot, e.state());
@@ -510,19 +517,13 @@ impl Worker {
             }
         }
         let rs_idx = match found {
-            Some((id, e)) => {
-                let (old_state, rs_slot, rs_id) = (e.state(), e.rs_slot, e.rs_id);
+            Some((id, e, rs_idx)) => {
+                let (old_state, rs_slot) = (e.state(), e.rs_slot);
                 let new_state = match tcp_flags {
                     Some(f) => old_state.tcp_next(f),
                     None => FlowState::Udp,
                 };
                 self.flows.touch(id, new_state, now_s);
-                let Some(r) = snap
-                    .server_by_slot(rs_slot)
-                    .filter(|r| r.id == rs_id && r.svc as usize == svc_idx)
-                else {
-                    return Verdict::Drop(DropReason::NoDest);
-                };
                 if old_state.is_active() != new_state.is_active() {
                     gauge_sub(cells, rs_slot, old_state);
                     gauge_add(cells, rs_slot, new_state);
@@ -533,7 +534,7 @@ impl Worker {
                         .persist
                         .refresh(svc.id, key.src & svc.netmask, now_s.wrapping_add(t));
                 }
-                r.rs as usize
+                rs_idx
             }
             None => {
                 let state = match tcp_flags {
@@ -673,6 +674,7 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::ipv4;
     use crate::api::{Dataplane, NeighState};
     use crate::model::{
         Forward, Model, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec,
@@ -1614,13 +1616,14 @@ mod tests {
         // an IPv4 option (IHL 6) moves the ports
         let mut o = f.clone();
         o[14] = 0x46;
+        o[17] = 44; // total length: 24 + 20
         o.splice(34..34, [1, 1, 1, 1]);
         assert_eq!(prefetch_key(&o), Some(k));
         // UDP: protocol 17
         let mut u = f.clone();
         u[23] = 17;
         assert_eq!(prefetch_key(&u), Some(FlowKey { proto: 17, ..k }));
-        // not keyed: ICMP, ARP, IPv6 version nibble, IHL below 5, truncated ports
+        // not keyed: ICMP, ARP, IPv6 version nibble, IHL below 5, truncated headers
         let mut icmp = f.clone();
         icmp[23] = 1;
         assert_eq!(prefetch_key(&icmp), None);
@@ -1634,7 +1637,9 @@ mod tests {
         short_ihl[14] = 0x44;
         assert_eq!(prefetch_key(&short_ihl), None);
         assert_eq!(prefetch_key(&f[..37]), None);
-        assert_eq!(prefetch_key(&f[..38]), Some(k));
+        // the total length (40) beyond a truncated frame
+        assert_eq!(prefetch_key(&f[..53]), None);
+        assert_eq!(prefetch_key(&f[..54]), Some(k));
         assert_eq!(prefetch_key(&[]), None);
         // and the worker's prefetch changes nothing
         let (_sh, _m, mut w) = setup(SchedulerKind::Rr, 1, 1);
