@@ -25,8 +25,9 @@
 //! in 2^21 entries some windows are full: those flows are forwarded statelessly every pass and
 //! counted under `flow_table_full`; the count is printed.
 //!
-//! The rvs cases run each burst as the engine does: `Worker::prefetch` on frame
-//! `i + PREFETCH_AHEAD` (its flow-table lines) while frame `i` goes through `Worker::process`.
+//! The rvs cases run each burst as the engine does: `Worker::stage` on frame `i + PREFETCH_AHEAD`
+//! (parse, hash, prefetch of its two flow-table lines) while frame `i` goes through
+//! `Worker::process_staged` (the decision, reusing the parse).
 //!
 //! Run: `cargo bench --bench pipeline -- --warm-up-time 1 --measurement-time 3`
 
@@ -272,17 +273,19 @@ impl Scenario {
         let mut fwd = 0u64;
         // As the engine's worker loop: a rolling prefetch of the flow-table lines
         // `PREFETCH_AHEAD` frames ahead of the frame being processed.
-        for f in &self.frames[c..c + n.min(PREFETCH_AHEAD)] {
-            self.w.prefetch(&f.0[..FRAME_LEN]);
+        for i in 0..n.min(PREFETCH_AHEAD) {
+            self.w.stage(i, &self.frames[c + i].0[..FRAME_LEN]);
         }
-        for i in c..c + n {
-            if i + PREFETCH_AHEAD < c + n {
-                self.w
-                    .prefetch(&self.frames[i + PREFETCH_AHEAD].0[..FRAME_LEN]);
+        for i in 0..n {
+            if i + PREFETCH_AHEAD < n {
+                self.w.stage(
+                    i + PREFETCH_AHEAD,
+                    &self.frames[c + i + PREFETCH_AHEAD].0[..FRAME_LEN],
+                );
             }
-            let f = &mut self.frames[i];
+            let f = &mut self.frames[c + i];
             f.0[0..6].copy_from_slice(&PORT_MAC);
-            let v = self.w.process(&mut f.0[..FRAME_LEN], None, now);
+            let v = self.w.process_staged(i, &mut f.0[..FRAME_LEN], now);
             fwd += u64::from(v == Verdict::Forward);
         }
         self.cursor = c + n;
@@ -376,7 +379,9 @@ fn filter() -> Option<String> {
 
 fn wanted(filter: &Option<String>, names: &[&str]) -> bool {
     filter.as_ref().map_or(true, |f| {
-        names.iter().any(|n| format!("pipeline/{n}").contains(f.as_str()))
+        names
+            .iter()
+            .any(|n| format!("pipeline/{n}").contains(f.as_str()))
     })
 }
 

@@ -319,23 +319,21 @@ impl WorkerLoop {
             let now_ms = dpdk::tsc() / per_ms;
             if n > 0 {
                 self.worker.count_rx(n as u64);
-                // Rolling prefetch: frame i + PREFETCH_AHEAD's flow-table lines are asked for
-                // while frame i is decided, so the misses overlap with the work and with each
-                // other without exhausting the fill buffers.
+                // Rolling prefetch: frame i + PREFETCH_AHEAD is parsed, hashed and its
+                // flow-table lines asked for while frame i is decided, so the misses overlap
+                // with the work and with each other without exhausting the fill buffers; the
+                // decision reuses the parse (`stage` / `process_staged`).
                 for i in 0..burst.len().min(PREFETCH_AHEAD) {
                     if let Some(d) = burst.data(i) {
-                        self.worker.prefetch(d);
+                        self.worker.stage(i, d);
                     }
                 }
                 for i in 0..burst.len() {
                     if let Some(d) = burst.data(i + PREFETCH_AHEAD) {
-                        self.worker.prefetch(d);
+                        self.worker.stage(i + PREFETCH_AHEAD, d);
                     }
                     let verdict = match burst.get_mut(i) {
-                        Some(mut m) => {
-                            let hash = m.rss_hash();
-                            self.worker.process(m.data_mut(), hash, now_ms)
-                        }
+                        Some(mut m) => self.worker.process_staged(i, m.data_mut(), now_ms),
                         None => continue,
                     };
                     match verdict {

@@ -79,6 +79,7 @@ pub struct Worker {
     garp_pending: Vec<u32>,
     req_buf: Box<[u32]>,
     last_scan_ms: Option<u64>,
+    staged: Box<[Option<Staged>; STAGE_SLOTS]>,
 }
 
 fn gauge_add(cells: &[ServerCells], slot: u32, s: FlowState) {
@@ -249,13 +250,26 @@ fn parse_l4(frame: &[u8]) -> Result<L4Flow, DropReason> {
     })
 }
 
+/// Frames of a burst [`Worker::stage`] can keep (bursts are 32 frames).
+pub const STAGE_SLOTS: usize = 64;
+
+/// A frame's parse and flow hash, kept from [`Worker::stage`] to [`Worker::process_staged`].
+#[derive(Debug, Clone, Copy)]
+struct Staged {
+    /// Address and length of the frame staged, to refuse another frame.
+    at: usize,
+    len: usize,
+    flow: L4Flow,
+    hash: u32,
+}
+
 /// The flow key of an Ethernet/IPv4 TCP or UDP frame, for [`Worker::prefetch`].
 #[inline]
 fn prefetch_key(frame: &[u8]) -> Option<FlowKey> {
-    if frame.get(12..14)? != [0x08, 0x00] {
-        return None;
+    match frame.get(12..14)? {
+        [0x08, 0x00] => parse_l4(frame).ok().map(|p| p.key),
+        _ => None,
     }
-    parse_l4(frame).ok().map(|p| p.key)
 }
 
 impl Worker {
@@ -300,6 +314,7 @@ impl Worker {
             garp_pending: Vec::new(),
             req_buf: vec![0; REQUESTS_PER_ROUND].into_boxed_slice(),
             last_scan_ms: None,
+            staged: Box::new([None; STAGE_SLOTS]),
         };
         if w.is_arp {
             w.garp_pending = Vec::with_capacity(w.shared.max_services().max(1));
@@ -387,13 +402,60 @@ impl Worker {
         }
     }
 
+    /// [`prefetch`](Self::prefetch) that also keeps the frame's parse and flow hash in `slot`
+    /// (below [`STAGE_SLOTS`]; others are ignored), for [`process_staged`](Self::process_staged)
+    /// on the same frame shortly after: the engine's burst loop parses and hashes each frame
+    /// once. Never panics, whatever the bytes.
+    #[inline]
+    pub fn stage(&mut self, slot: usize, frame: &[u8]) {
+        let staged = match frame.get(12..14) {
+            Some([0x08, 0x00]) => parse_l4(frame).ok(),
+            _ => None,
+        };
+        let Some(entry) = self.staged.get_mut(slot) else {
+            return;
+        };
+        *entry = staged.map(|flow| {
+            let hash = self.flows.hash(&flow.key);
+            self.flows.prefetch(hash);
+            Staged {
+                at: frame.as_ptr() as usize,
+                len: frame.len(),
+                flow,
+                hash,
+            }
+        });
+    }
+
+    /// [`process`](Self::process) for a frame [`stage`](Self::stage)d in `slot`, reusing its
+    /// parse and hash; the slot is emptied. The frame's bytes must not have changed since
+    /// (the engine never changes them); a frame at another address or of another length than
+    /// the one staged is parsed anew, as by `process`.
+    #[inline]
+    pub fn process_staged(&mut self, slot: usize, frame: &mut [u8], now_ms: u64) -> Verdict {
+        let pre = self
+            .staged
+            .get_mut(slot)
+            .and_then(Option::take)
+            .filter(|s| s.at == frame.as_ptr() as usize && s.len == frame.len());
+        let v = self.classify(frame, now_ms, pre);
+        self.count_verdict(v);
+        v
+    }
+
     /// Process one frame in place. `rss_hash` (the NIC's) is accepted for the engine's
     /// convenience but not used: the flow table hashes with its own per-worker seed, so a frame
     /// with and without an RSS hash land in the same place. `now_ms` is the engine's monotonic
     /// clock in milliseconds (the same base for every call).
     pub fn process(&mut self, frame: &mut [u8], rss_hash: Option<u32>, now_ms: u64) -> Verdict {
         let _ = rss_hash;
-        let v = self.classify(frame, now_ms);
+        let v = self.classify(frame, now_ms, None);
+        self.count_verdict(v);
+        v
+    }
+
+    #[inline]
+    fn count_verdict(&self, v: Verdict) {
         if let Some(c) = self.shared.stats.worker(self.id) {
             match v {
                 Verdict::Drop(r) => bump(&c.drops[r.index()], 1),
@@ -402,19 +464,22 @@ impl Worker {
                 Verdict::Consumed => {}
             }
         }
-        v
     }
 
-    fn classify(&mut self, frame: &mut [u8], now_ms: u64) -> Verdict {
-        let Ok(eth) = ethernet::Frame::new_checked(&*frame) else {
+    #[inline]
+    fn classify(&mut self, frame: &mut [u8], now_ms: u64, pre: Option<Staged>) -> Verdict {
+        let Some(eth) = frame
+            .get(..ethernet::HEADER_LEN)
+            .and_then(|h| <&[u8; ethernet::HEADER_LEN]>::try_from(h).ok())
+        else {
             return Verdict::Drop(DropReason::ShortFrame);
         };
-        let dst = eth.dst_addr();
+        let dst = [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]];
         if !ethernet::is_group(&dst) && dst != self.port_mac {
             return Verdict::Drop(DropReason::NotOurMac);
         }
-        match eth.ethertype() {
-            ethernet::EtherType::Ipv4 => self.ipv4(frame, now_ms),
+        match ethernet::EtherType::from(u16::from_be_bytes([eth[12], eth[13]])) {
+            ethernet::EtherType::Ipv4 => self.ipv4(frame, now_ms, pre),
             ethernet::EtherType::Arp => self.arp(frame, now_ms),
             ethernet::EtherType::Vlan | ethernet::EtherType::QinQ => {
                 Verdict::Drop(DropReason::Vlan)
@@ -469,11 +534,14 @@ impl Worker {
         }
     }
 
-    fn ipv4(&mut self, frame: &mut [u8], now_ms: u64) -> Verdict {
+    fn ipv4(&mut self, frame: &mut [u8], now_ms: u64, pre: Option<Staged>) -> Verdict {
         let frame_len = frame.len() as u64;
-        let L4Flow { key, tcp_flags } = match parse_l4(frame) {
-            Ok(p) => p,
-            Err(r) => return Verdict::Drop(r),
+        let (L4Flow { key, tcp_flags }, pre_hash) = match pre {
+            Some(s) => (s.flow, Some(s.hash)),
+            None => match parse_l4(frame) {
+                Ok(p) => (p, None),
+                Err(r) => return Verdict::Drop(r),
+            },
         };
         let Some(svc_idx) = self.snap.service_for(key.proto, key.dst, key.dport) else {
             return Verdict::Drop(DropReason::NoService);
@@ -491,7 +559,7 @@ impl Worker {
         };
         let cells = &wc.servers[..];
         let mut on_evict = |e: &Entry| gauge_sub(cells, e.rs_slot, e.state());
-        let hash = self.flows.hash(&key);
+        let hash = pre_hash.unwrap_or_else(|| self.flows.hash(&key));
 
         let mut new_conn = false;
         let mut found = None;
@@ -674,11 +742,11 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::ipv4;
     use crate::api::{Dataplane, NeighState};
     use crate::model::{
         Forward, Model, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec,
     };
+    use crate::wire::ipv4;
     use proptest::prelude::*;
 
     const PORT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -1650,6 +1718,30 @@ mod tests {
         assert_eq!(w.flow_count(), 1);
     }
 
+    #[test]
+    fn staged_parse_is_used_only_for_the_frame_staged() {
+        let (_sh, _m, mut w) = setup(SchedulerKind::Rr, 1, 1);
+        let a = tcp_frame(CLIENT, 40_000, VIP, 80, l4::TcpFlags::SYN);
+        // staged: a flow to the VIP; processed: a frame to another address in the same slot
+        w.stage(3, &a);
+        let mut other = tcp_frame(CLIENT, 40_000, Ipv4Addr::new(198, 18, 0, 99), 80, 0x02);
+        assert_eq!(
+            w.process_staged(3, &mut other, 1000),
+            Verdict::Drop(DropReason::NoService)
+        );
+        // the slot was emptied: the staged frame is parsed anew and forwarded
+        let mut a2 = a.clone();
+        assert_eq!(w.process_staged(3, &mut a2, 1000), Verdict::Forward);
+        // a slot beyond STAGE_SLOTS is ignored
+        w.stage(STAGE_SLOTS, &a);
+        let mut a3 = a.clone();
+        assert_eq!(
+            w.process_staged(STAGE_SLOTS, &mut a3, 1000),
+            Verdict::Forward
+        );
+        assert_eq!(w.flow_count(), 1);
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
@@ -1685,6 +1777,39 @@ mod tests {
             let _ = w.process(&mut f, Some(1), now);
             let mut frames = [[0u8; 64]; 2];
             w.housekeeping(now, &mut frames);
+        }
+
+        #[test]
+        fn staged_processing_decides_as_process(
+            frames in proptest::collection::vec(
+                (any::<bool>(), 0u16..6, 0u8..0x20, proptest::collection::vec(any::<u8>(), 0..70)),
+                1..40,
+            ),
+        ) {
+            // The same frames through `process` on one worker and `stage` + `process_staged`
+            // (in burst order, staged ahead) on an identical one: same verdicts, same bytes.
+            let (_a, _ma, mut plain) = setup(SchedulerKind::Rr, 1, 1);
+            let (_b, _mb, mut staged) = setup(SchedulerKind::Rr, 1, 1);
+            let mut inputs: Vec<Vec<u8>> = frames
+                .iter()
+                .map(|(valid, port, flags, junk)| {
+                    if *valid {
+                        tcp_frame(CLIENT, 40_000 + port, VIP, 80, *flags)
+                    } else {
+                        junk.clone()
+                    }
+                })
+                .collect();
+            let mut copy = inputs.clone();
+            for (i, f) in copy.iter().enumerate() {
+                staged.stage(i % STAGE_SLOTS, f);
+            }
+            for i in 0..inputs.len() {
+                let v1 = plain.process(&mut inputs[i], None, 5_000);
+                let v2 = staged.process_staged(i % STAGE_SLOTS, &mut copy[i], 5_000);
+                prop_assert_eq!(v1, v2);
+                prop_assert_eq!(&inputs[i], &copy[i]);
+            }
         }
 
         #[test]
