@@ -167,6 +167,76 @@ fn choose_server(
     }
 }
 
+/// What [`new_flow`] works with: the worker's table and scheduler state, the shared state and
+/// the snapshot being forwarded by.
+struct NewFlow<'a> {
+    flows: &'a mut FlowTable,
+    sched: &'a mut crate::sched::Schedulers,
+    shared: &'a Shared,
+    wc: &'a WorkerCounters,
+    snap: &'a Snapshot,
+}
+
+/// A packet of a flow not in the table: schedule it and store the flow; when the table has no
+/// room, forward statelessly (counted). Returns the real server (index into the service's
+/// servers) and whether a connection was recorded. Kept out of line: established hits, the
+/// common case, then run with fewer registers to save.
+#[inline(never)]
+fn new_flow(
+    cx: NewFlow<'_>,
+    svc_idx: usize,
+    key: &FlowKey,
+    hash: u32,
+    tcp_flags: Option<l4::TcpFlags>,
+    now_s: u32,
+) -> Result<(usize, bool), Verdict> {
+    let NewFlow {
+        flows,
+        sched,
+        shared,
+        wc,
+        snap,
+    } = cx;
+    let svc = snap
+        .services
+        .get(svc_idx)
+        .ok_or(Verdict::Drop(DropReason::NoService))?;
+    let cells = &wc.servers[..];
+    let state = match tcp_flags {
+        Some(f) => FlowState::tcp_initial(f),
+        None => FlowState::Udp,
+    };
+    let on_evict = |e: &Entry| gauge_sub(cells, e.rs_slot, e.state());
+    match flows.insert(key, hash, state, NO_SLOT, 0, now_s, on_evict) {
+        Ok(id) => {
+            let Some(ri) = choose_server(sched, shared, wc, snap, svc_idx, key, now_s) else {
+                flows.remove(id, |_| ());
+                wc.flows.store(flows.len() as u64, Relaxed);
+                return Err(Verdict::Drop(DropReason::NoServer));
+            };
+            let rs = svc
+                .servers
+                .get(ri)
+                .ok_or(Verdict::Drop(DropReason::NoServer))?;
+            flows.set_server(id, rs.slot, rs.id);
+            gauge_add(cells, rs.slot, state);
+            wc.flows.store(flows.len() as u64, Relaxed);
+            Ok((ri, true))
+        }
+        Err(_) => {
+            // Never evict live flows: forward this packet by a stateless choice (or the
+            // client's persistence template) and count that the table is too small.
+            bump(&wc.drops[DropReason::FlowTableFull.index()], 1);
+            let pick = match svc.persistent {
+                Some(_) => choose_server(sched, shared, wc, snap, svc_idx, key, now_s),
+                None => stateless_pick(svc, hash),
+            };
+            pick.map(|ri| (ri, false))
+                .ok_or(Verdict::Drop(DropReason::NoServer))
+        }
+    }
+}
+
 /// Stateless choice among the servers with weight > 0 (used when the flow table is full).
 fn stateless_pick(svc: &Service, hash: u32) -> Option<usize> {
     let usable = svc.servers.iter().filter(|r| r.weight > 0).count();
@@ -605,51 +675,25 @@ impl Worker {
                 rs_idx
             }
             None => {
-                let state = match tcp_flags {
-                    Some(f) => FlowState::tcp_initial(f),
-                    None => FlowState::Udp,
-                };
-                match self
-                    .flows
-                    .insert(&key, hash, state, NO_SLOT, 0, now_s, &mut on_evict)
-                {
-                    Ok(id) => {
-                        let Some(ri) =
-                            choose_server(&mut self.sched, shared, wc, snap, svc_idx, &key, now_s)
-                        else {
-                            self.flows.remove(id, |_| ());
-                            wc.flows.store(self.flows.len() as u64, Relaxed);
-                            return Verdict::Drop(DropReason::NoServer);
-                        };
-                        let rs = &svc.servers[ri];
-                        self.flows.set_server(id, rs.slot, rs.id);
-                        gauge_add(cells, rs.slot, state);
-                        wc.flows.store(self.flows.len() as u64, Relaxed);
-                        new_conn = true;
-                        ri
+                match new_flow(
+                    NewFlow {
+                        flows: &mut self.flows,
+                        sched: &mut self.sched,
+                        shared,
+                        wc,
+                        snap,
+                    },
+                    svc_idx,
+                    &key,
+                    hash,
+                    tcp_flags,
+                    now_s,
+                ) {
+                    Ok(ri) => {
+                        new_conn = ri.1;
+                        ri.0
                     }
-                    Err(_) => {
-                        // Never evict live flows: forward this packet by a stateless choice
-                        // (or the client's persistence template) and count that the table is
-                        // too small.
-                        bump(&wc.drops[DropReason::FlowTableFull.index()], 1);
-                        let pick = match svc.persistent {
-                            Some(_) => choose_server(
-                                &mut self.sched,
-                                shared,
-                                wc,
-                                snap,
-                                svc_idx,
-                                &key,
-                                now_s,
-                            ),
-                            None => stateless_pick(svc, hash),
-                        };
-                        match pick {
-                            Some(ri) => ri,
-                            None => return Verdict::Drop(DropReason::NoServer),
-                        }
-                    }
+                    Err(v) => return v,
                 }
             }
         };
