@@ -261,7 +261,7 @@ struct L4Flow {
 }
 
 /// Parse the IPv4 packet after the Ethernet header of `frame` down to its ports, with the
-/// checks of [`ipv4::Packet::new_checked`] (header and total length inside the frame; padding
+/// checks of [`crate::wire::ipv4::Packet::new_checked`] (header and total length inside the frame; padding
 /// after it allowed), no fragment, and a whole TCP or UDP header inside the total length; the
 /// reason of the first check that fails otherwise. The fixed part of the header is read as one
 /// array, so the common frame costs a handful of bounds checks.
