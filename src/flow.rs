@@ -1001,6 +1001,78 @@ mod tests {
         assert_eq!(listed, high);
     }
 
+    proptest::proptest! {
+        /// Against a model (a map of the flows that should be live): random inserts into a
+        /// small table (so relocations and refusals happen), removals and clock jumps (so
+        /// expiry and reclaiming happen). Every live flow is found with its own data, no flow
+        /// is stored twice, every reclaimed flow had expired, and `len` counts the entries.
+        #[test]
+        fn table_agrees_with_a_model(
+            ops in proptest::collection::vec((0u8..10, 0u32..400), 1..600),
+        ) {
+            use std::collections::HashMap;
+            let to = Timeouts { tcp: 50, ..Timeouts::default() };
+            let mut t = FlowTable::new(64, to, 11);
+            // key -> (rs_id, last seen)
+            let mut live: HashMap<u32, (u32, u32)> = HashMap::new();
+            let mut now = 1000u32;
+            for (op, n) in ops {
+                let k = many(n);
+                let h = t.hash(&k);
+                match op {
+                    0..=5 => {
+                        let mut reclaimed = vec![];
+                        let found = t.find(&k, h, now, |e| reclaimed.push(e.key())).is_some();
+                        proptest::prop_assert_eq!(found, live.get(&n).is_some_and(|&(_, seen)| now - seen <= 50));
+                        let mut inserted = false;
+                        if !found {
+                            inserted = t
+                                .insert(&k, h, FlowState::Established, n, n + 1, now, |e| {
+                                    reclaimed.push(e.key())
+                                })
+                                .is_ok();
+                        }
+                        for r in reclaimed {
+                            let m = r.sport as u32 | ((r.src ^ 0xc613_0000) << 16);
+                            let (_, seen) = live.remove(&m).expect("reclaimed a flow the model has");
+                            proptest::prop_assert!(now - seen > 50, "reclaimed a live flow");
+                        }
+                        if inserted {
+                            live.insert(n, (n + 1, now));
+                        }
+                    }
+                    6 => {
+                        // a lookup reclaims the flow if it has expired
+                        let mut expired = false;
+                        if let Some(id) = t.lookup(&k, h, now, |_| expired = true) {
+                            t.remove(id, |_| ());
+                        }
+                        if let Some((_, seen)) = live.remove(&n) {
+                            proptest::prop_assert_eq!(expired, now - seen > 50);
+                        }
+                    }
+                    _ => now += n % 30,
+                }
+                // the model's view of what is stored: live or expired-but-unreclaimed flows
+                proptest::prop_assert_eq!(t.len(), live.len());
+            }
+            let mut seen = std::collections::HashSet::new();
+            t.store().for_each(|e| {
+                let k = e.key();
+                assert!(seen.insert((k.src, k.dst, k.sport, k.dport, k.proto)), "{k:?} stored twice");
+                true
+            });
+            proptest::prop_assert_eq!(seen.len(), live.len());
+            for (&n, &(rs_id, last)) in &live {
+                let k = many(n);
+                let h = t.hash(&k);
+                let id = t.lookup(&k, h, last, |_| ()).expect("flow lost");
+                let e = t.get(id).unwrap();
+                proptest::prop_assert_eq!((e.key(), e.rs_id), (k, rs_id));
+            }
+        }
+    }
+
     #[test]
     fn relocation_reclaims_expired_flows_and_reports_them() {
         let mut t = FlowTable::new(1 << 10, Timeouts::default(), 7);
