@@ -50,8 +50,8 @@ pub enum Verdict {
     Drop(DropReason),
 }
 
-/// How many frames ahead of the one being processed the engine prefetches (see
-/// [`Worker::prefetch`]): each prefetch asks for two flow-table lines, so 8 frames keep about 16
+/// How many frames ahead of the one being processed the engine stages (see [`Worker::stage`]):
+/// each stage prefetches the flow's two candidate lines, so 8 frames keep about 16
 /// lines in flight, the number of L1 fill buffers of current x86 cores, without the prefetches
 /// stalling on a full set of buffers nor the first frames waiting for lines just asked for.
 pub const PREFETCH_AHEAD: usize = 8;
