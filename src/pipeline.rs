@@ -333,13 +333,20 @@ struct Staged {
     hash: u32,
 }
 
+/// The flow of an Ethernet/IPv4 TCP or UDP frame, for [`Worker::stage`] and
+/// [`Worker::prefetch`]; `None` for anything else or a frame `process` would drop as malformed.
+#[inline]
+fn staged_flow(frame: &[u8]) -> Option<L4Flow> {
+    match frame.get(12..14)? {
+        [0x08, 0x00] => parse_l4(frame).ok(),
+        _ => None,
+    }
+}
+
 /// The flow key of an Ethernet/IPv4 TCP or UDP frame, for [`Worker::prefetch`].
 #[inline]
 fn prefetch_key(frame: &[u8]) -> Option<FlowKey> {
-    match frame.get(12..14)? {
-        [0x08, 0x00] => parse_l4(frame).ok().map(|p| p.key),
-        _ => None,
-    }
+    staged_flow(frame).map(|p| p.key)
 }
 
 impl Worker {
@@ -478,10 +485,7 @@ impl Worker {
     /// once. Never panics, whatever the bytes.
     #[inline]
     pub fn stage(&mut self, slot: usize, frame: &[u8]) {
-        let staged = match frame.get(12..14) {
-            Some([0x08, 0x00]) => parse_l4(frame).ok(),
-            _ => None,
-        };
+        let staged = staged_flow(frame);
         let Some(entry) = self.staged.get_mut(slot) else {
             return;
         };
