@@ -235,6 +235,17 @@ fn ports_word(k: &FlowKey, state: FlowState) -> u64 {
 }
 
 impl Slot {
+    /// Fill this free entry with the words of a flow: the key words first with the state still
+    /// free, the state last (Release, pairing with the Acquire of `read`), so a reader that sees
+    /// the state sees a key whose hash validates (or skips the entry).
+    #[inline]
+    fn publish(&self, w0: u64, w1: u64, w2: u64, w3: u64) {
+        self.w[1].store(w1 & KEY_BITS_W1, Relaxed);
+        self.w[0].store(w0, Relaxed);
+        self.w[2].store(w2, Relaxed);
+        self.w[3].store(w3, Relaxed);
+        self.w[1].store(w1, Release);
+    }
     #[inline]
     fn state_raw(&self) -> u8 {
         (self.w[1].load(Relaxed) >> 40) as u8
@@ -429,8 +440,7 @@ impl FlowTable {
             timeouts,
             timeout_by_state: Self::timeout_table(&timeouts),
             len: 0,
-            relocate_below: entries / 1000 * RELOCATE_BELOW_PERMILLE
-                + entries % 1000 * RELOCATE_BELOW_PERMILLE / 1000,
+            relocate_below: entries.saturating_mul(RELOCATE_BELOW_PERMILLE) / 1000,
             relocate_skip: 0,
             moves: 0,
         }
@@ -601,12 +611,12 @@ impl FlowTable {
         let (Some(src), Some(dst)) = (self.store.slot(from), self.store.slot(to)) else {
             return;
         };
-        let w1 = src.w[1].load(Relaxed);
-        dst.w[1].store(w1 & KEY_BITS_W1, Relaxed);
-        dst.w[0].store(src.w[0].load(Relaxed), Relaxed);
-        dst.w[2].store(src.w[2].load(Relaxed), Relaxed);
-        dst.w[3].store(src.w[3].load(Relaxed), Relaxed);
-        dst.w[1].store(w1, Release);
+        dst.publish(
+            src.w[0].load(Relaxed),
+            src.w[1].load(Relaxed),
+            src.w[2].load(Relaxed),
+            src.w[3].load(Relaxed),
+        );
         src.set_state(FlowState::Free);
         self.moves += 1;
     }
@@ -739,14 +749,12 @@ impl FlowTable {
             }
         };
         let s = self.store.slot(idx).ok_or(Full)?;
-        // Key words first with the slot still free, the state last: a reader that sees the
-        // state sees a key whose hash validates (or skips the entry).
-        let (w0, w1) = key_words(k);
-        s.w[1].store(w1, Relaxed);
-        s.w[0].store(w0, Relaxed);
-        s.w[2].store(pair(rs_slot, rs_id), Relaxed);
-        s.w[3].store(pair(now_s, hash), Relaxed);
-        s.w[1].store(ports_word(k, state), Release);
+        s.publish(
+            pair(k.src, k.dst),
+            ports_word(k, state),
+            pair(rs_slot, rs_id),
+            pair(now_s, hash),
+        );
         self.len += 1;
         Ok(idx)
     }
