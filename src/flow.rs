@@ -320,6 +320,45 @@ pub struct Full;
 /// Index of an entry in the table.
 pub type EntryId = usize;
 
+/// A live flow found by [`FlowTable::find_live`]: where it is and what forwarding reads, taken
+/// straight from its words (nothing decoded that a hit does not need).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    pub id: EntryId,
+    pub state: FlowState,
+    /// Real server slot and id, as in [`Entry`].
+    pub rs_slot: u32,
+    pub rs_id: u32,
+    /// The stored `w[1]` and `w[3]`, so that [`FlowTable::touch_hit`] writes without reading.
+    w1: u64,
+    w3: u64,
+}
+
+/// The TCP flags that drive the state table (FIN, SYN, RST, ACK) packed into 4 bits: FIN, SYN
+/// and RST keep their bits 0-2, ACK (bit 4) moves to bit 3.
+#[inline(always)]
+fn tcp_class(flags: u8) -> usize {
+    usize::from((flags & 0x07) | ((flags >> 1) & 0x08))
+}
+
+/// [`FlowState::tcp_next`] for every stored state byte (rows; bytes no entry holds map to
+/// [`FlowState::Free`]) and every [`tcp_class`] (columns): one load per packet instead of the
+/// chain of flag tests.
+fn tcp_next_table() -> [[FlowState; 16]; 8] {
+    let mut t = [[FlowState::Free; 16]; 8];
+    for (v, row) in t.iter_mut().enumerate() {
+        let Some(state) = FlowState::from_u8(v as u8) else {
+            continue;
+        };
+        for (class, next) in row.iter_mut().enumerate() {
+            let c = class as u8;
+            let flags = (c & 0x07) | ((c & 0x08) << 1);
+            *next = state.tcp_next(TcpFlags(flags));
+        }
+    }
+    t
+}
+
 /// The seeded hash of `k`.
 #[inline]
 fn hash_key(seed: u64, k: &FlowKey) -> u32 {
@@ -409,6 +448,7 @@ pub struct FlowTable {
     cursor: usize,
     timeouts: Timeouts,
     timeout_by_state: [u32; 8],
+    tcp_next: [[FlowState; 16]; 8],
     len: usize,
     relocate_below: usize,
     /// Above [`RELOCATE_BELOW_PERMILLE`], searches skipped before the next one is tried.
@@ -439,6 +479,7 @@ impl FlowTable {
             cursor: 0,
             timeouts,
             timeout_by_state: Self::timeout_table(&timeouts),
+            tcp_next: tcp_next_table(),
             len: 0,
             relocate_below: entries.saturating_mul(RELOCATE_BELOW_PERMILLE) / 1000,
             relocate_skip: 0,
@@ -604,6 +645,67 @@ impl FlowTable {
             return None;
         }
         s.read().map(|e| (idx, e))
+    }
+
+    /// The live flow `k`, read for forwarding: at most two cache lines (its buckets), no
+    /// decoding, no write. `None` when absent, and also when its entry has expired: that is left
+    /// for [`find`](Self::find) to reclaim (and report).
+    #[inline(always)]
+    pub fn find_live(&self, k: &FlowKey, hash: u32, now_s: u32) -> Option<Hit> {
+        let (w0, w1) = key_words(k);
+        let (b1, b2) = candidates(hash, self.bucket_mask);
+        for b in [b1, b2] {
+            let Some(bucket) = self.bucket(b) else {
+                continue;
+            };
+            for (j, s) in bucket.e.iter().enumerate() {
+                let v1 = s.w[1].load(Relaxed);
+                if v1 & KEY_BITS_W1 != w1 || v1 >> 40 == 0 || s.w[0].load(Relaxed) != w0 {
+                    continue;
+                }
+                let raw = (v1 >> 40) as u8;
+                let w3 = s.w[3].load(Relaxed);
+                let timeout = self.timeout_by_state[usize::from(raw & 7)];
+                if now_s.wrapping_sub(lo(w3)) > timeout {
+                    return None;
+                }
+                let state = FlowState::from_u8(raw)?;
+                let w2 = s.w[2].load(Relaxed);
+                return Some(Hit {
+                    id: (b & self.bucket_mask) * ENTRIES_PER_BUCKET + j,
+                    state,
+                    rs_slot: lo(w2),
+                    rs_id: hi(w2),
+                    w1: v1,
+                    w3,
+                });
+            }
+        }
+        None
+    }
+
+    /// The state after a packet with TCP flags `flags` on a TCP flow in `state`
+    /// ([`FlowState::tcp_next`], from a table).
+    #[inline(always)]
+    pub fn tcp_next(&self, state: FlowState, flags: u8) -> FlowState {
+        let row = &self.tcp_next[state as usize & 7];
+        row[tcp_class(flags) & 15]
+    }
+
+    /// [`touch`](Self::touch) for a flow just found by [`find_live`](Self::find_live) (no
+    /// other change to the table in between): new state and time, written only where they
+    /// change.
+    #[inline(always)]
+    pub fn touch_hit(&mut self, hit: &Hit, state: FlowState, now_s: u32) {
+        let Some(s) = self.slot(hit.id) else {
+            return;
+        };
+        if state != hit.state {
+            s.w[1].store((hit.w1 & !(0xff << 40)) | ((state as u64) << 40), Relaxed);
+        }
+        if lo(hit.w3) != now_s {
+            s.w[3].store((hit.w3 & !0xffff_ffff) | u64::from(now_s), Relaxed);
+        }
     }
 
     /// Copy entry `from` into the free entry `to` (state last, as an insert) and free `from`.
@@ -1019,7 +1121,7 @@ mod tests {
             ops in proptest::collection::vec((0u8..10, 0u32..400), 1..600),
         ) {
             use std::collections::HashMap;
-            let to = Timeouts { tcp: 50, ..Timeouts::default() };
+            let to = Timeouts { tcp: 50, tcp_fin: 50, ..Timeouts::default() };
             let mut t = FlowTable::new(64, to, 11);
             // key -> (rs_id, last seen)
             let mut live: HashMap<u32, (u32, u32)> = HashMap::new();
@@ -1030,8 +1132,13 @@ mod tests {
                 match op {
                     0..=5 => {
                         let mut reclaimed = vec![];
+                        let expect = live.get(&n).filter(|&&(_, seen)| now - seen <= 50);
+                        // the hit path's read-only lookup sees the same live flow, unchanged
+                        let hit = t.find_live(&k, h, now);
+                        proptest::prop_assert_eq!(hit.map(|x| x.rs_id), expect.map(|&(rs, _)| rs));
                         let found = t.find(&k, h, now, |e| reclaimed.push(e.key())).is_some();
-                        proptest::prop_assert_eq!(found, live.get(&n).is_some_and(|&(_, seen)| now - seen <= 50));
+                        proptest::prop_assert_eq!(found, expect.is_some());
+                        proptest::prop_assert_eq!(hit.map(|x| x.id), t.lookup(&k, h, now, |_| ()));
                         let mut inserted = false;
                         if !found {
                             inserted = t
@@ -1057,6 +1164,16 @@ mod tests {
                         }
                         if let Some((_, seen)) = live.remove(&n) {
                             proptest::prop_assert_eq!(expired, now - seen > 50);
+                        }
+                    }
+                    7 => {
+                        // a hit refreshes its flow (and a FIN moves it on)
+                        if let Some(hit) = t.find_live(&k, h, now) {
+                            let next = t.tcp_next(hit.state, TcpFlags::FIN);
+                            t.touch_hit(&hit, next, now);
+                            let e = t.get(hit.id).expect("touched flow still there");
+                            proptest::prop_assert_eq!((e.state(), e.last_seen()), (next, now));
+                            live.insert(n, (hit.rs_id, now));
                         }
                     }
                     _ => now += n % 30,
@@ -1103,6 +1220,28 @@ mod tests {
         }
         assert_eq!(t.len(), before + (cap / 2) as usize - reclaimed);
         assert!(reclaimed > 0);
+    }
+
+    #[test]
+    fn tcp_next_table_is_tcp_next_for_every_state_and_flag_byte() {
+        let t = FlowTable::new(64, Timeouts::default(), 1);
+        let states = [
+            FlowState::SynRecv,
+            FlowState::Established,
+            FlowState::FinWait,
+            FlowState::Close,
+            FlowState::Udp,
+            FlowState::TimeWait,
+        ];
+        let mut differ = 0;
+        for s in states {
+            for f in 0..=255u8 {
+                assert_eq!(t.tcp_next(s, f), s.tcp_next(TcpFlags(f)), "{s:?} {f:#04x}");
+                differ += usize::from(t.tcp_next(s, f) != s);
+            }
+        }
+        // the table is not the identity (a broken class packing would make it so for most)
+        assert!(differ > 500, "{differ}");
     }
 
     #[test]

@@ -11,10 +11,10 @@
 //!                                                     ─► dst MAC := RS MAC, src := port MAC ─► Forward
 //! ```
 
-use crate::flow::{Entry, FlowKey, FlowState, FlowTable, Timeouts};
+use crate::flow::{Entry, FlowKey, FlowState, FlowTable, Hit, Timeouts};
 use crate::neigh::{self, DEFAULT_REACHABLE_MS, DEFAULT_RETRY_MS};
 use crate::persist::{Insert, Template};
-use crate::snapshot::{Service, Shared, Snapshot};
+use crate::snapshot::{ServerRef, Service, Shared, Snapshot};
 use crate::stats::{bump, drop_by, ServerCells, WorkerCounters};
 use crate::wire::{arp, ethernet, l4};
 use std::net::Ipv4Addr;
@@ -79,7 +79,7 @@ pub struct Worker {
     garp_pending: Vec<u32>,
     req_buf: Box<[u32]>,
     last_scan_ms: Option<u64>,
-    staged: Box<[Option<Staged>; STAGE_SLOTS]>,
+    staged: Box<[Staged; STAGE_SLOTS]>,
 }
 
 fn gauge_add(cells: &[ServerCells], slot: u32, s: FlowState) {
@@ -252,6 +252,40 @@ fn stateless_pick(svc: &Service, hash: u32) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
+/// The last step of forwarding: the real server's MAC (neighbour slot `neigh_slot`) as
+/// destination and ours as source (direct routing: the L3/L4 bytes are untouched), and the
+/// packet counted on its service (`svc_slot`) and real server (`rs_slot`).
+#[inline(always)]
+fn emit(
+    frame: &mut [u8],
+    shared: &Shared,
+    wc: &WorkerCounters,
+    port_mac: [u8; 6],
+    neigh_slot: usize,
+    svc_slot: u32,
+    rs_slot: u32,
+) -> Verdict {
+    let Some(mac) = shared.neigh.mac(neigh_slot) else {
+        return Verdict::Drop(DropReason::NeighUnresolved);
+    };
+    let len = frame.len() as u64;
+    if let Some(macs) = frame.get_mut(..12) {
+        let (dst, src) = macs.split_at_mut(6);
+        dst.copy_from_slice(&mac);
+        src.copy_from_slice(&port_mac);
+    }
+    if let Some(c) = wc.services.get(svc_slot as usize) {
+        bump(&c.packets, 1);
+        bump(&c.bytes, len);
+    }
+    if let Some(c) = wc.servers.get(rs_slot as usize) {
+        bump(&c.counters.packets, 1);
+        bump(&c.counters.bytes, len);
+    }
+    bump(&wc.forwarded, 1);
+    Verdict::Forward
+}
+
 /// What the forwarding decision needs from an IPv4 TCP or UDP packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct L4Flow {
@@ -326,7 +360,8 @@ pub const STAGE_SLOTS: usize = 64;
 /// A frame's parse and flow hash, kept from [`Worker::stage`] to [`Worker::process_staged`].
 #[derive(Debug, Clone, Copy)]
 struct Staged {
-    /// Address and length of the frame staged, to refuse another frame.
+    /// Address and length of the frame staged, to refuse another frame; `at` 0: nothing
+    /// staged (no frame lives at address 0).
     at: usize,
     len: usize,
     flow: L4Flow,
@@ -391,7 +426,17 @@ impl Worker {
             garp_pending: Vec::new(),
             req_buf: vec![0; REQUESTS_PER_ROUND].into_boxed_slice(),
             last_scan_ms: None,
-            staged: Box::new([None; STAGE_SLOTS]),
+            staged: Box::new(
+                [Staged {
+                    at: 0,
+                    len: 0,
+                    flow: L4Flow {
+                        key: FlowKey::default(),
+                        tcp_flags: None,
+                    },
+                    hash: 0,
+                }; STAGE_SLOTS],
+            ),
         };
         if w.is_arp {
             w.garp_pending = Vec::with_capacity(w.shared.max_services().max(1));
@@ -489,16 +534,19 @@ impl Worker {
         let Some(entry) = self.staged.get_mut(slot) else {
             return;
         };
-        *entry = staged.map(|flow| {
-            let hash = self.flows.hash(&flow.key);
-            self.flows.prefetch(hash);
-            Staged {
-                at: frame.as_ptr() as usize,
-                len: frame.len(),
-                flow,
-                hash,
+        match staged {
+            Some(flow) => {
+                let hash = self.flows.hash(&flow.key);
+                self.flows.prefetch(hash);
+                *entry = Staged {
+                    at: frame.as_ptr() as usize,
+                    len: frame.len(),
+                    flow,
+                    hash,
+                };
             }
-        });
+            None => entry.at = 0,
+        }
     }
 
     /// [`process`](Self::process) for a frame [`stage`](Self::stage)d in `slot`, reusing its
@@ -507,12 +555,21 @@ impl Worker {
     /// the one staged is parsed anew, as by `process`.
     #[inline]
     pub fn process_staged(&mut self, slot: usize, frame: &mut [u8], now_ms: u64) -> Verdict {
-        let pre = self
-            .staged
-            .get_mut(slot)
-            .and_then(Option::take)
-            .filter(|s| s.at == frame.as_ptr() as usize && s.len == frame.len());
-        let v = self.classify(frame, now_ms, pre);
+        let (at, len) = (frame.as_ptr() as usize, frame.len());
+        let pre = self.staged.get_mut(slot).and_then(|s| {
+            let same = s.at == at && s.len == len;
+            s.at = 0;
+            same.then_some((s.flow, s.hash))
+        });
+        // A staged frame is Ethernet/IPv4 TCP or UDP that parsed: of `classify`'s checks only
+        // the destination MAC is left.
+        let v = match pre {
+            Some((flow, hash)) => match frame.get(..6).and_then(|d| <&[u8; 6]>::try_from(d).ok()) {
+                Some(dst) if self.accepts(dst) => self.ipv4_parsed(frame, flow, hash, now_ms),
+                _ => Verdict::Drop(DropReason::NotOurMac),
+            },
+            None => self.classify(frame, now_ms),
+        };
         self.count_verdict(v);
         v
     }
@@ -523,25 +580,38 @@ impl Worker {
     /// clock in milliseconds (the same base for every call).
     pub fn process(&mut self, frame: &mut [u8], rss_hash: Option<u32>, now_ms: u64) -> Verdict {
         let _ = rss_hash;
-        let v = self.classify(frame, now_ms, None);
+        let v = self.classify(frame, now_ms);
         self.count_verdict(v);
         v
     }
 
+    /// Count a verdict on this worker; forwarded frames are counted where they are forwarded
+    /// ([`emit`]), which has the counters at hand.
     #[inline]
     fn count_verdict(&self, v: Verdict) {
-        if let Some(c) = self.shared.stats.worker(self.id) {
-            match v {
-                Verdict::Drop(r) => bump(&c.drops[r.index()], 1),
-                Verdict::Forward => bump(&c.forwarded, 1),
-                Verdict::Reply => bump(&c.arp_replies, 1),
-                Verdict::Consumed => {}
+        match v {
+            Verdict::Forward | Verdict::Consumed => {}
+            Verdict::Drop(r) => {
+                if let Some(c) = self.counters() {
+                    bump(&c.drops[r.index()], 1);
+                }
+            }
+            Verdict::Reply => {
+                if let Some(c) = self.counters() {
+                    bump(&c.arp_replies, 1);
+                }
             }
         }
     }
 
+    /// Whether a frame to `dst` is for this port: ours or a group address.
+    #[inline(always)]
+    fn accepts(&self, dst: &[u8; 6]) -> bool {
+        ethernet::is_group(dst) || *dst == self.port_mac
+    }
+
     #[inline]
-    fn classify(&mut self, frame: &mut [u8], now_ms: u64, pre: Option<Staged>) -> Verdict {
+    fn classify(&mut self, frame: &mut [u8], now_ms: u64) -> Verdict {
         let Some(eth) = frame
             .get(..ethernet::HEADER_LEN)
             .and_then(|h| <&[u8; ethernet::HEADER_LEN]>::try_from(h).ok())
@@ -549,11 +619,11 @@ impl Worker {
             return Verdict::Drop(DropReason::ShortFrame);
         };
         let dst = [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]];
-        if !ethernet::is_group(&dst) && dst != self.port_mac {
+        if !self.accepts(&dst) {
             return Verdict::Drop(DropReason::NotOurMac);
         }
         match ethernet::EtherType::from(u16::from_be_bytes([eth[12], eth[13]])) {
-            ethernet::EtherType::Ipv4 => self.ipv4(frame, now_ms, pre),
+            ethernet::EtherType::Ipv4 => self.ipv4(frame, now_ms),
             ethernet::EtherType::Arp => self.arp(frame, now_ms),
             ethernet::EtherType::Vlan | ethernet::EtherType::QinQ => {
                 Verdict::Drop(DropReason::Vlan)
@@ -608,129 +678,165 @@ impl Worker {
         }
     }
 
-    fn ipv4(&mut self, frame: &mut [u8], now_ms: u64, pre: Option<Staged>) -> Verdict {
-        let frame_len = frame.len() as u64;
-        let (L4Flow { key, tcp_flags }, pre_hash) = match pre {
-            Some(s) => (s.flow, Some(s.hash)),
-            None => match parse_l4(frame) {
-                Ok(p) => (p, None),
-                Err(r) => return Verdict::Drop(r),
-            },
-        };
-        let Some(svc_idx) = self.snap.service_for(key.proto, key.dst, key.dport) else {
-            return Verdict::Drop(DropReason::NoService);
-        };
-        let now_s = (now_ms / 1000) as u32;
+    /// An IPv4 frame: a packet of a live flow whose server is still in the snapshot takes the
+    /// hit path (the common case: one flow lookup, one record of the snapshot, no service
+    /// lookup), everything else [`ipv4_slow`](Self::ipv4_slow).
+    #[inline(always)]
+    fn ipv4(&mut self, frame: &mut [u8], now_ms: u64) -> Verdict {
+        match parse_l4(frame) {
+            Ok(flow) => {
+                let hash = self.flows.hash(&flow.key);
+                self.ipv4_parsed(frame, flow, hash, now_ms)
+            }
+            Err(r) => Verdict::Drop(r),
+        }
+    }
 
+    /// [`ipv4`](Self::ipv4) once parsed (`hash` is the flow table's hash of `flow.key`).
+    #[inline(always)]
+    fn ipv4_parsed(&mut self, frame: &mut [u8], flow: L4Flow, hash: u32, now_ms: u64) -> Verdict {
+        let now_s = (now_ms / 1000) as u32;
+        if let Some(hit) = self.flows.find_live(&flow.key, hash, now_s) {
+            if let Some(r) = self
+                .snap
+                .server_by_slot(hit.rs_slot)
+                .filter(|r| r.id == hit.rs_id)
+            {
+                return self.forward_hit(frame, &flow, &hit, r, now_s);
+            }
+        }
+        self.ipv4_slow(frame, &flow, hash, now_s)
+    }
+
+    /// Forward a packet of live flow `hit`, served by `r` (checked against the snapshot): as
+    /// IPVS, a connection found is used whatever service its packets would match now; only
+    /// its server must still exist.
+    #[inline(always)]
+    fn forward_hit(
+        &mut self,
+        frame: &mut [u8],
+        flow: &L4Flow,
+        hit: &Hit,
+        r: ServerRef,
+        now_s: u32,
+    ) -> Verdict {
+        let new_state = match flow.tcp_flags {
+            Some(f) => self.flows.tcp_next(hit.state, f.0),
+            None => FlowState::Udp,
+        };
+        self.flows.touch_hit(hit, new_state, now_s);
+        let shared = &*self.shared;
+        let Some(wc) = shared.stats.worker(self.id) else {
+            return Verdict::Drop(DropReason::NoServer);
+        };
+        if hit.state.is_active() != new_state.is_active() {
+            gauge_sub(&wc.servers, hit.rs_slot, hit.state);
+            gauge_add(&wc.servers, hit.rs_slot, new_state);
+        }
+        if r.persistent {
+            if let Some(svc) = self.snap.services.get(r.svc as usize) {
+                if let Some(t) = svc.persistent {
+                    // A template lives while its client keeps using it.
+                    shared.persist.refresh(
+                        svc.id,
+                        flow.key.src & svc.netmask,
+                        now_s.wrapping_add(t),
+                    );
+                }
+            }
+        }
+        emit(
+            frame,
+            shared,
+            wc,
+            self.port_mac,
+            r.neigh as usize,
+            r.svc_slot,
+            hit.rs_slot,
+        )
+    }
+
+    /// An IPv4 packet the hit path did not take: a new flow (scheduled), an expired one
+    /// (reclaimed, then scheduled anew) or one whose real server was deleted. Out of line, so
+    /// the hit path keeps few registers.
+    #[inline(never)]
+    fn ipv4_slow(&mut self, frame: &mut [u8], flow: &L4Flow, hash: u32, now_s: u32) -> Verdict {
+        let key = flow.key;
         // Disjoint field borrows: counters (shared), flow table and scheduler (ours).
         let shared = &*self.shared;
         let Some(wc) = shared.stats.worker(self.id) else {
             return Verdict::Drop(DropReason::NoServer);
         };
         let snap = &*self.snap;
+        let cells = &wc.servers[..];
+        let mut on_evict = |e: &Entry| gauge_sub(cells, e.rs_slot, e.state());
+        if let Some((id, e)) = self.flows.find(&key, hash, now_s, &mut on_evict) {
+            if let Some(r) = snap.server_by_slot(e.rs_slot).filter(|r| r.id == e.rs_id) {
+                // Live with its server: the hit path's case (the entry is unchanged since it
+                // looked, so this does not happen; handled all the same).
+                return match self.flows.find_live(&key, hash, now_s) {
+                    Some(hit) => self.forward_hit(frame, flow, &hit, r, now_s),
+                    None => Verdict::Drop(DropReason::NoDest),
+                };
+            }
+            // Its real server was deleted (or its slot reused). IPVS expire_nodest_conn: on,
+            // the flow expires now and this packet is scheduled anew (as kernels >= 5.9
+            // without conntrack do); off (the default), packets are dropped silently until
+            // the flow times out (not refreshed by the dropped packets).
+            if snap.expire_nodest_conn {
+                self.flows.remove(id, &mut on_evict);
+            } else {
+                if e.rs_slot != NO_SLOT {
+                    // Stop counting it on the slot: a new server may take the slot over.
+                    gauge_sub(cells, e.rs_slot, e.state());
+                    self.flows.set_server(id, NO_SLOT, e.rs_id);
+                }
+                return Verdict::Drop(DropReason::NoDest);
+            }
+        }
+        let Some(svc_idx) = snap.service_for(key.proto, key.dst, key.dport) else {
+            return Verdict::Drop(DropReason::NoService);
+        };
         let Some(svc) = snap.services.get(svc_idx) else {
             return Verdict::Drop(DropReason::NoService);
         };
-        let cells = &wc.servers[..];
-        let mut on_evict = |e: &Entry| gauge_sub(cells, e.rs_slot, e.state());
-        let hash = pre_hash.unwrap_or_else(|| self.flows.hash(&key));
-
-        let mut new_conn = false;
-        let mut found = None;
-        if let Some((id, e)) = self.flows.find(&key, hash, now_s, &mut on_evict) {
-            let server = snap
-                .server_by_slot(e.rs_slot)
-                .filter(|r| r.id == e.rs_id && r.svc as usize == svc_idx);
-            match server {
-                Some(r) => found = Some((id, e, r.rs as usize)),
-                // Its real server was deleted (or its slot reused). IPVS expire_nodest_conn:
-                // on, the flow expires now and this packet is scheduled anew (as kernels >= 5.9
-                // without conntrack do); off (the default), packets are dropped silently until
-                // the flow times out (not refreshed by the dropped packets).
-                None if snap.expire_nodest_conn => self.flows.remove(id, &mut on_evict),
-                None => {
-                    if e.rs_slot != NO_SLOT {
-                        // Stop counting it on the slot: a new server may take the slot over.
-                        gauge_sub(cells, e.rs_slot, e.state());
-                        self.flows.set_server(id, NO_SLOT, e.rs_id);
-                    }
-                    return Verdict::Drop(DropReason::NoDest);
-                }
-            }
-        }
-        let rs_idx = match found {
-            Some((id, e, rs_idx)) => {
-                let (old_state, rs_slot) = (e.state(), e.rs_slot);
-                let new_state = match tcp_flags {
-                    Some(f) => old_state.tcp_next(f),
-                    None => FlowState::Udp,
-                };
-                self.flows.touch(id, new_state, now_s);
-                if old_state.is_active() != new_state.is_active() {
-                    gauge_sub(cells, rs_slot, old_state);
-                    gauge_add(cells, rs_slot, new_state);
-                }
-                if let Some(t) = svc.persistent {
-                    // A template lives while its client keeps using it.
-                    shared
-                        .persist
-                        .refresh(svc.id, key.src & svc.netmask, now_s.wrapping_add(t));
-                }
-                rs_idx
-            }
-            None => {
-                match new_flow(
-                    NewFlow {
-                        flows: &mut self.flows,
-                        sched: &mut self.sched,
-                        shared,
-                        wc,
-                        snap,
-                    },
-                    svc_idx,
-                    &key,
-                    hash,
-                    tcp_flags,
-                    now_s,
-                ) {
-                    Ok(ri) => {
-                        new_conn = ri.1;
-                        ri.0
-                    }
-                    Err(v) => return v,
-                }
-            }
+        let (rs_idx, new_conn) = match new_flow(
+            NewFlow {
+                flows: &mut self.flows,
+                sched: &mut self.sched,
+                shared,
+                wc,
+                snap,
+            },
+            svc_idx,
+            &key,
+            hash,
+            flow.tcp_flags,
+            now_s,
+        ) {
+            Ok(ri) => ri,
+            Err(v) => return v,
         };
-
         let Some(rs) = svc.servers.get(rs_idx) else {
             return Verdict::Drop(DropReason::NoServer);
         };
-        let svc_cells = wc.services.get(svc.slot as usize);
-        let rs_cells = wc.servers.get(rs.slot as usize);
         if new_conn {
-            if let Some(c) = svc_cells {
+            if let Some(c) = wc.services.get(svc.slot as usize) {
                 bump(&c.conns, 1);
             }
-            if let Some(c) = rs_cells {
+            if let Some(c) = wc.servers.get(rs.slot as usize) {
                 bump(&c.counters.conns, 1);
             }
         }
-        let Some(mac) = shared.neigh.mac(rs.neigh) else {
-            return Verdict::Drop(DropReason::NeighUnresolved);
-        };
-        // Direct routing: only the Ethernet addresses change; L3/L4 bytes are untouched.
-        let mut eth = ethernet::Frame::new_unchecked(&mut *frame);
-        eth.set_dst_addr(mac);
-        eth.set_src_addr(self.port_mac);
-        if let Some(c) = svc_cells {
-            bump(&c.packets, 1);
-            bump(&c.bytes, frame_len);
-        }
-        if let Some(c) = rs_cells {
-            bump(&c.counters.packets, 1);
-            bump(&c.counters.bytes, frame_len);
-        }
-        Verdict::Forward
+        emit(
+            frame,
+            shared,
+            wc,
+            self.port_mac,
+            rs.neigh,
+            svc.slot,
+            rs.slot,
+        )
     }
 
     /// Periodic work, about every millisecond: expire a slice of the flow table; on the ARP
@@ -1326,6 +1432,43 @@ mod tests {
             .map(|x| x.persistent_conns)
             .collect();
         assert_eq!(pc, vec![1, 1], "PersistConn: one template per server");
+    }
+
+    #[test]
+    fn a_connection_keeps_its_server_when_a_more_specific_service_appears() {
+        // As IPVS, which looks a packet's connection up before its service: a flow made under
+        // the VIP's all-ports service stays with its server after a port-80 service is added.
+        let (mut m, k0) = persistent_model(0, 300, Ipv4Addr::BROADCAST);
+        let (sh, mut ws) = two_workers(&m);
+        let client = Ipv4Addr::new(198, 18, 1, 10);
+        let first = connect(&mut ws[0], client, 1000, 80, 0);
+        let rs3 = Ipv4Addr::new(198, 18, 0, 13);
+        let rs3_mac = [0x02, 0, 0, 0, 0, 0x13];
+        let k80 = key();
+        m.add_service(ServiceSpec {
+            key: k80,
+            scheduler: SchedulerKind::Rr,
+            persistent: None,
+            netmask: Ipv4Addr::BROADCAST,
+            flags: vec![],
+        })
+        .unwrap();
+        m.add_server(&k80, server(rs3, 1)).unwrap();
+        sh.publish(&m).unwrap();
+        sh.neigh.confirm(sh.neigh.find(rs3).unwrap(), rs3_mac, 0);
+        ws[0].refresh();
+        for _ in 0..3 {
+            let mut f = tcp_frame(client, 1000, VIP, 80, l4::TcpFlags::ACK);
+            assert_eq!(send(&mut ws[0], &mut f, 1000), Verdict::Forward);
+            assert_eq!(dst_mac(&f), first, "the existing flow keeps its server");
+        }
+        // a new connection to port 80 goes to the new service
+        assert_eq!(connect(&mut ws[0], client, 1001, 80, 1000), rs3_mac);
+        let r = sh.stats(&m);
+        let by_key = |k: ServiceKey| r.services.iter().find(|s| s.key == k).unwrap().counters;
+        // the old flow's packets are counted on the service it was made under
+        assert_eq!(by_key(k0).packets, 4);
+        assert_eq!((by_key(k80).packets, by_key(k80).conns), (1, 1));
     }
 
     #[test]

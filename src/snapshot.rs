@@ -57,14 +57,23 @@ pub struct Service {
     pub plan: crate::sched::Plan,
 }
 
-/// Where the real server in a stats slot lives in this snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where the real server in a stats slot lives in this snapshot, and what forwarding a packet
+/// of one of its flows needs, so that a flow-table hit reads this one record instead of the
+/// service and the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ServerRef {
     /// Index into [`Snapshot::services`].
     pub svc: u32,
     /// Index into that service's `servers`.
     pub rs: u32,
+    /// The server's id (never 0: 0 marks a slot without a server).
     pub id: u32,
+    /// The server's slot in the neighbour table ([`RealServer::neigh`]).
+    pub neigh: u32,
+    /// The service's stats slot ([`Service::slot`]).
+    pub svc_slot: u32,
+    /// Whether the service is persistent (a hit refreshes the client's template).
+    pub persistent: bool,
 }
 
 /// The services by packed (proto, VIP, port) key: an open-addressed table with linear probing,
@@ -143,8 +152,8 @@ pub struct Snapshot {
     lookup: ServiceIndex,
     /// VIPs (host order), sorted, deduplicated: the addresses we answer ARP for.
     pub vips: Vec<u32>,
-    /// Indexed by real server slot.
-    rs_by_slot: Vec<Option<ServerRef>>,
+    /// Indexed by real server slot; `id` 0 where no server has the slot.
+    rs_by_slot: Vec<ServerRef>,
     pub dip: Ipv4Addr,
     pub dip_netmask: Ipv4Addr,
     pub port_mac: [u8; 6],
@@ -163,7 +172,7 @@ impl Snapshot {
             services: Vec::new(),
             lookup: ServiceIndex::with_capacity(0),
             vips: Vec::new(),
-            rs_by_slot: vec![None; max_servers],
+            rs_by_slot: vec![ServerRef::default(); max_servers],
             dip,
             dip_netmask: mask,
             port_mac,
@@ -195,11 +204,17 @@ impl Snapshot {
                 let cell = s.rs_by_slot.get_mut(rs.slot as usize).ok_or_else(|| {
                     PublishError::Other(format!("real server slot {} out of range", rs.slot))
                 })?;
-                *cell = Some(ServerRef {
+                let neigh_ref = u32::try_from(neigh_slot).map_err(|_| {
+                    PublishError::Other(format!("neighbour slot {neigh_slot} out of range"))
+                })?;
+                *cell = ServerRef {
                     svc: si as u32,
                     rs: ri as u32,
                     id: rs.id,
-                });
+                    neigh: neigh_ref,
+                    svc_slot: svc.slot,
+                    persistent: svc.spec.persistent.is_some(),
+                };
                 servers.push(RealServer {
                     addr: rs.spec.addr,
                     port: rs.spec.port,
@@ -255,7 +270,10 @@ impl Snapshot {
     /// Where the real server in stats slot `slot` lives, if it is in this snapshot.
     #[inline]
     pub fn server_by_slot(&self, slot: u32) -> Option<ServerRef> {
-        self.rs_by_slot.get(slot as usize).copied().flatten()
+        self.rs_by_slot
+            .get(slot as usize)
+            .copied()
+            .filter(|r| r.id != 0)
     }
 }
 
@@ -880,7 +898,10 @@ mod tests {
             Some(ServerRef {
                 svc: 0,
                 rs: 1,
-                id: rs.id
+                id: rs.id,
+                neigh: rs.neigh as u32,
+                svc_slot: svc.slot,
+                persistent: false,
             })
         );
         assert_eq!(s.server_by_slot(7), None);
