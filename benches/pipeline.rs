@@ -1,6 +1,6 @@
 //! The decision path alone: `Worker::process` on prepared frames in memory, no I/O.
 //!
-//! One group, `pipeline`, with four functions over bursts of 32 frames (throughput in frames):
+//! One group, `pipeline`, with six functions over bursts of 32 frames (throughput in frames):
 //! - `mac_swap_baseline`: restore the dst MAC, swap dst/src MAC in place; the floor any DR
 //!   forwarder pays for touching the frames.
 //! - `established_1M`: 1,000,000 established TCP flows primed in the table, frames visiting them
@@ -9,6 +9,8 @@
 //!   computation alone (the difference to `established_1M` is waiting for memory).
 //! - `new_flows`: every frame a SYN from a client never seen before.
 //! - `mix_90est_10new`: 900,000 established flows and 100,000 new SYNs per pass, interleaved.
+//! - `syn_flood_full_table`: new SYNs against a 2^16-entry table that they fill: most are
+//!   refused a place and forwarded by the stateless choice (counted `flow_table_full`).
 //!
 //! Frames live in one array of 64-byte buffers (1M of them, in a random flow order) walked
 //! sequentially, as a NIC ring would hand them over; the flow table is hit at random places by
@@ -51,6 +53,8 @@ const HOT: usize = 16_384;
 /// Entries in the flow table: 2^21, so 1M flows sit at 48% load (the smallest power of two that
 /// keeps 1M flows under 90%).
 const FLOW_CAPACITY: usize = 1 << 21;
+/// Entries in the flow table of the SYN-flood case (the pcap harness's `SYN_TABLE`).
+const FLOOD_CAPACITY: usize = 1 << 16;
 /// Minimum Ethernet frame (no FCS): 14 + 20 + 20 bytes of headers, zero padded.
 const FRAME_LEN: usize = 60;
 const SERVERS: u8 = 8;
@@ -124,7 +128,7 @@ impl Rng {
     }
 }
 
-fn worker() -> (Arc<Shared>, Worker) {
+fn worker(flow_capacity: usize) -> (Arc<Shared>, Worker) {
     let key = ServiceKey {
         proto: Protocol::Tcp,
         vip: VIP,
@@ -162,7 +166,7 @@ fn worker() -> (Arc<Shared>, Worker) {
     let w = Worker::new(
         WorkerConfig {
             worker: 0,
-            flow_capacity: FLOW_CAPACITY,
+            flow_capacity,
             timeouts: Timeouts::default(),
             is_arp_worker: false,
         },
@@ -189,12 +193,20 @@ struct Scenario {
     full_at_start: u64,
     /// Clock advance per burst (new-flow case: bounds the live SYN_RECV flows).
     ms_per_burst: u64,
+    /// Flow table entries asked for.
+    capacity: usize,
 }
 
 impl Scenario {
     /// `established` primed flows and `new` new-flow frames, shuffled together.
-    fn new(name: &'static str, established: usize, new: usize, ms_per_burst: u64) -> Self {
-        let (sh, w) = worker();
+    fn new(
+        name: &'static str,
+        established: usize,
+        new: usize,
+        ms_per_burst: u64,
+        capacity: usize,
+    ) -> Self {
+        let (sh, w) = worker(capacity);
         let mut rng = Rng(0x5eed_0000 + established as u64 + new as u64);
         // Some(n) = established flow n, None = a new-flow slot
         let mut kinds: Vec<Option<u64>> = (0..established as u64).map(Some).collect();
@@ -228,6 +240,7 @@ impl Scenario {
             primed: 0,
             full_at_start: 0,
             ms_per_burst,
+            capacity,
         };
         // Prime: every established flow once (an ACK first: taken as established).
         let now = s.now_ms;
@@ -340,7 +353,7 @@ impl Scenario {
             self.processed,
             self.forwarded,
             self.w.flow_count(),
-            FLOW_CAPACITY,
+            self.capacity,
             full - self.full_at_start,
             100.0 * (full - self.full_at_start) as f64 / self.processed.max(1) as f64,
         );
@@ -392,7 +405,7 @@ fn pipeline(c: &mut Criterion) {
 
     // 1,000,000 is not a multiple of 32: each pass walks the first 999,968 frames.
     if wanted(&f, &["mac_swap_baseline", "established_1M"]) {
-        let mut est = Scenario::new("established_1M", ESTABLISHED, 0, 0);
+        let mut est = Scenario::new("established_1M", ESTABLISHED, 0, 0, FLOW_CAPACITY);
         g.bench_function("mac_swap_baseline", |b| {
             b.iter_custom(|iters| est.run(iters, true))
         });
@@ -408,7 +421,7 @@ fn pipeline(c: &mut Criterion) {
     // The same path with its working set in cache (16,384 flows: 1 MiB of frames, 16k table
     // lines): the computation alone; the difference to established_1M is memory stalls.
     if wanted(&f, &["established_16k"]) {
-        let mut hot = Scenario::new("established_16k", HOT, 0, 0);
+        let mut hot = Scenario::new("established_16k", HOT, 0, 0, FLOW_CAPACITY);
         g.bench_function("established_16k", |b| {
             b.iter_custom(|iters| hot.run(iters, false))
         });
@@ -416,7 +429,7 @@ fn pipeline(c: &mut Criterion) {
     }
 
     if wanted(&f, &["new_flows"]) {
-        let mut new = Scenario::new("new_flows", 0, FRAMES, NEW_MS_PER_BURST);
+        let mut new = Scenario::new("new_flows", 0, FRAMES, NEW_MS_PER_BURST, FLOW_CAPACITY);
         g.bench_function("new_flows", |b| {
             b.iter_custom(|iters| new.run(iters, false))
         });
@@ -429,11 +442,22 @@ fn pipeline(c: &mut Criterion) {
     }
 
     if wanted(&f, &["mix_90est_10new"]) {
-        let mut mix = Scenario::new("mix_90est_10new", 900_000, 100_000, 0);
+        let mut mix = Scenario::new("mix_90est_10new", 900_000, 100_000, 0, FLOW_CAPACITY);
         g.bench_function("mix_90est_10new", |b| {
             b.iter_custom(|iters| mix.run(iters, false))
         });
         mix.report();
+    }
+
+    // A SYN flood against a full table (the pcap harness's `syn` variant): 2^16 entries, so
+    // after the first ~60k SYNs of a pass every new flow is refused a place and forwarded by
+    // the stateless choice (`flow_table_full`); live flows are never evicted.
+    if wanted(&f, &["syn_flood_full_table"]) {
+        let mut flood = Scenario::new("syn_flood_full_table", 0, FRAMES, 0, FLOOD_CAPACITY);
+        g.bench_function("syn_flood_full_table", |b| {
+            b.iter_custom(|iters| flood.run(iters, false))
+        });
+        flood.report();
     }
 
     g.finish();

@@ -334,6 +334,16 @@ pub struct Hit {
     w3: u64,
 }
 
+/// Why [`FlowTable::find_live`] found no live flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Miss {
+    /// No entry holds the key: it may be inserted right away.
+    Absent,
+    /// An entry holds the key but its flow has expired (or reads as no state): reclaim it
+    /// with [`FlowTable::find`] before inserting.
+    Expired,
+}
+
 /// The TCP flags that drive the state table (FIN, SYN, RST, ACK) packed into 4 bits: FIN, SYN
 /// and RST keep their bits 0-2, ACK (bit 4) moves to bit 3.
 #[inline(always)]
@@ -648,10 +658,10 @@ impl FlowTable {
     }
 
     /// The live flow `k`, read for forwarding: at most two cache lines (its buckets), no
-    /// decoding, no write. `None` when absent, and also when its entry has expired: that is left
-    /// for [`find`](Self::find) to reclaim (and report).
+    /// decoding, no write. An entry of `k` that has expired is reported as such and left for
+    /// [`find`](Self::find) to reclaim (and report); [`Miss::Absent`] means no entry holds `k`.
     #[inline(always)]
-    pub fn find_live(&self, k: &FlowKey, hash: u32, now_s: u32) -> Option<Hit> {
+    pub fn find_live(&self, k: &FlowKey, hash: u32, now_s: u32) -> Result<Hit, Miss> {
         let (w0, w1) = key_words(k);
         let (b1, b2) = candidates(hash, self.bucket_mask);
         for b in [b1, b2] {
@@ -667,11 +677,11 @@ impl FlowTable {
                 let w3 = s.w[3].load(Relaxed);
                 let timeout = self.timeout_by_state[usize::from(raw & 7)];
                 if now_s.wrapping_sub(lo(w3)) > timeout {
-                    return None;
+                    return Err(Miss::Expired);
                 }
-                let state = FlowState::from_u8(raw)?;
+                let state = FlowState::from_u8(raw).ok_or(Miss::Expired)?;
                 let w2 = s.w[2].load(Relaxed);
-                return Some(Hit {
+                return Ok(Hit {
                     id: (b & self.bucket_mask) * ENTRIES_PER_BUCKET + j,
                     state,
                     rs_slot: lo(w2),
@@ -681,7 +691,7 @@ impl FlowTable {
                 });
             }
         }
-        None
+        Err(Miss::Absent)
     }
 
     /// The state after a packet with TCP flags `flags` on a TCP flow in `state`
@@ -1134,8 +1144,13 @@ mod tests {
                         let mut reclaimed = vec![];
                         let expect = live.get(&n).filter(|&&(_, seen)| now - seen <= 50);
                         // the hit path's read-only lookup sees the same live flow, unchanged
-                        let hit = t.find_live(&k, h, now);
+                        let hit = t.find_live(&k, h, now).ok();
                         proptest::prop_assert_eq!(hit.map(|x| x.rs_id), expect.map(|&(rs, _)| rs));
+                        // "absent" only when the model has no entry at all for the key
+                        proptest::prop_assert_eq!(
+                            t.find_live(&k, h, now) == Err(Miss::Absent),
+                            !live.contains_key(&n)
+                        );
                         let found = t.find(&k, h, now, |e| reclaimed.push(e.key())).is_some();
                         proptest::prop_assert_eq!(found, expect.is_some());
                         proptest::prop_assert_eq!(hit.map(|x| x.id), t.lookup(&k, h, now, |_| ()));
@@ -1168,7 +1183,7 @@ mod tests {
                     }
                     7 => {
                         // a hit refreshes its flow (and a FIN moves it on)
-                        if let Some(hit) = t.find_live(&k, h, now) {
+                        if let Ok(hit) = t.find_live(&k, h, now) {
                             let next = t.tcp_next(hit.state, TcpFlags::FIN);
                             t.touch_hit(&hit, next, now);
                             let e = t.get(hit.id).expect("touched flow still there");

@@ -11,7 +11,7 @@
 //!                                                     ─► dst MAC := RS MAC, src := port MAC ─► Forward
 //! ```
 
-use crate::flow::{Entry, FlowKey, FlowState, FlowTable, Hit, Timeouts};
+use crate::flow::{Entry, FlowKey, FlowState, FlowTable, Hit, Miss, Timeouts};
 use crate::neigh::{self, DEFAULT_REACHABLE_MS, DEFAULT_RETRY_MS};
 use crate::persist::{Insert, Template};
 use crate::snapshot::{ServerRef, Service, Shared, Snapshot};
@@ -239,17 +239,11 @@ fn new_flow(
 
 /// Stateless choice among the servers with weight > 0 (used when the flow table is full).
 fn stateless_pick(svc: &Service, hash: u32) -> Option<usize> {
-    let usable = svc.servers.iter().filter(|r| r.weight > 0).count();
-    if usable == 0 {
+    let n = svc.usable.len();
+    if n == 0 {
         return None;
     }
-    let k = hash as usize % usable;
-    svc.servers
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.weight > 0)
-        .nth(k)
-        .map(|(i, _)| i)
+    svc.usable.get(hash as usize % n).map(|&i| i as usize)
 }
 
 /// The last step of forwarding: the real server's MAC (neighbour slot `neigh_slot`) as
@@ -696,16 +690,18 @@ impl Worker {
     #[inline(always)]
     fn ipv4_parsed(&mut self, frame: &mut [u8], flow: L4Flow, hash: u32, now_ms: u64) -> Verdict {
         let now_s = (now_ms / 1000) as u32;
-        if let Some(hit) = self.flows.find_live(&flow.key, hash, now_s) {
-            if let Some(r) = self
+        let miss = match self.flows.find_live(&flow.key, hash, now_s) {
+            Ok(hit) => match self
                 .snap
                 .server_by_slot(hit.rs_slot)
                 .filter(|r| r.id == hit.rs_id)
             {
-                return self.forward_hit(frame, &flow, &hit, r, now_s);
-            }
-        }
-        self.ipv4_slow(frame, &flow, hash, now_s)
+                Some(r) => return self.forward_hit(frame, &flow, &hit, r, now_s),
+                None => Miss::Expired,
+            },
+            Err(m) => m,
+        };
+        self.ipv4_slow(frame, &flow, hash, now_s, miss)
     }
 
     /// Forward a packet of live flow `hit`, served by `r` (checked against the snapshot): as
@@ -757,10 +753,18 @@ impl Worker {
     }
 
     /// An IPv4 packet the hit path did not take: a new flow (scheduled), an expired one
-    /// (reclaimed, then scheduled anew) or one whose real server was deleted. Out of line, so
-    /// the hit path keeps few registers.
+    /// (reclaimed, then scheduled anew) or one whose real server was deleted. `miss` says
+    /// whether the table holds an entry for the flow at all ([`Miss::Absent`]: none to look
+    /// at). Out of line, so the hit path keeps few registers.
     #[inline(never)]
-    fn ipv4_slow(&mut self, frame: &mut [u8], flow: &L4Flow, hash: u32, now_s: u32) -> Verdict {
+    fn ipv4_slow(
+        &mut self,
+        frame: &mut [u8],
+        flow: &L4Flow,
+        hash: u32,
+        now_s: u32,
+        miss: Miss,
+    ) -> Verdict {
         let key = flow.key;
         // Disjoint field borrows: counters (shared), flow table and scheduler (ours).
         let shared = &*self.shared;
@@ -770,13 +774,17 @@ impl Worker {
         let snap = &*self.snap;
         let cells = &wc.servers[..];
         let mut on_evict = |e: &Entry| gauge_sub(cells, e.rs_slot, e.state());
-        if let Some((id, e)) = self.flows.find(&key, hash, now_s, &mut on_evict) {
+        let found = match miss {
+            Miss::Absent => None,
+            Miss::Expired => self.flows.find(&key, hash, now_s, &mut on_evict),
+        };
+        if let Some((id, e)) = found {
             if let Some(r) = snap.server_by_slot(e.rs_slot).filter(|r| r.id == e.rs_id) {
                 // Live with its server: the hit path's case (the entry is unchanged since it
                 // looked, so this does not happen; handled all the same).
                 return match self.flows.find_live(&key, hash, now_s) {
-                    Some(hit) => self.forward_hit(frame, flow, &hit, r, now_s),
-                    None => Verdict::Drop(DropReason::NoDest),
+                    Ok(hit) => self.forward_hit(frame, flow, &hit, r, now_s),
+                    Err(_) => Verdict::Drop(DropReason::NoDest),
                 };
             }
             // Its real server was deleted (or its slot reused). IPVS expire_nodest_conn: on,
@@ -1750,6 +1758,27 @@ mod tests {
             assert_eq!(send(&mut w, &mut f, 0), Verdict::Forward);
             assert_eq!(dst_mac(&f), first[&p]);
         }
+        // both servers take a share of the stateless choices
+        let rs1 = first.values().filter(|&&m| m == RS1_MAC).count();
+        assert!(rs1 > 0 && rs1 < 40, "{rs1} of 40 to RS1");
+    }
+
+    #[test]
+    fn stateless_choice_skips_quiesced_servers() {
+        let m = model(SchedulerKind::Rr, 0, 1);
+        let (sh, mut w) = worker_with(&m, 8, true);
+        assert_eq!(&*w.snapshot().services[0].usable, &[1]);
+        for p in 0..40u16 {
+            let mut f = syn(p);
+            assert_eq!(send(&mut w, &mut f, 0), Verdict::Forward);
+            assert_eq!(dst_mac(&f), RS2_MAC, "flow {p}");
+        }
+        assert_eq!(sh.stats.drops(DropReason::FlowTableFull), 32);
+        // no server with weight left: dropped, not forwarded
+        let m = model(SchedulerKind::Rr, 0, 0);
+        let (_sh, mut w) = worker_with(&m, 8, true);
+        let mut f = syn(1);
+        assert_eq!(send(&mut w, &mut f, 0), Verdict::Drop(DropReason::NoServer));
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub struct Service {
     pub wrr_gcd: u32,
     pub wrr_max: u32,
     pub servers: Vec<RealServer>,
+    /// Indexes into `servers` of those with weight > 0, in order: the stateless choice when
+    /// the flow table is full picks one by hash in O(1).
+    pub usable: Box<[u32]>,
     /// Persistence timeout in seconds (`-p`), `None` when not persistent.
     pub persistent: Option<u32>,
     /// Persistence netmask (`-M`), host order.
@@ -233,8 +236,15 @@ impl Snapshot {
                 return Err(PublishError::Other("service index full".into()));
             }
             s.vips.push(u32::from(k.vip));
+            let usable = servers
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.weight > 0)
+                .map(|(i, _)| i as u32)
+                .collect();
             s.services.push(Service {
                 key: k,
+                usable,
                 slot: svc.slot,
                 id: svc.id,
                 scheduler: svc.spec.scheduler,
