@@ -6,10 +6,19 @@
 //! ```text
 //! frame ─► Ethernet ─► dst MAC ours/group? ─► ARP  ─► request for VIP/DIP ─► Reply (in place)
 //!                                         │        └► from a tracked neighbour ─► Consumed
-//!                                         └► IPv4 ─► TCP/UDP to a service ─► flow table
-//!                                                     hit ─► its server    miss ─► scheduler
-//!                                                     ─► dst MAC := RS MAC, src := port MAC ─► Forward
+//!                                         └► IPv4 TCP/UDP ─► flow table
+//!                          live flow, server in snapshot ─► hit path (no service lookup)
+//!                          otherwise ─► service lookup ─► scheduler (new / expired flow)
+//!                                                      └► drop or reschedule (server deleted)
+//!                                     ─► dst MAC := RS MAC, src := port MAC ─► Forward
 //! ```
+//!
+//! As in IPVS, a packet's connection is looked up before its service: a live flow keeps its
+//! real server while that server exists, whatever service its packets would match now (a
+//! more specific service added later takes new connections only). The hit path reads the
+//! flow's entry (one or two cache lines, prefetched by [`Worker::stage`]), one record per
+//! real-server slot of the snapshot ([`crate::snapshot::ServerRef`]: id, neighbour slot,
+//! service stats slot), the TCP state from a table, the neighbour MAC and the counters.
 
 use crate::flow::{Entry, FlowKey, FlowState, FlowTable, Hit, Miss, Timeouts};
 use crate::neigh::{self, DEFAULT_REACHABLE_MS, DEFAULT_RETRY_MS};
