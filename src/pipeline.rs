@@ -531,7 +531,7 @@ impl Worker {
     /// (below [`STAGE_SLOTS`]; others are ignored), for [`process_staged`](Self::process_staged)
     /// on the same frame shortly after: the engine's burst loop parses and hashes each frame
     /// once. Never panics, whatever the bytes.
-    #[inline]
+    #[inline(always)]
     pub fn stage(&mut self, slot: usize, frame: &[u8]) {
         let staged = staged_flow(frame);
         let Some(entry) = self.staged.get_mut(slot) else {
