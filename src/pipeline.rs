@@ -188,9 +188,9 @@ struct NewFlow<'a> {
 
 /// A packet of a flow not in the table: schedule it and store the flow; when the table has no
 /// room, forward statelessly (counted). Returns the real server (index into the service's
-/// servers) and whether a connection was recorded. Kept out of line: established hits, the
-/// common case, then run with fewer registers to save.
-#[inline(never)]
+/// servers) and whether a connection was recorded. Part of the out-of-line slow path
+/// ([`Worker::ipv4_slow`]), inlined there.
+#[inline(always)]
 fn new_flow(
     cx: NewFlow<'_>,
     svc_idx: usize,
