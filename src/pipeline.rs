@@ -82,6 +82,9 @@ pub struct Worker {
     flows: FlowTable,
     sched: crate::sched::Schedulers,
     port_mac: [u8; 6],
+    /// `port_mac` as the low 48 bits of a little-endian word (the first 8 bytes of a frame
+    /// read as one `u64` and masked compare to it).
+    port_mac_word: u64,
     dip: u32,
     is_arp: bool,
     expire_per_call: usize,
@@ -357,6 +360,15 @@ fn parse_l4(frame: &[u8]) -> Result<L4Flow, DropReason> {
     })
 }
 
+/// The 48 bits of a MAC address in a little-endian word.
+const MAC_BITS: u64 = 0xffff_ffff_ffff;
+
+/// `mac` as the low 48 bits of a little-endian word, as [`Worker::accepts_word`] reads it.
+fn mac_word(mac: [u8; 6]) -> u64 {
+    let [a, b, c, d, e, f] = mac;
+    u64::from_le_bytes([a, b, c, d, e, f, 0, 0])
+}
+
 /// Frames of a burst [`Worker::stage`] can keep (bursts are 32 frames).
 pub const STAGE_SLOTS: usize = 64;
 
@@ -419,6 +431,7 @@ impl Worker {
         let mut w = Worker {
             id,
             port_mac: shared.port_mac(),
+            port_mac_word: mac_word(shared.port_mac()),
             dip: u32::from(shared.dip()),
             shared,
             snap,
@@ -567,8 +580,10 @@ impl Worker {
         // A staged frame is Ethernet/IPv4 TCP or UDP that parsed: of `classify`'s checks only
         // the destination MAC is left.
         let v = match pre {
-            Some((flow, hash)) => match frame.get(..6).and_then(|d| <&[u8; 6]>::try_from(d).ok()) {
-                Some(dst) if self.accepts(dst) => self.ipv4_parsed(frame, flow, hash, now_ms),
+            Some((flow, hash)) => match frame.get(..8).and_then(|d| <[u8; 8]>::try_from(d).ok()) {
+                Some(head) if self.accepts_word(u64::from_le_bytes(head)) => {
+                    self.ipv4_parsed(frame, flow, hash, now_ms)
+                }
                 _ => Verdict::Drop(DropReason::NotOurMac),
             },
             None => self.classify(frame, now_ms),
@@ -611,6 +626,14 @@ impl Worker {
     #[inline(always)]
     fn accepts(&self, dst: &[u8; 6]) -> bool {
         ethernet::is_group(dst) || *dst == self.port_mac
+    }
+
+    /// [`accepts`](Self::accepts) for the first 8 bytes of a frame read as a little-endian
+    /// word (the destination MAC is its low 48 bits; the group bit is bit 0).
+    #[inline(always)]
+    fn accepts_word(&self, head: u64) -> bool {
+        let dst = head & MAC_BITS;
+        dst & 1 == 1 || dst == self.port_mac_word
     }
 
     #[inline]
@@ -2011,7 +2034,13 @@ mod tests {
         #[test]
         fn staged_processing_decides_as_process(
             frames in proptest::collection::vec(
-                (any::<bool>(), 0u16..6, 0u8..0x20, proptest::collection::vec(any::<u8>(), 0..70)),
+                (
+                    any::<bool>(),
+                    0u16..6,
+                    0u8..0x20,
+                    proptest::collection::vec(any::<u8>(), 0..70),
+                    0u8..4,
+                ),
                 1..40,
             ),
         ) {
@@ -2021,9 +2050,16 @@ mod tests {
             let (_b, _mb, mut staged) = setup(SchedulerKind::Rr, 1, 1);
             let mut inputs: Vec<Vec<u8>> = frames
                 .iter()
-                .map(|(valid, port, flags, junk)| {
+                .map(|(valid, port, flags, junk, dst)| {
                     if *valid {
-                        tcp_frame(CLIENT, 40_000 + port, VIP, 80, *flags)
+                        let mut f = tcp_frame(CLIENT, 40_000 + port, VIP, 80, *flags);
+                        // destination: ours (0, 1), another host's (2), a group address (3)
+                        match dst {
+                            2 => f[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x99]),
+                            3 => f[..6].copy_from_slice(&[0x01, 0, 0x5e, 0, 0, 0x01]),
+                            _ => {}
+                        }
+                        f
                     } else {
                         junk.clone()
                     }
