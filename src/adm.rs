@@ -4,7 +4,7 @@
 //! - [`parse_args`]: ipvsadm's grammar (combined short flags such as `-ln`, long options with or
 //!   without `=`, `-p` with an optional timeout) into a [`Command`], with ipvsadm's messages for
 //!   illegal option/command combinations. [`crate::rules`] reuses it for `-R` / rules files.
-//! - [`format_list`], [`format_rate`]: ipvsadm's `-L` table layouts (plain, `--stats`, `--rate`,
+//! - [`format_list`]: ipvsadm's `-L` table layouts (plain, `--stats`, `--rate`,
 //!   `--thresholds`), column for column.
 //! - [`run`]: talks JSON-RPC to the daemon through a [`Client`] and maps answers to ipvsadm's
 //!   output and exit codes (0 ok, 2 bad command line, 255 the daemon refused, 1 cannot list).

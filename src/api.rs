@@ -1,6 +1,6 @@
 //! The seam between the control plane (socket, `rvsadm`) and the dataplane (workers).
 //!
-//! The control thread owns the [`Model`](crate::model::Model); after every accepted change it asks
+//! The control thread owns the [`Model`]; after every accepted change it asks
 //! the dataplane to publish a new snapshot. It reads counters and neighbour state through the same
 //! trait, so the control protocol can be tested against a fake dataplane without DPDK.
 

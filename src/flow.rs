@@ -819,7 +819,7 @@ impl FlowTable {
     /// Insert flow `k` (known absent) in `state`, served by `(rs_slot, rs_id)`, in one of its
     /// two buckets: a free entry, else one whose flow expired (reclaimed, reported to
     /// `on_evict`), else room made by moving other flows to their other bucket (always below
-    /// 90% load; above it, once per [`RELOCATE_SKIP`] + 1 refusals after a failed search).
+    /// 90% load; above it, once per 1,024 refusals after a failed search).
     /// Live flows are never evicted: when no room is found the insert fails.
     #[allow(clippy::too_many_arguments)]
     pub fn insert(
