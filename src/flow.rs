@@ -339,9 +339,9 @@ pub struct Hit {
 pub enum Miss {
     /// No entry holds the key: it may be inserted right away.
     Absent,
-    /// An entry holds the key but its flow has expired (or reads as no state): reclaim it
-    /// with [`FlowTable::find`] before inserting.
-    Expired,
+    /// Entry `.0` holds the key but its flow has expired (or reads as no state): reclaim it
+    /// (as [`FlowTable::find`] does) before inserting.
+    Expired(EntryId),
 }
 
 /// The TCP flags that drive the state table (FIN, SYN, RST, ACK) packed into 4 bits: FIN, SYN
@@ -561,9 +561,15 @@ impl FlowTable {
 
     #[inline]
     fn expired(&self, s: &Slot, now_s: u32) -> bool {
+        self.expired_at(s.state_raw(), s.last_seen(), now_s)
+    }
+
+    /// Whether a flow in stored state `state` last seen at `last_seen` has expired at `now_s`.
+    #[inline(always)]
+    fn expired_at(&self, state: u8, last_seen: u32, now_s: u32) -> bool {
         // The state byte masked to the table's 8 rows (no entry holds a larger one).
-        let timeout = self.timeout_by_state[usize::from(s.state_raw() & 7)];
-        now_s.wrapping_sub(s.last_seen()) > timeout
+        let timeout = self.timeout_by_state[usize::from(state & 7)];
+        now_s.wrapping_sub(last_seen) > timeout
     }
 
     /// A free entry, or one whose flow has expired (to be reclaimed before reuse).
@@ -630,28 +636,14 @@ impl FlowTable {
         now_s: u32,
         mut on_evict: impl FnMut(&Entry),
     ) -> Option<(EntryId, Entry)> {
-        let (w0, w1) = key_words(k);
-        let (b1, b2) = candidates(hash, self.bucket_mask);
-        let mut hit = None;
-        'search: for b in [b1, b2] {
-            let Some(bucket) = self.bucket(b) else {
-                continue;
-            };
-            for (j, s) in bucket.e.iter().enumerate() {
-                let v1 = s.w[1].load(Relaxed);
-                if v1 & KEY_BITS_W1 == w1 && v1 >> 40 != 0 && s.w[0].load(Relaxed) == w0 {
-                    hit = Some(b * ENTRIES_PER_BUCKET + j);
-                    break 'search;
-                }
+        match self.find_live(k, hash, now_s) {
+            Ok(hit) => self.slot(hit.id)?.read().map(|e| (hit.id, e)),
+            Err(Miss::Expired(idx)) => {
+                self.evict(idx, &mut on_evict);
+                None
             }
+            Err(Miss::Absent) => None,
         }
-        let idx = hit?;
-        let s = self.slot(idx)?;
-        if self.expired(s, now_s) {
-            self.evict(idx, &mut on_evict);
-            return None;
-        }
-        s.read().map(|e| (idx, e))
     }
 
     /// The live flow `k`, read for forwarding: at most two cache lines (its buckets), no
@@ -672,14 +664,14 @@ impl FlowTable {
                 }
                 let raw = (v1 >> 40) as u8;
                 let w3 = s.w[3].load(Relaxed);
-                let timeout = self.timeout_by_state[usize::from(raw & 7)];
-                if now_s.wrapping_sub(lo(w3)) > timeout {
-                    return Err(Miss::Expired);
+                let id = (b & self.bucket_mask) * ENTRIES_PER_BUCKET + j;
+                if self.expired_at(raw, lo(w3), now_s) {
+                    return Err(Miss::Expired(id));
                 }
-                let state = FlowState::from_u8(raw).ok_or(Miss::Expired)?;
+                let state = FlowState::from_u8(raw).ok_or(Miss::Expired(id))?;
                 let w2 = s.w[2].load(Relaxed);
                 return Ok(Hit {
-                    id: (b & self.bucket_mask) * ENTRIES_PER_BUCKET + j,
+                    id,
                     state,
                     rs_slot: lo(w2),
                     rs_id: hi(w2),

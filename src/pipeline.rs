@@ -722,18 +722,19 @@ impl Worker {
     #[inline(always)]
     fn ipv4_parsed(&mut self, frame: &mut [u8], flow: L4Flow, hash: u32, now_ms: u64) -> Verdict {
         let now_s = (now_ms / 1000) as u32;
-        let miss = match self.flows.find_live(&flow.key, hash, now_s) {
+        let absent = match self.flows.find_live(&flow.key, hash, now_s) {
             Ok(hit) => match self
                 .snap
                 .server_by_slot(hit.rs_slot)
                 .filter(|r| r.id == hit.rs_id)
             {
                 Some(r) => return self.forward_hit(frame, &flow, &hit, r, now_s),
-                None => Miss::Expired,
+                None => false,
             },
-            Err(m) => m,
+            Err(Miss::Absent) => true,
+            Err(Miss::Expired(_)) => false,
         };
-        self.ipv4_slow(frame, &flow, hash, now_s, miss)
+        self.ipv4_slow(frame, &flow, hash, now_s, absent)
     }
 
     /// Forward a packet of live flow `hit`, served by `r` (checked against the snapshot): as
@@ -785,9 +786,9 @@ impl Worker {
     }
 
     /// An IPv4 packet the hit path did not take: a new flow (scheduled), an expired one
-    /// (reclaimed, then scheduled anew) or one whose real server was deleted. `miss` says
-    /// whether the table holds an entry for the flow at all ([`Miss::Absent`]: none to look
-    /// at). Out of line, so the hit path keeps few registers.
+    /// (reclaimed, then scheduled anew) or one whose real server was deleted. `absent`: the
+    /// hit path saw no entry for the flow at all (none to look at again). Out of line, so the
+    /// hit path keeps few registers.
     #[inline(never)]
     fn ipv4_slow(
         &mut self,
@@ -795,7 +796,7 @@ impl Worker {
         flow: &L4Flow,
         hash: u32,
         now_s: u32,
-        miss: Miss,
+        absent: bool,
     ) -> Verdict {
         let key = flow.key;
         // Disjoint field borrows: counters (shared), flow table and scheduler (ours).
@@ -806,9 +807,10 @@ impl Worker {
         let snap = &*self.snap;
         let cells = &wc.servers[..];
         let mut on_evict = |e: &Entry| gauge_sub(cells, e.rs_slot, e.state());
-        let found = match miss {
-            Miss::Absent => None,
-            Miss::Expired => self.flows.find(&key, hash, now_s, &mut on_evict),
+        let found = if absent {
+            None
+        } else {
+            self.flows.find(&key, hash, now_s, &mut on_evict)
         };
         if let Some((id, e)) = found {
             if let Some(r) = snap.server_by_slot(e.rs_slot).filter(|r| r.id == e.rs_id) {
@@ -1615,8 +1617,9 @@ mod tests {
         let (sh, _m, mut w) = setup(SchedulerKind::Rr, 1, 1);
         sh.set_clock_ms(1000);
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let listed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let reader = {
-            let (sh, stop) = (sh.clone(), stop.clone());
+            let (sh, stop, listed) = (sh.clone(), stop.clone(), listed.clone());
             std::thread::spawn(move || {
                 let mut n = 0;
                 while !stop.load(Relaxed) {
@@ -1627,11 +1630,18 @@ mod tests {
                         assert!(c.expire_s <= 900);
                         n += 1;
                     }
+                    listed.store(n, Relaxed);
                 }
                 n
             })
         };
-        for round in 0..30u64 {
+        // At least 30 rounds, and on until the reader has listed while we forward (a loaded
+        // machine may start it late), at most ~10 s.
+        let started = std::time::Instant::now();
+        for round in 0u64.. {
+            if round >= 30 && (listed.load(Relaxed) > 0 || started.elapsed().as_secs() >= 10) {
+                break;
+            }
             sh.set_clock_ms(round * 1_000_000);
             for p in 0..300u16 {
                 send(&mut w, &mut syn(p), round * 1_000_000);
