@@ -691,9 +691,10 @@ impl FlowTable {
         row[tcp_class(flags) & 15]
     }
 
-    /// [`touch`](Self::touch) for a flow just found by [`find_live`](Self::find_live) (no
-    /// other change to the table in between): new state and time, written only where they
-    /// change.
+    /// Record a packet on a flow just found by [`find_live`](Self::find_live) (no other change
+    /// to the table in between): new state and time. Words that would not change are not
+    /// written (most packets of a flow arrive within the same second), so a hit leaves its
+    /// cache line clean.
     #[inline(always)]
     pub fn touch_hit(&mut self, hit: &Hit, state: FlowState, now_s: u32) {
         let Some(s) = self.slot(hit.id) else {
@@ -865,23 +866,6 @@ impl FlowTable {
         self.slot(id).and_then(Slot::read)
     }
 
-    /// Record a packet on flow `id`: new state and time. Returns the previous state. Words that
-    /// would not change are not written (most packets of a flow arrive within the same second),
-    /// so a hit leaves its cache line clean.
-    #[inline]
-    pub fn touch(&mut self, id: EntryId, state: FlowState, now_s: u32) -> Option<FlowState> {
-        let s = self.slot(id)?;
-        let old = FlowState::from_u8(s.state_raw()).filter(|&o| o != FlowState::Free)?;
-        if state != FlowState::Free && state != old {
-            s.set_state(state);
-        }
-        let w3 = s.w[3].load(Relaxed);
-        if lo(w3) != now_s {
-            s.w[3].store((w3 & !0xffff_ffff) | u64::from(now_s), Relaxed);
-        }
-        Some(old)
-    }
-
     /// Point flow `id` at another real server (its old one was deleted or replaced).
     pub fn set_server(&mut self, id: EntryId, rs_slot: u32, rs_id: u32) {
         if let Some(s) = self.slot(id).filter(|s| s.state_raw() != 0) {
@@ -964,11 +948,11 @@ mod tests {
         assert_eq!(t.find(&k, h, 1, |_| ()), Some((id, e)));
         assert_eq!(t.find(&key(40002), t.hash(&key(40002)), 1, |_| ()), None);
         assert_eq!((e.rs_slot, e.rs_id, e.key()), (3, 33, k));
-        assert_eq!(
-            t.touch(id, FlowState::Established, 5),
-            Some(FlowState::SynRecv)
-        );
-        assert_eq!(t.get(id).unwrap().state(), FlowState::Established);
+        let hit = t.find_live(&k, h, 5).unwrap();
+        assert_eq!((hit.id, hit.state), (id, FlowState::SynRecv));
+        t.touch_hit(&hit, FlowState::Established, 5);
+        let e = t.get(id).unwrap();
+        assert_eq!((e.state(), e.last_seen()), (FlowState::Established, 5));
         t.set_server(id, 4, 44);
         assert_eq!(t.get(id).unwrap().rs_id, 44);
         let other = key(40001);
