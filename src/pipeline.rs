@@ -807,34 +807,39 @@ impl Worker {
         let snap = &*self.snap;
         let cells = &wc.servers[..];
         let mut on_evict = |e: &Entry| gauge_sub(cells, e.rs_slot, e.state());
-        let found = if absent {
-            None
+        let seen = if absent {
+            Err(Miss::Absent)
         } else {
-            self.flows.find(&key, hash, now_s, &mut on_evict)
+            self.flows.find_live(&key, hash, now_s)
         };
-        if let Some((id, e)) = found {
-            if let Some(r) = snap.server_by_slot(e.rs_slot).filter(|r| r.id == e.rs_id) {
-                // Live with its server: the hit path's case (the entry is unchanged since it
-                // looked, so this does not happen; handled all the same).
-                return match self.flows.find_live(&key, hash, now_s) {
-                    Ok(hit) => self.forward_hit(frame, flow, &hit, r, now_s),
-                    Err(_) => Verdict::Drop(DropReason::NoDest),
-                };
-            }
-            // Its real server was deleted (or its slot reused). IPVS expire_nodest_conn: on,
-            // the flow expires now and this packet is scheduled anew (as kernels >= 5.9
-            // without conntrack do); off (the default), packets are dropped silently until
-            // the flow times out (not refreshed by the dropped packets).
-            if snap.expire_nodest_conn {
-                self.flows.remove(id, &mut on_evict);
-            } else {
-                if e.rs_slot != NO_SLOT {
-                    // Stop counting it on the slot: a new server may take the slot over.
-                    gauge_sub(cells, e.rs_slot, e.state());
-                    self.flows.set_server(id, NO_SLOT, e.rs_id);
+        match seen {
+            Ok(hit) => {
+                if let Some(r) = snap
+                    .server_by_slot(hit.rs_slot)
+                    .filter(|r| r.id == hit.rs_id)
+                {
+                    // Live with its server: the hit path's case (the entry is unchanged since
+                    // it looked, so this does not happen; handled all the same).
+                    return self.forward_hit(frame, flow, &hit, r, now_s);
                 }
-                return Verdict::Drop(DropReason::NoDest);
+                // Its real server was deleted (or its slot reused). IPVS expire_nodest_conn:
+                // on, the flow expires now and this packet is scheduled anew (as kernels >=
+                // 5.9 without conntrack do); off (the default), packets are dropped silently
+                // until the flow times out (not refreshed by the dropped packets).
+                if snap.expire_nodest_conn {
+                    self.flows.remove(hit.id, &mut on_evict);
+                } else {
+                    if hit.rs_slot != NO_SLOT {
+                        // Stop counting it on the slot: a new server may take the slot over.
+                        gauge_sub(cells, hit.rs_slot, hit.state);
+                        self.flows.set_server(hit.id, NO_SLOT, hit.rs_id);
+                    }
+                    return Verdict::Drop(DropReason::NoDest);
+                }
             }
+            // Reclaim the expired entry before the flow is scheduled anew.
+            Err(Miss::Expired(id)) => self.flows.remove(id, &mut on_evict),
+            Err(Miss::Absent) => {}
         }
         let Some(svc_idx) = snap.service_for(key.proto, key.dst, key.dport) else {
             return Verdict::Drop(DropReason::NoService);
