@@ -27,9 +27,9 @@
 //! in 2^21 entries some windows are full: those flows are forwarded statelessly every pass and
 //! counted under `flow_table_full`; the count is printed.
 //!
-//! The rvs cases run each burst as the engine does: `Worker::stage` on frame `i + PREFETCH_AHEAD`
-//! (parse, hash, prefetch of its two flow-table lines) while frame `i` goes through
-//! `Worker::process_staged` (the decision, reusing the parse).
+//! The rvs cases run each burst as the engine does: one `Worker::process_burst` call, which
+//! parses, hashes and prefetches the two flow-table lines of frame `i + PREFETCH_AHEAD` while
+//! frame `i` is decided (reusing its parse).
 //!
 //! Run: `cargo bench --bench pipeline -- --warm-up-time 1 --measurement-time 3`
 
@@ -37,7 +37,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 use rvs::api::Dataplane;
 use rvs::flow::Timeouts;
 use rvs::model::{Forward, Model, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec};
-use rvs::pipeline::{DropReason, Verdict, Worker, WorkerConfig, PREFETCH_AHEAD};
+use rvs::pipeline::{DropReason, Verdict, Worker, WorkerConfig};
 use rvs::snapshot::Shared;
 use rvs::wire::ipv4;
 use std::net::Ipv4Addr;
@@ -73,6 +73,19 @@ const ACK: u8 = 0x10;
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Buf([u8; 64]);
+
+/// A buffer is a burst slot holding the first `FRAME_LEN` bytes.
+impl AsRef<[u8]> for Buf {
+    fn as_ref(&self) -> &[u8] {
+        &self.0[..FRAME_LEN]
+    }
+}
+
+impl AsMut<[u8]> for Buf {
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.0[..FRAME_LEN]
+    }
+}
 
 /// Client address and port of flow number `n` (distinct for every `n` below 2^31).
 fn client(n: u64) -> (u32, u16) {
@@ -283,24 +296,15 @@ impl Scenario {
         self.now_ms += self.ms_per_burst;
         let now = self.now_ms;
         let (c, n) = (self.cursor, BURST);
-        let mut fwd = 0u64;
-        // As the engine's worker loop: a rolling prefetch of the flow-table lines
-        // `PREFETCH_AHEAD` frames ahead of the frame being processed.
-        for i in 0..n.min(PREFETCH_AHEAD) {
-            self.w.stage(i, &self.frames[c + i].0[..FRAME_LEN]);
-        }
-        for i in 0..n {
-            if i + PREFETCH_AHEAD < n {
-                self.w.stage(
-                    i + PREFETCH_AHEAD,
-                    &self.frames[c + i + PREFETCH_AHEAD].0[..FRAME_LEN],
-                );
-            }
-            let f = &mut self.frames[c + i];
+        let frames = &mut self.frames[c..c + n];
+        for f in frames.iter_mut() {
             f.0[0..6].copy_from_slice(&PORT_MAC);
-            let v = self.w.process_staged(i, &mut f.0[..FRAME_LEN], now);
-            fwd += u64::from(v == Verdict::Forward);
         }
+        // As the engine's worker loop: the whole burst in one call (parse, hash and prefetch
+        // `PREFETCH_AHEAD` frames ahead of each decision).
+        let mut verdicts = [Verdict::Consumed; BURST];
+        self.w.process_burst(frames, &mut verdicts, now);
+        let fwd = verdicts.iter().filter(|v| **v == Verdict::Forward).count() as u64;
         self.cursor = c + n;
         self.processed += n as u64;
         self.forwarded += black_box(fwd);

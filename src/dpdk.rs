@@ -878,6 +878,18 @@ impl Burst {
         Some(unsafe { raw::data(p) })
     }
 
+    /// The data of the mbuf in slot `i`, to rewrite in place, as [`Burst::get_mut`].
+    #[inline]
+    pub fn data_mut(&mut self, i: usize) -> Option<&mut [u8]> {
+        let p = *self.slots.get(i)?;
+        if i >= self.len || p.is_null() {
+            return None;
+        }
+        // SAFETY: the burst owns the live mbuf; the exclusive borrow of self covers the slice,
+        // so no other reference to this mbuf's data exists while it lives.
+        Some(unsafe { raw::data(p) })
+    }
+
     /// Prefetches the data of slot `i` into the cache (`rte_prefetch0`); no-op if empty.
     #[inline]
     pub fn prefetch(&self, i: usize) {

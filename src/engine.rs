@@ -9,10 +9,10 @@
 use crate::api::{self, Dataplane, NeighState, PublishError, StatsReport};
 use crate::config::Config;
 use crate::control::{self, Control};
-use crate::dpdk::{self, Burst, Eal, LcoreId, Mempool, Port, PortConfig, PortId, Queue};
+use crate::dpdk::{self, Burst, Eal, LcoreId, Mempool, Port, PortConfig, PortId, Queue, BURST};
 use crate::flow::Timeouts;
 use crate::model::{Model, StaticNeighbour};
-use crate::pipeline::{DropReason, Verdict, Worker, WorkerConfig, PREFETCH_AHEAD};
+use crate::pipeline::{DropReason, Frames, Verdict, Worker, WorkerConfig};
 use crate::snapshot::Shared;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -311,6 +311,7 @@ impl WorkerLoop {
         let per_ms = (dpdk::tsc_hz() / 1000).max(1);
         let mut burst = Burst::new();
         let mut out = Burst::new();
+        let mut verdicts = [Verdict::Consumed; BURST];
         let mut last_ms = 0u64;
         let mut loops = 0u32;
         loop {
@@ -319,26 +320,13 @@ impl WorkerLoop {
             let now_ms = dpdk::tsc() / per_ms;
             if n > 0 {
                 self.worker.count_rx(n as u64);
-                // Rolling prefetch: frame i + PREFETCH_AHEAD is parsed, hashed and its
-                // flow-table lines asked for while frame i is decided, so the misses overlap
-                // with the work and with each other without exhausting the fill buffers; the
-                // decision reuses the parse (`stage` / `process_staged`).
-                for i in 0..burst.len().min(PREFETCH_AHEAD) {
-                    if let Some(d) = burst.data(i) {
-                        self.worker.stage(i, d);
-                    }
-                }
-                for i in 0..burst.len() {
-                    if let Some(d) = burst.data(i + PREFETCH_AHEAD) {
-                        self.worker.stage(i + PREFETCH_AHEAD, d);
-                    }
-                    let verdict = match burst.get_mut(i) {
-                        Some(mut m) => self.worker.process_staged(i, m.data_mut(), now_ms),
-                        None => continue,
-                    };
-                    match verdict {
-                        Verdict::Forward | Verdict::Reply => {}
-                        Verdict::Consumed | Verdict::Drop(_) => burst.free(i),
+                // Each frame is parsed and hashed once, its flow-table lines asked for a few
+                // frames ahead of its decision (see `Worker::process_burst`).
+                let verdicts = &mut verdicts[..n.min(BURST)];
+                self.worker.process_burst(&mut burst, verdicts, now_ms);
+                for (i, v) in verdicts.iter().enumerate() {
+                    if matches!(v, Verdict::Consumed | Verdict::Drop(_)) {
+                        burst.free(i);
                     }
                 }
                 self.transmit(&mut burst);
@@ -384,5 +372,21 @@ impl WorkerLoop {
             }
         }
         self.transmit(out);
+    }
+}
+
+/// The engine's mbuf burst as the pipeline's frames (slot `i`: the data of mbuf `i`).
+impl Frames for Burst {
+    #[inline]
+    fn count(&self) -> usize {
+        self.len()
+    }
+    #[inline]
+    fn frame(&self, i: usize) -> Option<&[u8]> {
+        self.data(i)
+    }
+    #[inline]
+    fn frame_mut(&mut self, i: usize) -> Option<&mut [u8]> {
+        self.data_mut(i)
     }
 }

@@ -16,7 +16,7 @@
 //! As in IPVS, a packet's connection is looked up before its service: a live flow keeps its
 //! real server while that server exists, whatever service its packets would match now (a
 //! more specific service added later takes new connections only). The hit path reads the
-//! flow's entry (one or two cache lines, prefetched by [`Worker::stage`]), one record per
+//! flow's entry (one or two cache lines, prefetched by [`Worker::process_burst`]), one record per
 //! real-server slot of the snapshot ([`crate::snapshot::ServerRef`]: id, neighbour slot,
 //! service stats slot), the TCP state from a table, the neighbour MAC and the counters.
 
@@ -59,7 +59,7 @@ pub enum Verdict {
     Drop(DropReason),
 }
 
-/// How many frames ahead of the one being processed the engine stages (see [`Worker::stage`]):
+/// How many frames ahead of the one being decided [`Worker::process_burst`] stages a frame:
 /// each stage prefetches the flow's two candidate lines, so 8 frames keep about 16
 /// lines in flight, the number of L1 fill buffers of current x86 cores, without the prefetches
 /// stalling on a full set of buffers nor the first frames waiting for lines just asked for.
@@ -91,7 +91,6 @@ pub struct Worker {
     garp_pending: Vec<u32>,
     req_buf: Box<[u32]>,
     last_scan_ms: Option<u64>,
-    staged: Box<[Staged; STAGE_SLOTS]>,
 }
 
 fn gauge_add(cells: &[ServerCells], slot: u32, s: FlowState) {
@@ -369,21 +368,45 @@ fn mac_word(mac: [u8; 6]) -> u64 {
     u64::from_le_bytes([a, b, c, d, e, f, 0, 0])
 }
 
-/// Frames of a burst [`Worker::stage`] can keep (bursts are 32 frames).
-pub const STAGE_SLOTS: usize = 64;
+/// Frames [`Worker::process_burst`] stages at once (engine bursts are 32 frames; a longer
+/// burst is decided in chunks of this many).
+pub const BURST_CHUNK: usize = 32;
 
-/// A frame's parse and flow hash, kept from [`Worker::stage`] to [`Worker::process_staged`].
+/// The frames of one burst, as [`Worker::process_burst`] decides them: the engine's mbuf burst,
+/// or byte buffers in tests and benches. Slot `i` must show the same bytes through
+/// [`frame`](Self::frame) and [`frame_mut`](Self::frame_mut) (the parse of the one is used to
+/// decide the other); `None` is an empty slot (a frame already freed).
+pub trait Frames {
+    /// Number of slots.
+    fn count(&self) -> usize;
+    /// The bytes of the frame in slot `i`.
+    fn frame(&self, i: usize) -> Option<&[u8]>;
+    /// The bytes of the frame in slot `i`, to rewrite in place.
+    fn frame_mut(&mut self, i: usize) -> Option<&mut [u8]>;
+}
+
+/// Byte buffers as a burst: `Vec<Vec<u8>>`, arrays of frames, slices of `&mut [u8]`.
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Frames for [T] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn frame(&self, i: usize) -> Option<&[u8]> {
+        self.get(i).map(|f| f.as_ref())
+    }
+    fn frame_mut(&mut self, i: usize) -> Option<&mut [u8]> {
+        self.get_mut(i).map(|f| f.as_mut())
+    }
+}
+
+/// A frame's parse and flow hash, from the staging pass of [`Worker::process_burst`] to its
+/// decision.
 #[derive(Debug, Clone, Copy)]
 struct Staged {
-    /// Address and length of the frame staged, to refuse another frame; `at` 0: nothing
-    /// staged (no frame lives at address 0).
-    at: usize,
-    len: usize,
     flow: L4Flow,
     hash: u32,
 }
 
-/// The flow of an Ethernet/IPv4 TCP or UDP frame, for [`Worker::stage`] and
+/// The flow of an Ethernet/IPv4 TCP or UDP frame, for [`Worker::process_burst`] and
 /// [`Worker::prefetch`]; `None` for anything else or a frame `process` would drop as malformed.
 #[inline]
 fn staged_flow(frame: &[u8]) -> Option<L4Flow> {
@@ -442,17 +465,6 @@ impl Worker {
             garp_pending: Vec::new(),
             req_buf: vec![0; REQUESTS_PER_ROUND].into_boxed_slice(),
             last_scan_ms: None,
-            staged: Box::new(
-                [Staged {
-                    at: 0,
-                    len: 0,
-                    flow: L4Flow {
-                        key: FlowKey::default(),
-                        tcp_flags: None,
-                    },
-                    hash: 0,
-                }; STAGE_SLOTS],
-            ),
         };
         if w.is_arp {
             w.garp_pending = Vec::with_capacity(w.shared.max_services().max(1));
@@ -540,56 +552,79 @@ impl Worker {
         }
     }
 
-    /// [`prefetch`](Self::prefetch) that also keeps the frame's parse and flow hash in `slot`
-    /// (below [`STAGE_SLOTS`]; others are ignored), for [`process_staged`](Self::process_staged)
-    /// on the same frame shortly after: the engine's burst loop parses and hashes each frame
-    /// once. Never panics, whatever the bytes.
-    #[inline(always)]
-    pub fn stage(&mut self, slot: usize, frame: &[u8]) {
-        let staged = staged_flow(frame);
-        let Some(entry) = self.staged.get_mut(slot) else {
-            return;
-        };
-        match staged {
-            Some(flow) => {
-                let hash = self.flows.hash(&flow.key);
-                self.flows.prefetch(hash);
-                *entry = Staged {
-                    at: frame.as_ptr() as usize,
-                    len: frame.len(),
-                    flow,
-                    hash,
-                };
-            }
-            None => entry.at = 0,
+    /// Decide the frames of a burst in place, as [`process`](Self::process) one after the
+    /// other would (same verdicts, same bytes, same counters): `verdicts[i]` for slot `i`, for
+    /// the first `verdicts.len()` slots at most; an empty slot gets [`Verdict::Consumed`]
+    /// (nothing to send nor free) and is not counted. Each frame is parsed and hashed once, and
+    /// its flow-table lines are asked for [`PREFETCH_AHEAD`] frames before it is decided, so
+    /// the memory accesses of a burst overlap. Never panics, whatever the bytes.
+    pub fn process_burst<F: Frames + ?Sized>(
+        &mut self,
+        frames: &mut F,
+        verdicts: &mut [Verdict],
+        now_ms: u64,
+    ) {
+        let n = frames.count().min(verdicts.len());
+        let mut base = 0;
+        while base < n {
+            let m = (n - base).min(BURST_CHUNK);
+            self.process_chunk(frames, base, &mut verdicts[base..base + m], now_ms);
+            base += m;
         }
     }
 
-    /// [`process`](Self::process) for a frame [`stage`](Self::stage)d in `slot`, reusing its
-    /// parse and hash; the slot is emptied. The frame's bytes must not have changed since
-    /// (the engine never changes them); a frame at another address or of another length than
-    /// the one staged is parsed anew, as by `process`.
-    #[inline]
-    pub fn process_staged(&mut self, slot: usize, frame: &mut [u8], now_ms: u64) -> Verdict {
-        let (at, len) = (frame.as_ptr() as usize, frame.len());
-        let pre = self.staged.get_mut(slot).and_then(|s| {
-            let same = s.at == at && s.len == len;
-            s.at = 0;
-            same.then_some((s.flow, s.hash))
-        });
-        // A staged frame is Ethernet/IPv4 TCP or UDP that parsed: of `classify`'s checks only
-        // the destination MAC is left.
-        let v = match pre {
-            Some((flow, hash)) => match frame.get(..8).and_then(|d| <[u8; 8]>::try_from(d).ok()) {
-                Some(head) if self.accepts_word(u64::from_le_bytes(head)) => {
-                    self.ipv4_parsed(frame, flow, hash, now_ms)
+    /// [`process_burst`](Self::process_burst) for slots `base..base + verdicts.len()` (at
+    /// most [`BURST_CHUNK`]).
+    #[inline(always)]
+    fn process_chunk<F: Frames + ?Sized>(
+        &mut self,
+        frames: &mut F,
+        base: usize,
+        verdicts: &mut [Verdict],
+        now_ms: u64,
+    ) {
+        let mut staged: [Option<Staged>; BURST_CHUNK] = [None; BURST_CHUNK];
+        let m = verdicts.len().min(BURST_CHUNK);
+        for (i, s) in staged.iter_mut().enumerate().take(m.min(PREFETCH_AHEAD)) {
+            *s = self.stage(frames.frame(base + i));
+        }
+        for (i, verdict) in verdicts.iter_mut().enumerate().take(m) {
+            let ahead = i + PREFETCH_AHEAD;
+            if ahead < m {
+                if let Some(s) = staged.get_mut(ahead) {
+                    *s = self.stage(frames.frame(base + ahead));
                 }
-                _ => Verdict::Drop(DropReason::NotOurMac),
-            },
-            None => self.classify(frame, now_ms),
-        };
-        self.count_verdict(v);
-        v
+            }
+            let Some(frame) = frames.frame_mut(base + i) else {
+                *verdict = Verdict::Consumed;
+                continue;
+            };
+            // A staged frame is Ethernet/IPv4 TCP or UDP that parsed: of `classify`'s checks
+            // only the destination MAC is left.
+            let v = match staged.get(i).copied().flatten() {
+                Some(Staged { flow, hash }) => {
+                    match frame.get(..8).and_then(|d| <[u8; 8]>::try_from(d).ok()) {
+                        Some(head) if self.accepts_word(u64::from_le_bytes(head)) => {
+                            self.ipv4_parsed(frame, flow, hash, now_ms)
+                        }
+                        _ => Verdict::Drop(DropReason::NotOurMac),
+                    }
+                }
+                None => self.classify(frame, now_ms),
+            };
+            self.count_verdict(v);
+            *verdict = v;
+        }
+    }
+
+    /// Parse and hash `frame` and ask for its flow-table lines; `None` for a frame that is not
+    /// Ethernet/IPv4 TCP or UDP or would be dropped as malformed (decided from scratch).
+    #[inline(always)]
+    fn stage(&self, frame: Option<&[u8]>) -> Option<Staged> {
+        let flow = staged_flow(frame?)?;
+        let hash = self.flows.hash(&flow.key);
+        self.flows.prefetch(hash);
+        Some(Staged { flow, hash })
     }
 
     /// Process one frame in place. `rss_hash` (the NIC's) is accepted for the engine's
@@ -1985,28 +2020,73 @@ mod tests {
         assert_eq!(w.flow_count(), 1);
     }
 
+    /// A burst with holes (freed slots), as the engine's can have.
+    struct Holes(Vec<Option<Vec<u8>>>);
+
+    impl Frames for Holes {
+        fn count(&self) -> usize {
+            self.0.len()
+        }
+        fn frame(&self, i: usize) -> Option<&[u8]> {
+            self.0.get(i)?.as_deref()
+        }
+        fn frame_mut(&mut self, i: usize) -> Option<&mut [u8]> {
+            self.0.get_mut(i)?.as_deref_mut()
+        }
+    }
+
     #[test]
-    fn staged_parse_is_used_only_for_the_frame_staged() {
-        let (_sh, _m, mut w) = setup(SchedulerKind::Rr, 1, 1);
-        let a = tcp_frame(CLIENT, 40_000, VIP, 80, l4::TcpFlags::SYN);
-        // staged: a flow to the VIP; processed: a frame to another address in the same slot
-        w.stage(3, &a);
-        let mut other = tcp_frame(CLIENT, 40_000, Ipv4Addr::new(198, 18, 0, 99), 80, 0x02);
+    fn a_burst_is_decided_in_chunks_up_to_the_verdicts_given() {
+        let (sh, _m, mut w) = setup(SchedulerKind::Rr, 1, 1);
+        // 70 new flows: more than two chunks
+        let syn = |p: u16| tcp_frame(CLIENT, 40_000 + p, VIP, 80, l4::TcpFlags::SYN);
+        let mut frames: Vec<Vec<u8>> = (0..70).map(syn).collect();
+        let mut verdicts = [Verdict::Drop(DropReason::NoService); 70];
+        w.process_burst(&mut frames[..], &mut verdicts, 1000);
+        assert!(verdicts.iter().all(|v| *v == Verdict::Forward));
+        assert_eq!(w.flow_count(), 70);
         assert_eq!(
-            w.process_staged(3, &mut other, 1000),
-            Verdict::Drop(DropReason::NoService)
+            sh.stats.worker(0).map(|c| c.forwarded.load(Relaxed)),
+            Some(70)
         );
-        // the slot was emptied: the staged frame is parsed anew and forwarded
-        let mut a2 = a.clone();
-        assert_eq!(w.process_staged(3, &mut a2, 1000), Verdict::Forward);
-        // a slot beyond STAGE_SLOTS is ignored
-        w.stage(STAGE_SLOTS, &a);
-        let mut a3 = a.clone();
+        // fewer verdicts than frames: only the first ones are decided, the rest untouched
+        let mut more: Vec<Vec<u8>> = (100..110).map(syn).collect();
+        let before = more.clone();
+        let mut three = [Verdict::Consumed; 3];
+        w.process_burst(&mut more[..], &mut three, 1000);
+        assert_eq!(three, [Verdict::Forward; 3]);
+        assert_eq!(w.flow_count(), 73);
+        assert_eq!(&more[3..], &before[3..]);
+        assert_ne!(more[0], before[0]);
+    }
+
+    #[test]
+    fn empty_slots_of_a_burst_are_skipped_uncounted() {
+        let (sh, _m, mut w) = setup(SchedulerKind::Rr, 1, 1);
+        let syn = |p: u16| tcp_frame(CLIENT, 40_000 + p, VIP, 80, l4::TcpFlags::SYN);
+        let mut b = Holes(vec![
+            Some(syn(1)),
+            None,
+            Some(vec![0; 10]),
+            None,
+            Some(syn(2)),
+        ]);
+        let mut v = [Verdict::Forward; 5];
+        w.process_burst(&mut b, &mut v, 1000);
         assert_eq!(
-            w.process_staged(STAGE_SLOTS, &mut a3, 1000),
-            Verdict::Forward
+            v,
+            [
+                Verdict::Forward,
+                Verdict::Consumed,
+                Verdict::Drop(DropReason::ShortFrame),
+                Verdict::Consumed,
+                Verdict::Forward
+            ]
         );
-        assert_eq!(w.flow_count(), 1);
+        let c = sh.stats.worker(0).expect("worker 0");
+        assert_eq!(c.forwarded.load(Relaxed), 2);
+        let dropped: u64 = c.drops.iter().map(|d| d.load(Relaxed)).sum();
+        assert_eq!(dropped, 1);
     }
 
     proptest! {
@@ -2047,7 +2127,7 @@ mod tests {
         }
 
         #[test]
-        fn staged_processing_decides_as_process(
+        fn a_burst_decides_as_frames_one_by_one(
             frames in proptest::collection::vec(
                 (
                     any::<bool>(),
@@ -2056,13 +2136,16 @@ mod tests {
                     proptest::collection::vec(any::<u8>(), 0..70),
                     0u8..4,
                 ),
-                1..40,
+                1..80,
             ),
+            cuts in proptest::collection::vec(1usize..40, 1..6),
         ) {
-            // The same frames through `process` on one worker and `stage` + `process_staged`
-            // (in burst order, staged ahead) on an identical one: same verdicts, same bytes.
+            // The same frames through `process` on one worker and `process_burst` (in bursts
+            // of the sizes `cuts`, then the rest; the same flow may come back within a burst,
+            // staged before its previous frame is decided) on an identical one: same
+            // verdicts, same bytes.
             let (_a, _ma, mut plain) = setup(SchedulerKind::Rr, 1, 1);
-            let (_b, _mb, mut staged) = setup(SchedulerKind::Rr, 1, 1);
+            let (_b, _mb, mut burst) = setup(SchedulerKind::Rr, 1, 1);
             let mut inputs: Vec<Vec<u8>> = frames
                 .iter()
                 .map(|(valid, port, flags, junk, dst)| {
@@ -2081,15 +2164,17 @@ mod tests {
                 })
                 .collect();
             let mut copy = inputs.clone();
-            for (i, f) in copy.iter().enumerate() {
-                staged.stage(i % STAGE_SLOTS, f);
+            let expected: Vec<Verdict> =
+                inputs.iter_mut().map(|f| plain.process(f, None, 5_000)).collect();
+            let mut got = vec![Verdict::Consumed; copy.len()];
+            let mut at = 0usize;
+            for c in cuts.iter().copied().chain([usize::MAX]) {
+                let end = at.saturating_add(c).min(copy.len());
+                burst.process_burst(&mut copy[at..end], &mut got[at..end], 5_000);
+                at = end;
             }
-            for i in 0..inputs.len() {
-                let v1 = plain.process(&mut inputs[i], None, 5_000);
-                let v2 = staged.process_staged(i % STAGE_SLOTS, &mut copy[i], 5_000);
-                prop_assert_eq!(v1, v2);
-                prop_assert_eq!(&inputs[i], &copy[i]);
-            }
+            prop_assert_eq!(expected, got);
+            prop_assert_eq!(inputs, copy);
         }
 
         #[test]
