@@ -584,6 +584,7 @@ impl Worker {
         now_ms: u64,
     ) {
         let mut staged: [Option<Staged>; BURST_CHUNK] = [None; BURST_CHUNK];
+        let now_s = (now_ms / 1000) as u32;
         let m = verdicts.len().min(BURST_CHUNK);
         for (i, s) in staged.iter_mut().enumerate().take(m.min(PREFETCH_AHEAD)) {
             *s = self.stage(frames.frame(base + i));
@@ -605,7 +606,7 @@ impl Worker {
                 Some(Staged { flow, hash }) => {
                     match frame.get(..8).and_then(|d| <[u8; 8]>::try_from(d).ok()) {
                         Some(head) if self.accepts_word(u64::from_le_bytes(head)) => {
-                            self.ipv4_parsed(frame, flow, hash, now_ms)
+                            self.ipv4_parsed(frame, flow, hash, now_s)
                         }
                         _ => Verdict::Drop(DropReason::NotOurMac),
                     }
@@ -747,16 +748,16 @@ impl Worker {
         match parse_l4(frame) {
             Ok(flow) => {
                 let hash = self.flows.hash(&flow.key);
-                self.ipv4_parsed(frame, flow, hash, now_ms)
+                self.ipv4_parsed(frame, flow, hash, (now_ms / 1000) as u32)
             }
             Err(r) => Verdict::Drop(r),
         }
     }
 
-    /// [`ipv4`](Self::ipv4) once parsed (`hash` is the flow table's hash of `flow.key`).
+    /// [`ipv4`](Self::ipv4) once parsed (`hash` is the flow table's hash of `flow.key`; `now_s`
+    /// the clock in whole seconds).
     #[inline(always)]
-    fn ipv4_parsed(&mut self, frame: &mut [u8], flow: L4Flow, hash: u32, now_ms: u64) -> Verdict {
-        let now_s = (now_ms / 1000) as u32;
+    fn ipv4_parsed(&mut self, frame: &mut [u8], flow: L4Flow, hash: u32, now_s: u32) -> Verdict {
         let absent = match self.flows.find_live(&flow.key, hash, now_s) {
             Ok(hit) => match self
                 .snap
