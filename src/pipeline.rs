@@ -1,7 +1,9 @@
 //! The per-worker packet pipeline: classify each frame, answer ARP, forward to a real server by
-//! direct routing (rewrite the MACs only), or drop under a named reason. Run to completion, one
-//! frame at a time, in place: no allocation, lock or syscall after [`Worker::new`], and no panic
-//! on any input bytes.
+//! direct routing (rewrite the MACs only), or drop under a named reason. Run to completion, in
+//! place, a burst at a time ([`Worker::process_burst`]: each frame parsed, hashed and its flow
+//! lines asked for a few frames ahead, then the frames decided in order) or one frame at a time
+//! ([`Worker::process`]): no allocation, lock or syscall after [`Worker::new`], and no panic on
+//! any input bytes.
 //!
 //! ```text
 //! frame ─► Ethernet ─► dst MAC ours/group? ─► ARP  ─► request for VIP/DIP ─► Reply (in place)
