@@ -26,7 +26,7 @@ step() {
 }
 
 if command -v shellcheck >/dev/null 2>&1; then
-    step shellcheck shellcheck -x scripts/*.sh tests/lab/run.sh tests/lab/issue3.sh
+    step shellcheck shellcheck -x scripts/*.sh perf/*.sh tests/lab/run.sh tests/lab/issue3.sh
 fi
 step unit-tests cargo test --workspace --no-fail-fast
 step trex-profiles "$REPO_ROOT/perf/trex/run_tests.sh"
