@@ -542,11 +542,11 @@ impl Worker {
         }
     }
 
-    /// Start loading the flow-table line that [`process`](Self::process) will look up for
-    /// `frame`, without changing anything. The engine calls it on every frame of a burst before
-    /// processing the burst, so the (random) memory accesses of a burst overlap instead of
-    /// stalling one after another. Frames that are not IPv4 TCP/UDP are ignored; a malformed
-    /// frame at worst prefetches a useless line. Never panics, whatever the bytes.
+    /// Start loading the flow-table lines that [`process`](Self::process) will look up for
+    /// `frame`, without changing anything: a hint for callers that decide frames one at a time
+    /// ([`process_burst`](Self::process_burst) does this itself, a few frames ahead). Frames
+    /// that are not IPv4 TCP/UDP are ignored; a malformed frame at worst prefetches a useless
+    /// line. Never panics, whatever the bytes.
     #[inline]
     pub fn prefetch(&self, frame: &[u8]) {
         if let Some(key) = prefetch_key(frame) {
