@@ -180,6 +180,56 @@ pub struct FlowKey {
     pub proto: u8,
 }
 
+/// A flow key as the table hashes, stores and compares it: the wire bytes read as little-endian
+/// words, so a parser fills it with two loads and no byte swapping.
+///
+/// - `addrs`: the IPv4 source and destination addresses (header bytes 12..20), in wire order.
+/// - `ports`: the transport source and destination ports (transport bytes 0..4), in wire order,
+///   in the low 32 bits; the IP protocol in bits 32..40; nothing above.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeyWords {
+    pub addrs: u64,
+    pub ports: u64,
+}
+
+impl KeyWords {
+    /// The words of `addrs` (IPv4 header bytes 12..20), `ports` (transport bytes 0..4) and
+    /// `proto`.
+    #[inline(always)]
+    pub fn from_wire(addrs: [u8; 8], ports: [u8; 4], proto: u8) -> Self {
+        KeyWords {
+            addrs: u64::from_le_bytes(addrs),
+            ports: u64::from(u32::from_le_bytes(ports)) | (u64::from(proto) << 32),
+        }
+    }
+
+    /// The 5-tuple these words hold.
+    pub fn key(self) -> FlowKey {
+        let a = self.addrs.to_le_bytes();
+        let p = (self.ports as u32).to_le_bytes();
+        FlowKey {
+            src: u32::from_be_bytes([a[0], a[1], a[2], a[3]]),
+            dst: u32::from_be_bytes([a[4], a[5], a[6], a[7]]),
+            sport: u16::from_be_bytes([p[0], p[1]]),
+            dport: u16::from_be_bytes([p[2], p[3]]),
+            proto: (self.ports >> 32) as u8,
+        }
+    }
+}
+
+impl FlowKey {
+    /// This 5-tuple as the table's words (the inverse of [`KeyWords::key`]).
+    pub fn words(&self) -> KeyWords {
+        let (s, d) = (self.src.to_be_bytes(), self.dst.to_be_bytes());
+        let (sp, dp) = (self.sport.to_be_bytes(), self.dport.to_be_bytes());
+        KeyWords::from_wire(
+            [s[0], s[1], s[2], s[3], d[0], d[1], d[2], d[3]],
+            [sp[0], sp[1], dp[0], dp[1]],
+            self.proto,
+        )
+    }
+}
+
 /// One flow, decoded from its stored words (a copy: changing it changes nothing in the table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
@@ -208,8 +258,8 @@ impl Entry {
 
 /// One stored entry: four 64-bit words, 32 bytes.
 ///
-/// - `w[0]`: src | dst << 32
-/// - `w[1]`: sport | dport << 16 | proto << 32 | state << 40
+/// - `w[0]`: [`KeyWords::addrs`]
+/// - `w[1]`: [`KeyWords::ports`] | state << 40
 /// - `w[2]`: rs_slot | rs_id << 32
 /// - `w[3]`: last_seen | hash << 32
 #[derive(Debug, Default)]
@@ -226,12 +276,6 @@ fn hi(v: u64) -> u32 {
 }
 fn pair(a: u32, b: u32) -> u64 {
     u64::from(a) | (u64::from(b) << 32)
-}
-fn ports_word(k: &FlowKey, state: FlowState) -> u64 {
-    u64::from(k.sport)
-        | (u64::from(k.dport) << 16)
-        | (u64::from(k.proto) << 32)
-        | ((state as u64) << 40)
 }
 
 impl Slot {
@@ -273,13 +317,11 @@ impl Slot {
             return None;
         }
         Some(Entry {
-            key: FlowKey {
-                src: lo(w0),
-                dst: hi(w0),
-                sport: w1 as u16,
-                dport: (w1 >> 16) as u16,
-                proto: (w1 >> 32) as u8,
-            },
+            key: KeyWords {
+                addrs: w0,
+                ports: w1 & KEY_BITS_W1,
+            }
+            .key(),
             state,
             rs_slot: lo(w2),
             rs_id: hi(w2),
@@ -322,8 +364,10 @@ pub type EntryId = usize;
 
 /// A live flow found by [`FlowTable::find_live`]: where it is and what forwarding reads, taken
 /// straight from its words (nothing decoded that a hit does not need).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hit {
+#[derive(Debug, Clone, Copy)]
+pub struct Hit<'a> {
+    /// The entry's words, for [`FlowTable::touch_hit`].
+    slot: &'a Slot,
     pub id: EntryId,
     pub state: FlowState,
     /// Real server slot and id, as in [`Entry`].
@@ -369,14 +413,16 @@ fn tcp_next_table() -> [[FlowState; 16]; 8] {
     t
 }
 
-/// The seeded hash of `k`.
-#[inline]
-fn hash_key(seed: u64, k: &FlowKey) -> u32 {
-    let a = (u64::from(k.src) << 32) | u64::from(k.dst);
-    let b = (u64::from(k.sport) << 24) | (u64::from(k.dport) << 8) | u64::from(k.proto);
-    let mut h = (a ^ seed).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+/// The seeded hash of the key `k`.
+#[inline(always)]
+fn hash_words(seed: u64, k: KeyWords) -> u32 {
+    let mut h = (k.addrs ^ seed).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     h ^= h >> 29;
-    h = (h ^ b).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    // The ports (bits 0..32, the often varying source port lowest) moved to the middle of the
+    // word, whose bits reach both halves of the product, and the high half folded in: with the
+    // ports low and no fold, close source ports (one client's connections) give correlated
+    // bucket pairs and the table fills up early.
+    h = (h ^ k.ports.rotate_left(24)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h ^= h >> 32;
     h as u32
 }
@@ -389,12 +435,6 @@ fn candidates(hash: u32, mask: usize) -> (usize, usize) {
     let b1 = hash as usize & mask;
     let b2 = (hash.rotate_left(16).wrapping_mul(0x9e37_79b1) >> 3) as usize & mask;
     (b1, if b2 == b1 { b1 ^ 1 } else { b2 })
-}
-
-/// The key's first two words as stored (`w[0]`, and `w[1]` without the state byte).
-#[inline]
-fn key_words(k: &FlowKey) -> (u64, u64) {
-    (pair(k.src, k.dst), ports_word(k, FlowState::Free))
 }
 
 const KEY_BITS_W1: u64 = 0xff_ffff_ffff;
@@ -429,7 +469,7 @@ impl FlowStore {
         for b in self.buckets.iter() {
             for s in &b.e {
                 if let Some(e) = s.read() {
-                    if hash_key(self.seed, &e.key) == e.hash && !f(&e) {
+                    if hash_words(self.seed, e.key.words()) == e.hash && !f(&e) {
                         return;
                     }
                 }
@@ -532,7 +572,13 @@ impl FlowTable {
     /// The seeded hash of `k` (stable for the life of the table).
     #[inline]
     pub fn hash(&self, k: &FlowKey) -> u32 {
-        hash_key(self.seed, k)
+        hash_words(self.seed, k.words())
+    }
+
+    /// [`hash`](Self::hash) of a key given as its words.
+    #[inline(always)]
+    pub fn hash_words(&self, k: KeyWords) -> u32 {
+        hash_words(self.seed, k)
     }
 
     /// Idle timeout of a flow in state `s` under `t`.
@@ -636,8 +682,8 @@ impl FlowTable {
         now_s: u32,
         mut on_evict: impl FnMut(&Entry),
     ) -> Option<(EntryId, Entry)> {
-        match self.find_live(k, hash, now_s) {
-            Ok(hit) => self.slot(hit.id)?.read().map(|e| (hit.id, e)),
+        match self.find_live(k.words(), hash, now_s) {
+            Ok(hit) => hit.slot.read().map(|e| (hit.id, e)),
             Err(Miss::Expired(idx)) => {
                 self.evict(idx, &mut on_evict);
                 None
@@ -650,27 +696,31 @@ impl FlowTable {
     /// decoding, no write. An entry of `k` that has expired is reported as such and left for
     /// [`find`](Self::find) to reclaim (and report); [`Miss::Absent`] means no entry holds `k`.
     #[inline(always)]
-    pub fn find_live(&self, k: &FlowKey, hash: u32, now_s: u32) -> Result<Hit, Miss> {
-        let (w0, w1) = key_words(k);
+    pub fn find_live(&self, k: KeyWords, hash: u32, now_s: u32) -> Result<Hit<'_>, Miss> {
         let (b1, b2) = candidates(hash, self.bucket_mask);
         for b in [b1, b2] {
-            let Some(bucket) = self.bucket(b) else {
+            let Some(bucket) = self.store.buckets.get(b) else {
                 continue;
             };
             for (j, s) in bucket.e.iter().enumerate() {
+                // Same key words, and a state byte (above them) that is not Free.
                 let v1 = s.w[1].load(Relaxed);
-                if v1 & KEY_BITS_W1 != w1 || v1 >> 40 == 0 || s.w[0].load(Relaxed) != w0 {
+                if s.w[0].load(Relaxed) != k.addrs || (v1 ^ k.ports) & KEY_BITS_W1 != 0 {
+                    continue;
+                }
+                if v1 <= KEY_BITS_W1 {
                     continue;
                 }
                 let raw = (v1 >> 40) as u8;
                 let w3 = s.w[3].load(Relaxed);
-                let id = (b & self.bucket_mask) * ENTRIES_PER_BUCKET + j;
+                let id = b * ENTRIES_PER_BUCKET + j;
                 if self.expired_at(raw, lo(w3), now_s) {
                     return Err(Miss::Expired(id));
                 }
                 let state = FlowState::from_u8(raw).ok_or(Miss::Expired(id))?;
                 let w2 = s.w[2].load(Relaxed);
                 return Ok(Hit {
+                    slot: s,
                     id,
                     state,
                     rs_slot: lo(w2),
@@ -696,10 +746,8 @@ impl FlowTable {
     /// written (most packets of a flow arrive within the same second), so a hit leaves its
     /// cache line clean.
     #[inline(always)]
-    pub fn touch_hit(&mut self, hit: &Hit, state: FlowState, now_s: u32) {
-        let Some(s) = self.slot(hit.id) else {
-            return;
-        };
+    pub fn touch_hit(&self, hit: &Hit<'_>, state: FlowState, now_s: u32) {
+        let s = hit.slot;
         if state != hit.state {
             s.w[1].store((hit.w1 & !(0xff << 40)) | ((state as u64) << 40), Relaxed);
         }
@@ -851,9 +899,10 @@ impl FlowTable {
             }
         };
         let s = self.store.slot(idx).ok_or(Full)?;
+        let kw = k.words();
         s.publish(
-            pair(k.src, k.dst),
-            ports_word(k, state),
+            kw.addrs,
+            kw.ports | ((state as u64) << 40),
             pair(rs_slot, rs_id),
             pair(now_s, hash),
         );
@@ -948,7 +997,7 @@ mod tests {
         assert_eq!(t.find(&k, h, 1, |_| ()), Some((id, e)));
         assert_eq!(t.find(&key(40002), t.hash(&key(40002)), 1, |_| ()), None);
         assert_eq!((e.rs_slot, e.rs_id, e.key()), (3, 33, k));
-        let hit = t.find_live(&k, h, 5).unwrap();
+        let hit = t.find_live(k.words(), h, 5).unwrap();
         assert_eq!((hit.id, hit.state), (id, FlowState::SynRecv));
         t.touch_hit(&hit, FlowState::Established, 5);
         let e = t.get(id).unwrap();
@@ -1117,16 +1166,16 @@ mod tests {
                         let mut reclaimed = vec![];
                         let expect = live.get(&n).filter(|&&(_, seen)| now - seen <= 50);
                         // the hit path's read-only lookup sees the same live flow, unchanged
-                        let hit = t.find_live(&k, h, now).ok();
-                        proptest::prop_assert_eq!(hit.map(|x| x.rs_id), expect.map(|&(rs, _)| rs));
+                        let hit = t.find_live(k.words(), h, now).ok().map(|x| (x.id, x.rs_id));
+                        proptest::prop_assert_eq!(hit.map(|x| x.1), expect.map(|&(rs, _)| rs));
                         // "absent" only when the model has no entry at all for the key
                         proptest::prop_assert_eq!(
-                            t.find_live(&k, h, now) == Err(Miss::Absent),
+                            matches!(t.find_live(k.words(), h, now), Err(Miss::Absent)),
                             !live.contains_key(&n)
                         );
                         let found = t.find(&k, h, now, |e| reclaimed.push(e.key())).is_some();
                         proptest::prop_assert_eq!(found, expect.is_some());
-                        proptest::prop_assert_eq!(hit.map(|x| x.id), t.lookup(&k, h, now, |_| ()));
+                        proptest::prop_assert_eq!(hit.map(|x| x.0), t.lookup(&k, h, now, |_| ()));
                         let mut inserted = false;
                         if !found {
                             inserted = t
@@ -1156,12 +1205,13 @@ mod tests {
                     }
                     7 => {
                         // a hit refreshes its flow (and a FIN moves it on)
-                        if let Ok(hit) = t.find_live(&k, h, now) {
+                        if let Ok(hit) = t.find_live(k.words(), h, now) {
                             let next = t.tcp_next(hit.state, TcpFlags::FIN);
                             t.touch_hit(&hit, next, now);
                             let e = t.get(hit.id).expect("touched flow still there");
                             proptest::prop_assert_eq!((e.state(), e.last_seen()), (next, now));
-                            live.insert(n, (hit.rs_id, now));
+                            let rs = hit.rs_id;
+                            live.insert(n, (rs, now));
                         }
                     }
                     _ => now += n % 30,

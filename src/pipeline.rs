@@ -22,7 +22,7 @@
 //! real-server slot of the snapshot ([`crate::snapshot::ServerRef`]: id, neighbour slot,
 //! service stats slot), the TCP state from a table, the neighbour MAC and the counters.
 
-use crate::flow::{Entry, FlowKey, FlowState, FlowTable, Hit, Miss, Timeouts};
+use crate::flow::{Entry, FlowKey, FlowState, FlowTable, Hit, KeyWords, Miss, Timeouts};
 use crate::neigh::{self, DEFAULT_REACHABLE_MS, DEFAULT_RETRY_MS};
 use crate::persist::{Insert, Template};
 use crate::snapshot::{ServerRef, Service, Shared, Snapshot};
@@ -296,7 +296,8 @@ fn emit(
 /// What the forwarding decision needs from an IPv4 TCP or UDP packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct L4Flow {
-    key: FlowKey,
+    /// The 5-tuple as the flow table's words ([`KeyWords::key`] decodes it).
+    key: KeyWords,
     /// The TCP flags; `None` for UDP.
     tcp_flags: Option<l4::TcpFlags>,
 }
@@ -350,13 +351,13 @@ fn parse_l4(frame: &[u8]) -> Result<L4Flow, DropReason> {
         _ => None,
     };
     Ok(L4Flow {
-        key: FlowKey {
-            src: u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]),
-            dst: u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]),
-            sport: u16::from_be_bytes([ports[0], ports[1]]),
-            dport: u16::from_be_bytes([ports[2], ports[3]]),
+        key: KeyWords::from_wire(
+            [
+                ip[12], ip[13], ip[14], ip[15], ip[16], ip[17], ip[18], ip[19],
+            ],
+            *ports,
             proto,
-        },
+        ),
         tcp_flags,
     })
 }
@@ -421,7 +422,7 @@ fn staged_flow(frame: &[u8]) -> Option<L4Flow> {
 /// The flow key of an Ethernet/IPv4 TCP or UDP frame, for [`Worker::prefetch`].
 #[inline]
 fn prefetch_key(frame: &[u8]) -> Option<FlowKey> {
-    staged_flow(frame).map(|p| p.key)
+    staged_flow(frame).map(|p| p.key.key())
 }
 
 impl Worker {
@@ -625,7 +626,7 @@ impl Worker {
     #[inline(always)]
     fn stage(&self, frame: Option<&[u8]>) -> Option<Staged> {
         let flow = staged_flow(frame?)?;
-        let hash = self.flows.hash(&flow.key);
+        let hash = self.flows.hash_words(flow.key);
         self.flows.prefetch(hash);
         Some(Staged { flow, hash })
     }
@@ -749,7 +750,7 @@ impl Worker {
     fn ipv4(&mut self, frame: &mut [u8], now_ms: u64) -> Verdict {
         match parse_l4(frame) {
             Ok(flow) => {
-                let hash = self.flows.hash(&flow.key);
+                let hash = self.flows.hash_words(flow.key);
                 self.ipv4_parsed(frame, flow, hash, (now_ms / 1000) as u32)
             }
             Err(r) => Verdict::Drop(r),
@@ -760,7 +761,7 @@ impl Worker {
     /// the clock in whole seconds).
     #[inline(always)]
     fn ipv4_parsed(&mut self, frame: &mut [u8], flow: L4Flow, hash: u32, now_s: u32) -> Verdict {
-        let absent = match self.flows.find_live(&flow.key, hash, now_s) {
+        let absent = match self.flows.find_live(flow.key, hash, now_s) {
             Ok(hit) => match self
                 .snap
                 .server_by_slot(hit.rs_slot)
@@ -780,10 +781,10 @@ impl Worker {
     /// its server must still exist.
     #[inline(always)]
     fn forward_hit(
-        &mut self,
+        &self,
         frame: &mut [u8],
         flow: &L4Flow,
-        hit: &Hit,
+        hit: &Hit<'_>,
         r: ServerRef,
         now_s: u32,
     ) -> Verdict {
@@ -806,7 +807,7 @@ impl Worker {
                     // A template lives while its client keeps using it.
                     shared.persist.refresh(
                         svc.id,
-                        flow.key.src & svc.netmask,
+                        flow.key.key().src & svc.netmask,
                         now_s.wrapping_add(t),
                     );
                 }
@@ -836,7 +837,7 @@ impl Worker {
         now_s: u32,
         absent: bool,
     ) -> Verdict {
-        let key = flow.key;
+        let key = flow.key.key();
         // Disjoint field borrows: counters (shared), flow table and scheduler (ours).
         let shared = &*self.shared;
         let Some(wc) = shared.stats.worker(self.id) else {
@@ -848,7 +849,7 @@ impl Worker {
         let seen = if absent {
             Err(Miss::Absent)
         } else {
-            self.flows.find_live(&key, hash, now_s)
+            self.flows.find_live(flow.key, hash, now_s)
         };
         match seen {
             Ok(hit) => {
