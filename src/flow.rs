@@ -378,6 +378,13 @@ pub struct Hit<'a> {
     w3: u64,
 }
 
+/// The two candidate buckets of a flow ([`FlowTable::buckets_of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buckets {
+    b1: u32,
+    b2: u32,
+}
+
 /// Why [`FlowTable::find_live`] found no live flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Miss {
@@ -639,11 +646,27 @@ impl FlowTable {
     /// memory. Only a hint: it changes nothing.
     #[inline]
     pub fn prefetch(&self, hash: u32) {
+        self.prefetch_at(self.buckets_of(hash));
+    }
+
+    /// The two buckets a flow whose hash is `hash` may live in, to look them up later with
+    /// [`find_live_at`](Self::find_live_at) (valid for this table only).
+    #[inline(always)]
+    pub fn buckets_of(&self, hash: u32) -> Buckets {
         let (b1, b2) = candidates(hash, self.bucket_mask);
-        if let Some(b) = self.bucket(b1) {
+        Buckets {
+            b1: b1 as u32,
+            b2: b2 as u32,
+        }
+    }
+
+    /// [`prefetch`](Self::prefetch) of buckets already located.
+    #[inline(always)]
+    pub fn prefetch_at(&self, at: Buckets) {
+        if let Some(b) = self.store.buckets.get(at.b1 as usize) {
             crate::dpdk::prefetch(b);
         }
-        if let Some(b) = self.bucket(b2) {
+        if let Some(b) = self.store.buckets.get(at.b2 as usize) {
             crate::dpdk::prefetch(b);
         }
     }
@@ -697,8 +720,14 @@ impl FlowTable {
     /// [`find`](Self::find) to reclaim (and report); [`Miss::Absent`] means no entry holds `k`.
     #[inline(always)]
     pub fn find_live(&self, k: KeyWords, hash: u32, now_s: u32) -> Result<Hit<'_>, Miss> {
-        let (b1, b2) = candidates(hash, self.bucket_mask);
-        for b in [b1, b2] {
+        self.find_live_at(k, self.buckets_of(hash), now_s)
+    }
+
+    /// [`find_live`](Self::find_live) in the buckets located by [`buckets_of`](Self::buckets_of)
+    /// (staged with the prefetch, so a burst computes them once per frame).
+    #[inline(always)]
+    pub fn find_live_at(&self, k: KeyWords, at: Buckets, now_s: u32) -> Result<Hit<'_>, Miss> {
+        for b in [at.b1 as usize, at.b2 as usize] {
             let Some(bucket) = self.store.buckets.get(b) else {
                 continue;
             };
@@ -747,12 +776,23 @@ impl FlowTable {
     /// cache line clean.
     #[inline(always)]
     pub fn touch_hit(&self, hit: &Hit<'_>, state: FlowState, now_s: u32) {
-        let s = hit.slot;
         if state != hit.state {
-            s.w[1].store((hit.w1 & !(0xff << 40)) | ((state as u64) << 40), Relaxed);
+            self.set_hit_state(hit, state);
         }
+        self.touch_hit_time(hit, now_s);
+    }
+
+    /// The state part of [`touch_hit`](Self::touch_hit), for a `state` other than the hit's.
+    #[inline(always)]
+    pub fn set_hit_state(&self, hit: &Hit<'_>, state: FlowState) {
+        hit.slot.w[1].store((hit.w1 & !(0xff << 40)) | ((state as u64) << 40), Relaxed);
+    }
+
+    /// The time part of [`touch_hit`](Self::touch_hit).
+    #[inline(always)]
+    pub fn touch_hit_time(&self, hit: &Hit<'_>, now_s: u32) {
         if lo(hit.w3) != now_s {
-            s.w[3].store((hit.w3 & !0xffff_ffff) | u64::from(now_s), Relaxed);
+            hit.slot.w[3].store((hit.w3 & !0xffff_ffff) | u64::from(now_s), Relaxed);
         }
     }
 

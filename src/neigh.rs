@@ -42,15 +42,16 @@ struct Slot {
     used: AtomicBool,
 }
 
+/// `mac` in the low 48 bits of a word, in the order of a frame's bytes read as a little-endian
+/// word (so a forwarding worker writes it with one store).
 fn pack(mac: [u8; 6]) -> u64 {
-    let mut b = [0u8; 8];
-    b[2..].copy_from_slice(&mac);
-    u64::from_be_bytes(b)
+    let [a, b, c, d, e, f] = mac;
+    u64::from_le_bytes([a, b, c, d, e, f, 0, 0])
 }
 
 fn unpack(v: u64) -> [u8; 6] {
-    let b = (v & MAC_MASK).to_be_bytes();
-    [b[2], b[3], b[4], b[5], b[6], b[7]]
+    let [a, b, c, d, e, f, _, _] = v.to_le_bytes();
+    [a, b, c, d, e, f]
 }
 
 /// Home slot of `ip` in a table of `mask + 1` slots (a power of two), `shift` being 64 minus
@@ -200,9 +201,16 @@ impl NeighTable {
     /// The MAC of `slot` if resolved or static.
     #[inline]
     pub fn mac(&self, slot: usize) -> Option<[u8; 6]> {
+        self.mac_word(slot).map(unpack)
+    }
+
+    /// [`mac`](Self::mac) as the low 48 bits of a word (the MAC's bytes read as a
+    /// little-endian word; the bits above are zero).
+    #[inline(always)]
+    pub fn mac_word(&self, slot: usize) -> Option<u64> {
         let v = self.slots.get(slot)?.mac_flags.load(Acquire);
         if v & (RESOLVED | STATIC) != 0 {
-            Some(unpack(v))
+            Some(v & MAC_MASK)
         } else {
             None
         }

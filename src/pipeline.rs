@@ -22,12 +22,13 @@
 //! real-server slot of the snapshot ([`crate::snapshot::ServerRef`]: id, neighbour slot,
 //! service stats slot), the TCP state from a table, the neighbour MAC and the counters.
 
-use crate::flow::{Entry, FlowKey, FlowState, FlowTable, Hit, KeyWords, Miss, Timeouts};
-use crate::neigh::{self, DEFAULT_REACHABLE_MS, DEFAULT_RETRY_MS};
+use crate::flow::{Buckets, Entry, FlowKey, FlowState, FlowTable, Hit, KeyWords, Miss, Timeouts};
+use crate::neigh::{self, NeighTable, DEFAULT_REACHABLE_MS, DEFAULT_RETRY_MS};
 use crate::persist::{Insert, Template};
 use crate::snapshot::{ServerRef, Service, Shared, Snapshot};
 use crate::stats::{bump, drop_by, ServerCells, WorkerCounters};
 use crate::wire::{arp, ethernet, l4};
+use crossbeam_utils::CachePadded;
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -80,6 +81,10 @@ const NEIGH_SCAN_MS: u64 = 100;
 pub struct Worker {
     id: usize,
     shared: Arc<Shared>,
+    /// This worker's counters (its block of `shared.stats`).
+    wc: Arc<CachePadded<WorkerCounters>>,
+    /// The port's MAC as forwarding writes it.
+    src_mac: SrcMac,
     snap: Arc<Snapshot>,
     flows: FlowTable,
     sched: crate::sched::Schedulers,
@@ -261,25 +266,27 @@ fn stateless_pick(svc: &Service, hash: u32) -> Option<usize> {
 
 /// The last step of forwarding: the real server's MAC (neighbour slot `neigh_slot`) as
 /// destination and ours as source (direct routing: the L3/L4 bytes are untouched), and the
-/// packet counted on its service (`svc_slot`) and real server (`rs_slot`).
+/// packet counted on its service (`svc_slot`) and real server (`rs_slot`). The worker counts
+/// the frame as forwarded from the verdict.
 #[inline(always)]
 fn emit(
     frame: &mut [u8],
-    shared: &Shared,
+    neigh: &NeighTable,
     wc: &WorkerCounters,
-    port_mac: [u8; 6],
+    src: SrcMac,
     neigh_slot: usize,
     svc_slot: u32,
     rs_slot: u32,
 ) -> Verdict {
-    let Some(mac) = shared.neigh.mac(neigh_slot) else {
+    let Some(mac) = neigh.mac_word(neigh_slot) else {
         return Verdict::Drop(DropReason::NeighUnresolved);
     };
     let len = frame.len() as u64;
+    // Bytes 0..8: the destination MAC and the first two bytes of ours; 8..12: the rest of ours.
     if let Some(macs) = frame.get_mut(..12) {
-        let (dst, src) = macs.split_at_mut(6);
-        dst.copy_from_slice(&mac);
-        src.copy_from_slice(&port_mac);
+        let (head, tail) = macs.split_at_mut(8);
+        head.copy_from_slice(&(mac | src.head).to_le_bytes());
+        tail.copy_from_slice(&src.tail);
     }
     if let Some(c) = wc.services.get(svc_slot as usize) {
         bump(&c.packets, 1);
@@ -289,8 +296,25 @@ fn emit(
         bump(&c.counters.packets, 1);
         bump(&c.counters.bytes, len);
     }
-    bump(&wc.forwarded, 1);
     Verdict::Forward
+}
+
+/// The port's MAC as [`emit`] writes it into a frame's source address: its first two bytes as
+/// the top of the frame's first little-endian word, the other four as bytes 8..12.
+#[derive(Debug, Clone, Copy)]
+struct SrcMac {
+    head: u64,
+    tail: [u8; 4],
+}
+
+impl SrcMac {
+    fn new(mac: [u8; 6]) -> Self {
+        let [a, b, c, d, e, f] = mac;
+        SrcMac {
+            head: u64::from_le_bytes([0, 0, 0, 0, 0, 0, a, b]),
+            tail: [c, d, e, f],
+        }
+    }
 }
 
 /// What the forwarding decision needs from an IPv4 TCP or UDP packet.
@@ -401,12 +425,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Frames for [T] {
     }
 }
 
-/// A frame's parse and flow hash, from the staging pass of [`Worker::process_burst`] to its
+/// A frame's parse and flow-table buckets, from the staging pass of [`Worker::process_burst`] to its
 /// decision.
 #[derive(Debug, Clone, Copy)]
 struct Staged {
     flow: L4Flow,
-    hash: u32,
+    /// Its two flow-table buckets (asked for already).
+    at: Buckets,
 }
 
 /// The flow of an Ethernet/IPv4 TCP or UDP frame, for [`Worker::process_burst`] and
@@ -454,8 +479,14 @@ impl Worker {
         let expire_per_call = (flows.buckets() / 2048).max(8);
         let mut sched = crate::sched::Schedulers::new(shared.max_services(), shared.max_servers());
         sched.sync_epoch(snap.epoch);
+        let wc = shared
+            .stats
+            .worker_handle(id)
+            .expect("worker id checked against the registry above");
         let mut w = Worker {
             id,
+            wc,
+            src_mac: SrcMac::new(shared.port_mac()),
             port_mac: shared.port_mac(),
             port_mac_word: mac_word(shared.port_mac()),
             dip: u32::from(shared.dip()),
@@ -498,7 +529,7 @@ impl Worker {
     }
 
     fn counters(&self) -> Option<&WorkerCounters> {
-        self.shared.stats.worker(self.id)
+        Some(&self.wc)
     }
 
     /// Called between bursts: pick up a newer snapshot (an `Arc` clone, no allocation) and
@@ -589,36 +620,40 @@ impl Worker {
         let mut staged: [Option<Staged>; BURST_CHUNK] = [None; BURST_CHUNK];
         let now_s = (now_ms / 1000) as u32;
         let m = verdicts.len().min(BURST_CHUNK);
-        for (i, s) in staged.iter_mut().enumerate().take(m.min(PREFETCH_AHEAD)) {
-            *s = self.stage(frames.frame(base + i));
+        let mut forwarded = 0;
+        // Plain index loops (every index is below `m` <= BURST_CHUNK, masked where the compiler
+        // could not tell): iterator adapters here cost a dozen instructions per frame.
+        for i in 0..m.min(PREFETCH_AHEAD) {
+            staged[i & (BURST_CHUNK - 1)] = self.stage(frames.frame(base + i));
         }
-        for (i, verdict) in verdicts.iter_mut().enumerate().take(m) {
+        for i in 0..m {
             let ahead = i + PREFETCH_AHEAD;
             if ahead < m {
-                if let Some(s) = staged.get_mut(ahead) {
-                    *s = self.stage(frames.frame(base + ahead));
-                }
+                staged[ahead & (BURST_CHUNK - 1)] = self.stage(frames.frame(base + ahead));
             }
-            let Some(frame) = frames.frame_mut(base + i) else {
-                *verdict = Verdict::Consumed;
-                continue;
-            };
-            // A staged frame is Ethernet/IPv4 TCP or UDP that parsed: of `classify`'s checks
-            // only the destination MAC is left.
-            let v = match staged.get(i).copied().flatten() {
-                Some(Staged { flow, hash }) => {
-                    match frame.get(..8).and_then(|d| <[u8; 8]>::try_from(d).ok()) {
-                        Some(head) if self.accepts_word(u64::from_le_bytes(head)) => {
-                            self.ipv4_parsed(frame, flow, hash, now_s)
+            let v = match frames.frame_mut(base + i) {
+                None => Verdict::Consumed,
+                // A staged frame is Ethernet/IPv4 TCP or UDP that parsed: of `classify`'s checks
+                // only the destination MAC is left.
+                Some(frame) => match staged[i & (BURST_CHUNK - 1)] {
+                    Some(Staged { flow, at }) => {
+                        match frame.get(..8).and_then(|d| <[u8; 8]>::try_from(d).ok()) {
+                            Some(head) if self.accepts_word(u64::from_le_bytes(head)) => {
+                                self.ipv4_parsed(frame, flow, at, now_s)
+                            }
+                            _ => Verdict::Drop(DropReason::NotOurMac),
                         }
-                        _ => Verdict::Drop(DropReason::NotOurMac),
                     }
-                }
-                None => self.classify(frame, now_ms),
+                    None => self.classify(frame, now_ms),
+                },
             };
             self.count_verdict(v);
-            *verdict = v;
+            forwarded += u64::from(v == Verdict::Forward);
+            if let Some(slot) = verdicts.get_mut(i) {
+                *slot = v;
+            }
         }
+        bump(&self.wc.forwarded, forwarded);
     }
 
     /// Parse and hash `frame` and ask for its flow-table lines; `None` for a frame that is not
@@ -626,9 +661,9 @@ impl Worker {
     #[inline(always)]
     fn stage(&self, frame: Option<&[u8]>) -> Option<Staged> {
         let flow = staged_flow(frame?)?;
-        let hash = self.flows.hash_words(flow.key);
-        self.flows.prefetch(hash);
-        Some(Staged { flow, hash })
+        let at = self.flows.buckets_of(self.flows.hash_words(flow.key));
+        self.flows.prefetch_at(at);
+        Some(Staged { flow, at })
     }
 
     /// Process one frame in place. `rss_hash` (the NIC's) is accepted for the engine's
@@ -639,11 +674,14 @@ impl Worker {
         let _ = rss_hash;
         let v = self.classify(frame, now_ms);
         self.count_verdict(v);
+        if v == Verdict::Forward {
+            bump(&self.wc.forwarded, 1);
+        }
         v
     }
 
-    /// Count a verdict on this worker; forwarded frames are counted where they are forwarded
-    /// ([`emit`]), which has the counters at hand.
+    /// Count a verdict on this worker, but for [`Verdict::Forward`]: the caller counts those
+    /// in `forwarded`, once per call.
     #[inline]
     fn count_verdict(&self, v: Verdict) {
         match v {
@@ -750,8 +788,8 @@ impl Worker {
     fn ipv4(&mut self, frame: &mut [u8], now_ms: u64) -> Verdict {
         match parse_l4(frame) {
             Ok(flow) => {
-                let hash = self.flows.hash_words(flow.key);
-                self.ipv4_parsed(frame, flow, hash, (now_ms / 1000) as u32)
+                let at = self.flows.buckets_of(self.flows.hash_words(flow.key));
+                self.ipv4_parsed(frame, flow, at, (now_ms / 1000) as u32)
             }
             Err(r) => Verdict::Drop(r),
         }
@@ -760,20 +798,16 @@ impl Worker {
     /// [`ipv4`](Self::ipv4) once parsed (`hash` is the flow table's hash of `flow.key`; `now_s`
     /// the clock in whole seconds).
     #[inline(always)]
-    fn ipv4_parsed(&mut self, frame: &mut [u8], flow: L4Flow, hash: u32, now_s: u32) -> Verdict {
-        let absent = match self.flows.find_live(flow.key, hash, now_s) {
-            Ok(hit) => match self
-                .snap
-                .server_by_slot(hit.rs_slot)
-                .filter(|r| r.id == hit.rs_id)
-            {
+    fn ipv4_parsed(&mut self, frame: &mut [u8], flow: L4Flow, at: Buckets, now_s: u32) -> Verdict {
+        let absent = match self.flows.find_live_at(flow.key, at, now_s) {
+            Ok(hit) => match self.snap.flow_server(hit.rs_slot, hit.rs_id) {
                 Some(r) => return self.forward_hit(frame, &flow, &hit, r, now_s),
                 None => false,
             },
             Err(Miss::Absent) => true,
             Err(Miss::Expired(_)) => false,
         };
-        self.ipv4_slow(frame, &flow, hash, now_s, absent)
+        self.ipv4_slow(frame, &flow, now_s, absent)
     }
 
     /// Forward a packet of live flow `hit`, served by `r` (checked against the snapshot): as
@@ -785,43 +819,48 @@ impl Worker {
         frame: &mut [u8],
         flow: &L4Flow,
         hit: &Hit<'_>,
-        r: ServerRef,
+        r: &ServerRef,
         now_s: u32,
     ) -> Verdict {
         let new_state = match flow.tcp_flags {
             Some(f) => self.flows.tcp_next(hit.state, f.0),
             None => FlowState::Udp,
         };
-        self.flows.touch_hit(hit, new_state, now_s);
-        let shared = &*self.shared;
-        let Some(wc) = shared.stats.worker(self.id) else {
-            return Verdict::Drop(DropReason::NoServer);
-        };
-        if hit.state.is_active() != new_state.is_active() {
-            gauge_sub(&wc.servers, hit.rs_slot, hit.state);
-            gauge_add(&wc.servers, hit.rs_slot, new_state);
-        }
-        if r.persistent {
-            if let Some(svc) = self.snap.services.get(r.svc as usize) {
-                if let Some(t) = svc.persistent {
-                    // A template lives while its client keeps using it.
-                    shared.persist.refresh(
-                        svc.id,
-                        flow.key.key().src & svc.netmask,
-                        now_s.wrapping_add(t),
-                    );
-                }
+        let wc = &**self.wc;
+        if new_state != hit.state {
+            self.flows.set_hit_state(hit, new_state);
+            if hit.state.is_active() != new_state.is_active() {
+                gauge_sub(&wc.servers, hit.rs_slot, hit.state);
+                gauge_add(&wc.servers, hit.rs_slot, new_state);
             }
+        }
+        self.flows.touch_hit_time(hit, now_s);
+        if r.persistent {
+            self.refresh_template(r, flow, now_s);
         }
         emit(
             frame,
-            shared,
+            &self.shared.neigh,
             wc,
-            self.port_mac,
+            self.src_mac,
             r.neigh as usize,
             r.svc_slot,
             hit.rs_slot,
         )
+    }
+
+    /// A packet of a persistent service's flow keeps its client's template alive.
+    #[inline(never)]
+    fn refresh_template(&self, r: &ServerRef, flow: &L4Flow, now_s: u32) {
+        if let Some(svc) = self.snap.services.get(r.svc as usize) {
+            if let Some(t) = svc.persistent {
+                self.shared.persist.refresh(
+                    svc.id,
+                    flow.key.key().src & svc.netmask,
+                    now_s.wrapping_add(t),
+                );
+            }
+        }
     }
 
     /// An IPv4 packet the hit path did not take: a new flow (scheduled), an expired one
@@ -829,15 +868,9 @@ impl Worker {
     /// hit path saw no entry for the flow at all (none to look at again). Out of line, so the
     /// hit path keeps few registers.
     #[inline(never)]
-    fn ipv4_slow(
-        &mut self,
-        frame: &mut [u8],
-        flow: &L4Flow,
-        hash: u32,
-        now_s: u32,
-        absent: bool,
-    ) -> Verdict {
+    fn ipv4_slow(&mut self, frame: &mut [u8], flow: &L4Flow, now_s: u32, absent: bool) -> Verdict {
         let key = flow.key.key();
+        let hash = self.flows.hash_words(flow.key);
         // Disjoint field borrows: counters (shared), flow table and scheduler (ours).
         let shared = &*self.shared;
         let Some(wc) = shared.stats.worker(self.id) else {
@@ -853,10 +886,7 @@ impl Worker {
         };
         match seen {
             Ok(hit) => {
-                if let Some(r) = snap
-                    .server_by_slot(hit.rs_slot)
-                    .filter(|r| r.id == hit.rs_id)
-                {
+                if let Some(r) = snap.flow_server(hit.rs_slot, hit.rs_id) {
                     // Live with its server: the hit path's case (the entry is unchanged since
                     // it looked, so this does not happen; handled all the same).
                     return self.forward_hit(frame, flow, &hit, r, now_s);
@@ -916,9 +946,9 @@ impl Worker {
         }
         emit(
             frame,
-            shared,
+            &shared.neigh,
             wc,
-            self.port_mac,
+            self.src_mac,
             rs.neigh,
             svc.slot,
             rs.slot,

@@ -285,6 +285,16 @@ impl Snapshot {
             .copied()
             .filter(|r| r.id != 0)
     }
+
+    /// The real server of a flow stored with (`slot`, `id`), if that server is in this snapshot
+    /// still (the slot holds the same server, not a deleted one's successor): the hit path's
+    /// check, by reference.
+    #[inline(always)]
+    pub fn flow_server(&self, slot: u32, id: u32) -> Option<&ServerRef> {
+        self.rs_by_slot
+            .get(slot as usize)
+            .filter(|r| r.id == id && id != 0)
+    }
 }
 
 /// Control-thread-only state, behind a mutex the workers never touch.

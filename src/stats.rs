@@ -8,6 +8,7 @@
 use crate::api::Counters;
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 /// Why a frame was not forwarded. Every frame a worker does not forward, answer or consume is
 /// counted under exactly one of these.
@@ -194,7 +195,7 @@ impl WorkerCounters {
 /// All workers' counters.
 #[derive(Debug)]
 pub struct StatsRegistry {
-    workers: Box<[CachePadded<WorkerCounters>]>,
+    workers: Box<[Arc<CachePadded<WorkerCounters>>]>,
     max_services: usize,
     max_servers: usize,
 }
@@ -203,7 +204,12 @@ impl StatsRegistry {
     pub fn new(workers: usize, max_services: usize, max_servers: usize) -> Self {
         StatsRegistry {
             workers: (0..workers)
-                .map(|_| CachePadded::new(WorkerCounters::new(max_services, max_servers)))
+                .map(|_| {
+                    Arc::new(CachePadded::new(WorkerCounters::new(
+                        max_services,
+                        max_servers,
+                    )))
+                })
                 .collect(),
             max_services,
             max_servers,
@@ -222,7 +228,13 @@ impl StatsRegistry {
 
     /// Worker `i`'s block (`None` if `i` is out of range).
     pub fn worker(&self, i: usize) -> Option<&WorkerCounters> {
-        self.workers.get(i).map(|w| &**w)
+        self.workers.get(i).map(|w| &***w)
+    }
+
+    /// Worker `i`'s block as a handle the worker keeps (one pointer to follow per count
+    /// instead of an index into the registry); `None` if `i` is out of range.
+    pub fn worker_handle(&self, i: usize) -> Option<Arc<CachePadded<WorkerCounters>>> {
+        self.workers.get(i).cloned()
     }
 
     /// Service slot counters summed over workers.
