@@ -322,8 +322,21 @@ impl SrcMac {
 struct L4Flow {
     /// The 5-tuple as the flow table's words ([`KeyWords::key`] decodes it).
     key: KeyWords,
+    /// [`TCP`](Self::TCP) | the TCP flags for TCP, 0 for UDP (one plain integer: built and
+    /// stored with one write, where an `Option` is written as two bytes and read back as one
+    /// word, which stalls the store-to-load forwarding of every staged frame).
+    tcp: u16,
+}
+
+impl L4Flow {
+    /// Marks [`tcp`](Self::tcp) as TCP.
+    const TCP: u16 = 0x100;
+
     /// The TCP flags; `None` for UDP.
-    tcp_flags: Option<l4::TcpFlags>,
+    #[inline(always)]
+    fn tcp_flags(&self) -> Option<l4::TcpFlags> {
+        (self.tcp & Self::TCP != 0).then_some(l4::TcpFlags(self.tcp as u8))
+    }
 }
 
 /// Parse the IPv4 packet after the Ethernet header of `frame` down to its ports, with the
@@ -355,9 +368,12 @@ fn parse_l4_plain(frame: &[u8]) -> Option<L4Flow> {
     if h[ETH] != 0x45 || tl > len || u16::from_be_bytes([h[ETH + 6], h[ETH + 7]]) & 0x3fff != 0 {
         return None;
     }
-    let (header, tcp_flags) = match h[ETH + 9] {
-        6 => (l4::TCP_HEADER_LEN, Some(l4::TcpFlags(h[ETH + 20 + 13]))),
-        17 => (l4::UDP_HEADER_LEN, None),
+    let (header, tcp) = match h[ETH + 9] {
+        6 => (
+            l4::TCP_HEADER_LEN,
+            L4Flow::TCP | u16::from(h[ETH + 20 + 13]),
+        ),
+        17 => (l4::UDP_HEADER_LEN, 0),
         _ => return None,
     };
     if tl < 20 + header {
@@ -378,7 +394,7 @@ fn parse_l4_plain(frame: &[u8]) -> Option<L4Flow> {
             [h[ETH + 20], h[ETH + 21], h[ETH + 22], h[ETH + 23]],
             h[ETH + 9],
         ),
-        tcp_flags,
+        tcp,
     })
 }
 
@@ -420,11 +436,9 @@ fn parse_l4_any(frame: &[u8]) -> Result<L4Flow, DropReason> {
         .get(at..at + 4)
         .and_then(|p| p.try_into().ok())
         .ok_or(DropReason::ShortL4)?;
-    let tcp_flags = match proto {
-        6 => Some(l4::TcpFlags(
-            frame.get(at + 13).copied().ok_or(DropReason::ShortL4)?,
-        )),
-        _ => None,
+    let tcp = match proto {
+        6 => L4Flow::TCP | u16::from(frame.get(at + 13).copied().ok_or(DropReason::ShortL4)?),
+        _ => 0,
     };
     Ok(L4Flow {
         key: KeyWords::from_wire(
@@ -434,7 +448,7 @@ fn parse_l4_any(frame: &[u8]) -> Result<L4Flow, DropReason> {
             *ports,
             proto,
         ),
-        tcp_flags,
+        tcp,
     })
 }
 
@@ -491,7 +505,7 @@ struct Staged {
 #[inline]
 fn staged_flow(frame: &[u8]) -> Option<L4Flow> {
     match frame.get(12..14)? {
-        [0x08, 0x00] => parse_l4(frame).ok(),
+        [0x08, 0x00] => parse_l4_plain(frame).or_else(|| parse_l4_any(frame).ok()),
         _ => None,
     }
 }
@@ -874,7 +888,7 @@ impl Worker {
         r: &ServerRef,
         now_s: u32,
     ) -> Verdict {
-        let new_state = match flow.tcp_flags {
+        let new_state = match flow.tcp_flags() {
             Some(f) => self.flows.tcp_next(hit.state, f.0),
             None => FlowState::Udp,
         };
@@ -979,7 +993,7 @@ impl Worker {
             svc_idx,
             &key,
             hash,
-            flow.tcp_flags,
+            flow.tcp_flags(),
             now_s,
         ) {
             Ok(ri) => ri,
