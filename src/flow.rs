@@ -203,6 +203,26 @@ impl KeyWords {
         }
     }
 
+    /// The destination address (host order).
+    #[inline(always)]
+    pub fn dst(self) -> u32 {
+        let a = self.addrs.to_le_bytes();
+        u32::from_be_bytes([a[4], a[5], a[6], a[7]])
+    }
+
+    /// The destination port.
+    #[inline(always)]
+    pub fn dport(self) -> u16 {
+        let p = self.ports.to_le_bytes();
+        u16::from_be_bytes([p[2], p[3]])
+    }
+
+    /// The IP protocol.
+    #[inline(always)]
+    pub fn proto(self) -> u8 {
+        (self.ports >> 32) as u8
+    }
+
     /// The 5-tuple these words hold.
     pub fn key(self) -> FlowKey {
         let a = self.addrs.to_le_bytes();
@@ -625,12 +645,6 @@ impl FlowTable {
         now_s.wrapping_sub(last_seen) > timeout
     }
 
-    /// A free entry, or one whose flow has expired (to be reclaimed before reuse).
-    #[inline]
-    fn reusable(&self, s: &Slot, now_s: u32) -> bool {
-        s.state_raw() == 0 || self.expired(s, now_s)
-    }
-
     #[inline]
     fn slot(&self, idx: usize) -> Option<&Slot> {
         self.store.slot(idx)
@@ -811,12 +825,19 @@ impl FlowTable {
         self.moves += 1;
     }
 
-    /// A reusable entry in bucket `b`.
+    /// A reusable entry in bucket `b`: free, or holding a flow that has expired (to be
+    /// reclaimed before reuse).
     #[inline]
     fn reusable_in(&self, b: usize, now_s: u32) -> Option<usize> {
-        let bucket = self.bucket(b)?;
-        let j = bucket.e.iter().position(|s| self.reusable(s, now_s))?;
-        Some((b & self.bucket_mask) * ENTRIES_PER_BUCKET + j)
+        let b = b & self.bucket_mask;
+        let bucket = self.store.buckets.get(b)?;
+        for (j, s) in bucket.e.iter().enumerate() {
+            let state = (s.w[1].load(Relaxed) >> 40) as u8;
+            if state == 0 || self.expired_at(state, lo(s.w[3].load(Relaxed)), now_s) {
+                return Some(b * ENTRIES_PER_BUCKET + j);
+            }
+        }
+        None
     }
 
     /// Make room in `b1` or `b2` (both full of live flows) by moving flows to their other
@@ -911,6 +932,21 @@ impl FlowTable {
         rs_slot: u32,
         rs_id: u32,
         now_s: u32,
+        on_evict: impl FnMut(&Entry),
+    ) -> Result<EntryId, Full> {
+        self.insert_words(k.words(), hash, state, rs_slot, rs_id, now_s, on_evict)
+    }
+
+    /// [`insert`](Self::insert) of a key given as its words.
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert_words(
+        &mut self,
+        k: KeyWords,
+        hash: u32,
+        state: FlowState,
+        rs_slot: u32,
+        rs_id: u32,
+        now_s: u32,
         mut on_evict: impl FnMut(&Entry),
     ) -> Result<EntryId, Full> {
         let (b1, b2) = candidates(hash, self.bucket_mask);
@@ -939,10 +975,9 @@ impl FlowTable {
             }
         };
         let s = self.store.slot(idx).ok_or(Full)?;
-        let kw = k.words();
         s.publish(
-            kw.addrs,
-            kw.ports | ((state as u64) << 40),
+            k.addrs,
+            k.ports | ((state as u64) << 40),
             pair(rs_slot, rs_id),
             pair(now_s, hash),
         );
@@ -1132,6 +1167,39 @@ mod tests {
             .is_ok());
         assert_eq!(ev, 1);
         assert_eq!(t.len(), stored.len());
+    }
+
+    #[test]
+    fn key_words_hold_the_wire_bytes() {
+        // IPv4 header bytes 12..20 (source 198.18.0.1, destination 198.18.1.100) and the
+        // transport header's first four (source port 40000 = 0x9c40, destination port 80).
+        let addrs = [198, 18, 0, 1, 198, 18, 1, 100];
+        let ports = [0x9c, 0x40, 0x00, 0x50];
+        let w = KeyWords::from_wire(addrs, ports, 6);
+        let k = FlowKey {
+            src: 0xc612_0001,
+            dst: 0xc612_0164,
+            sport: 40_000,
+            dport: 80,
+            proto: 6,
+        };
+        assert_eq!(w.key(), k);
+        assert_eq!(k.words(), w);
+        assert_eq!((w.dst(), w.dport(), w.proto()), (k.dst, k.dport, k.proto));
+        // the words are the bytes as read from the wire, protocol above the ports
+        assert_eq!(w.addrs.to_le_bytes(), addrs);
+        assert_eq!(w.ports, 0x06_5000_409c);
+        // every field reaches the words
+        for other in [
+            FlowKey { src: 1, ..k },
+            FlowKey { dst: 1, ..k },
+            FlowKey { sport: 1, ..k },
+            FlowKey { dport: 1, ..k },
+            FlowKey { proto: 17, ..k },
+        ] {
+            assert_ne!(other.words(), w);
+            assert_eq!(other.words().key(), other);
+        }
     }
 
     /// Client `n` of a many-flow test (distinct for every `n` below 2^32).

@@ -203,7 +203,7 @@ struct NewFlow<'a> {
 fn new_flow(
     cx: NewFlow<'_>,
     svc_idx: usize,
-    key: &FlowKey,
+    key: KeyWords,
     hash: u32,
     tcp_flags: Option<l4::TcpFlags>,
     now_s: u32,
@@ -225,9 +225,10 @@ fn new_flow(
         None => FlowState::Udp,
     };
     let on_evict = |e: &Entry| gauge_sub(cells, e.rs_slot, e.state());
-    match flows.insert(key, hash, state, NO_SLOT, 0, now_s, on_evict) {
+    match flows.insert_words(key, hash, state, NO_SLOT, 0, now_s, on_evict) {
         Ok(id) => {
-            let Some(ri) = choose_server(sched, shared, wc, snap, svc_idx, key, now_s) else {
+            let Some(ri) = choose_server(sched, shared, wc, snap, svc_idx, &key.key(), now_s)
+            else {
                 flows.remove(id, |_| ());
                 wc.flows.store(flows.len() as u64, Relaxed);
                 return Err(Verdict::Drop(DropReason::NoServer));
@@ -246,7 +247,7 @@ fn new_flow(
             // client's persistence template) and count that the table is too small.
             bump(&wc.drops[DropReason::FlowTableFull.index()], 1);
             let pick = match svc.persistent {
-                Some(_) => choose_server(sched, shared, wc, snap, svc_idx, key, now_s),
+                Some(_) => choose_server(sched, shared, wc, snap, svc_idx, &key.key(), now_s),
                 None => stateless_pick(svc, hash),
             };
             pick.map(|ri| (ri, false))
@@ -261,7 +262,9 @@ fn stateless_pick(svc: &Service, hash: u32) -> Option<usize> {
     if n == 0 {
         return None;
     }
-    svc.usable.get(hash as usize % n).map(|&i| i as usize)
+    // The hash scaled to 0..n (multiply and shift: no division per refused flow).
+    let i = (u64::from(hash) * n as u64) >> 32;
+    svc.usable.get(i as usize).map(|&i| i as usize)
 }
 
 /// The last step of forwarding: the real server's MAC (neighbour slot `neigh_slot`) as
@@ -935,13 +938,11 @@ impl Worker {
     /// hit path keeps few registers.
     #[inline(never)]
     fn ipv4_slow(&mut self, frame: &mut [u8], flow: &L4Flow, now_s: u32, absent: bool) -> Verdict {
-        let key = flow.key.key();
-        let hash = self.flows.hash_words(flow.key);
+        let key = flow.key;
+        let hash = self.flows.hash_words(key);
         // Disjoint field borrows: counters (shared), flow table and scheduler (ours).
         let shared = &*self.shared;
-        let Some(wc) = shared.stats.worker(self.id) else {
-            return Verdict::Drop(DropReason::NoServer);
-        };
+        let wc: &WorkerCounters = &self.wc;
         let snap = &*self.snap;
         let cells = &wc.servers[..];
         let mut on_evict = |e: &Entry| gauge_sub(cells, e.rs_slot, e.state());
@@ -976,7 +977,7 @@ impl Worker {
             Err(Miss::Expired(id)) => self.flows.remove(id, &mut on_evict),
             Err(Miss::Absent) => {}
         }
-        let Some(svc_idx) = snap.service_for(key.proto, key.dst, key.dport) else {
+        let Some(svc_idx) = snap.service_for(key.proto(), key.dst(), key.dport()) else {
             return Verdict::Drop(DropReason::NoService);
         };
         let Some(svc) = snap.services.get(svc_idx) else {
@@ -991,7 +992,7 @@ impl Worker {
                 snap,
             },
             svc_idx,
-            &key,
+            key,
             hash,
             flow.tcp_flags(),
             now_s,
