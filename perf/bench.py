@@ -100,7 +100,7 @@ class Testpmd:
         lcores = "%d,%d" % (cfg["main_lcore"], cfg["fwd_lcore"])
         self.argv = [
             cfg["testpmd"], "-l", lcores, "--main-lcore", str(cfg["main_lcore"]),
-            "--no-huge", "--no-pci", "-m", str(cfg["mem"]), "--file-prefix", "rvs-bench-testpmd",
+            *eal_memory(cfg), "--no-pci", "--file-prefix", "rvs-bench-testpmd",
             "--vdev", "net_pcap0,rx_pcap=%s,tx_pcap=/dev/null,infinite_rx=1" % pcap,
             "--", "-i", "--forward-mode=macswap", "--nb-cores=1",
             "--rxd=%d" % cfg["descriptors"], "--txd=%d" % cfg["descriptors"],
@@ -213,8 +213,7 @@ class Rvs:
                 f.write("-a -t %s:80 -r %s:80 -g -w 1\n" % (VIP, rs))
         flows = cfg["syn_table"] if variant == "syn" else cfg["flow_table"]
         eal = ["-l", "%d,%d" % (cfg["main_lcore"], cfg["fwd_lcore"]),
-               "--main-lcore", str(cfg["main_lcore"]), "--no-huge", "--no-pci",
-               "-m", str(cfg["mem"]),
+               "--main-lcore", str(cfg["main_lcore"]), *eal_memory(cfg), "--no-pci",
                "--vdev", "net_pcap0,rx_pcap=%s,tx_pcap=/dev/null,infinite_rx=1" % pcap,
                "--file-prefix", "rvs-bench-rvs"]
         lines = [
@@ -419,6 +418,15 @@ def append_results(path, rows):
             f.write("| " + " | ".join(r) + " |\n")
 
 
+def eal_memory(cfg):
+    """EAL memory arguments, the same for both programs: -m MEM of anonymous memory in 4 KiB
+    pages (--no-huge, the default: nothing to set up), or with HUGE=1 from the hugetlbfs pages
+    the host has reserved (as DPDK is deployed; fewer TLB misses for both programs)."""
+    if cfg.get("huge"):
+        return ["-m", str(cfg["mem"])]
+    return ["--no-huge", "-m", str(cfg["mem"])]
+
+
 def main():
     try:
         cfg = {
@@ -428,6 +436,7 @@ def main():
             "main_lcore": env_int("MAIN_LCORE", 0),
             "fwd_lcore": env_int("FWD_LCORE", 1),
             "mem": env_int("MEM", 3072),
+            "huge": env_int("HUGE", 0) != 0,
             "descriptors": env_int("DESCRIPTORS", 1024),
             "flow_table": env_int("FLOW_TABLE", 1048576),
             "syn_table": env_int("SYN_TABLE", 65536),
@@ -526,6 +535,8 @@ def main():
             note.append("load %s" % loads[v])
             if only:
                 note.append("ONLY=" + only)
+            if cfg.get("huge"):
+                note.append("HUGE=1 (2 MiB pages)")
             if rvs_version:
                 note.append(rvs_version)
             rows.append([date, commit(), machine(), v,

@@ -7,7 +7,9 @@
 # Environment (defaults in brackets):
 #   ROUNDS [3]  WINDOW [10] s  WARMUP [3] s    rounds, measuring window, warm-up before it
 #   MAIN_LCORE [0]  FWD_LCORE [1]              EAL main lcore; the forwarding lcore of BOTH programs
-#   MEM [3072]                                 EAL -m (MB, --no-huge); net_pcap keeps the pcap in mbufs
+#   MEM [3072]                                 EAL -m (MB); net_pcap keeps the pcap in mbufs
+#   HUGE [0]                                   1: both programs take MEM from hugetlbfs (reserve
+#                                              MEM/2 2 MiB pages and mount hugetlbfs first) instead of --no-huge
 #   DESCRIPTORS [1024]                         rx/tx descriptors of both programs
 #   FLOW_TABLE [1048576]  SYN_TABLE [65536]    rvs flows_per_worker (SYN_TABLE for the syn variant)
 #   START_TIMEOUT [90] s                       how long a program may take to come up

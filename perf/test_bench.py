@@ -23,6 +23,19 @@ def rvs_binary():
     return None
 
 
+@pytest.mark.parametrize("huge", [False, True])
+def test_both_programs_get_the_same_memory(tmp_path, monkeypatch, huge):
+    monkeypatch.setattr(bench, "OUT", str(tmp_path))
+    cfg = dict(CFG, huge=huge)
+    r = bench.Rvs(cfg, "established", "/tmp/x.pcap", 300000, str(tmp_path / "log"))
+    with open(r.conf, "rb") as f:
+        rvs_args = tomllib.load(f)["eal"]["args"]
+    tp_args = bench.Testpmd(cfg, "established", "/tmp/x.pcap", 300000, str(tmp_path / "tlog")).argv
+    for args in (rvs_args, tp_args):
+        assert args[args.index("-m") + 1] == "3072"
+        assert ("--no-huge" in args) is not huge
+
+
 @pytest.mark.parametrize("variant,flows", [("established", 1048576), ("syn", 65536)])
 def test_generated_rvs_config(tmp_path, monkeypatch, variant, flows):
     monkeypatch.setattr(bench, "OUT", str(tmp_path))
