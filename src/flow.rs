@@ -1190,13 +1190,7 @@ mod tests {
         assert_eq!(w.addrs.to_le_bytes(), addrs);
         assert_eq!(w.ports, 0x06_5000_409c);
         // every field reaches the words
-        for other in [
-            FlowKey { src: 1, ..k },
-            FlowKey { dst: 1, ..k },
-            FlowKey { sport: 1, ..k },
-            FlowKey { dport: 1, ..k },
-            FlowKey { proto: 17, ..k },
-        ] {
+        for other in each_field_changed(k) {
             assert_ne!(other.words(), w);
             assert_eq!(other.words().key(), other);
         }
@@ -1521,14 +1515,28 @@ mod tests {
         let k = key(5);
         let h = t.hash(&k);
         assert_ne!(h, u.hash(&k));
-        for m in [
-            FlowKey { src: 1, ..k },
-            FlowKey { dst: 1, ..k },
-            FlowKey { sport: 6, ..k },
-            FlowKey { dport: 81, ..k },
-            FlowKey { proto: 17, ..k },
-        ] {
+        for m in each_field_changed(k) {
             assert_ne!(t.hash(&m), h);
         }
+    }
+
+    /// `k` with one field changed, for each field.
+    fn each_field_changed(k: FlowKey) -> [FlowKey; 5] {
+        [
+            FlowKey { src: !k.src, ..k },
+            FlowKey { dst: !k.dst, ..k },
+            FlowKey {
+                sport: !k.sport,
+                ..k
+            },
+            FlowKey {
+                dport: !k.dport,
+                ..k
+            },
+            FlowKey {
+                proto: if k.proto == 6 { 17 } else { 6 },
+                ..k
+            },
+        ]
     }
 }
