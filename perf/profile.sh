@@ -8,7 +8,9 @@
 #   perf/profile.sh rvs|testpmd [established|syn|imix]     (default: established)
 #
 # Environment: SAMPLE [6] seconds of sampling; FWD_LCORE [1]; START_TIMEOUT [90] s for the
-# program to come up and load the pcap; RVS, TESTPMD and the other bench.sh knobs pass through.
+# program to come up and load the pcap; TOP [12] hottest instructions of the program's busiest
+# function to list with their source lines (0: none); RVS, TESTPMD and the other bench.sh knobs
+# (HUGE, FLOW_TABLE, ...) pass through.
 # It signals nothing: bench.sh starts and stops the program, every step bounded in time.
 # Needs perf (Debian: linux-perf). Exit status: 0 when it ran, 2 when it cannot run.
 set -u
@@ -20,6 +22,7 @@ variant=${2:-established}
 sample=${SAMPLE:-6}
 fwd=${FWD_LCORE:-1}
 start_timeout=${START_TIMEOUT:-90}
+top=${TOP:-12}
 case "$prog" in
 rvs) bin=${RVS:-target/release/rvs} ;;
 testpmd) bin=${TESTPMD:-dpdk-testpmd} ;;
@@ -93,3 +96,23 @@ perf report -i "$out/perf.data" --stdio --sort dso 2>/dev/null | awk -v own="$ow
       n++
       if (dso == own) mine += share }
     END { printf "own code (%s): %.1f%% of the forwarding core\n", own, mine }'
+
+# The hottest instructions of the program's busiest function (everything of the forwarding loop
+# is inlined into one), each with its source line: where the cycles stall. A sample lands on
+# the instruction after the one the core waits on (a load that misses, a prefetch waiting for
+# its translation, a store-to-load forwarding failure).
+[ "$top" -gt 0 ] 2>/dev/null || exit 0
+path=$(command -v "$bin" 2>/dev/null || echo "$bin")
+sym=$(perf report -i "$out/perf.data" --stdio --dsos "$own" --sort sym 2>/dev/null |
+    awk '/^#/ || NF < 3 { next } { sub(/^.*\[\.\] /, ""); print; exit }')
+[ -n "$sym" ] || exit 0
+echo "hottest instructions of $sym (share of its samples, address, instruction, source):"
+perf annotate -i "$out/perf.data" --stdio -s "$sym" 2>/dev/null |
+    awk '$1 ~ /^[0-9]+\.[0-9]+$/ && $2 == ":" && $1 > 0 { print }' | sort -rn | head -n "$top" |
+    while read -r share _ addr insn; do
+        addr=${addr%:}
+        # The innermost inlined frame in the program's own sources (not the standard library).
+        src=$(addr2line -i -e "$path" "0x$addr" 2>/dev/null |
+            grep -v -e '^/rustc/' -e '/\.cargo/' | head -n 1 | sed 's|.*/||')
+        printf '  %6s%%  %s  %-40.40s %s\n' "$share" "$addr" "$insn" "$src"
+    done
