@@ -226,13 +226,13 @@ impl KeyWords {
     /// The 5-tuple these words hold.
     pub fn key(self) -> FlowKey {
         let a = self.addrs.to_le_bytes();
-        let p = (self.ports as u32).to_le_bytes();
+        let p = self.ports.to_le_bytes();
         FlowKey {
             src: u32::from_be_bytes([a[0], a[1], a[2], a[3]]),
-            dst: u32::from_be_bytes([a[4], a[5], a[6], a[7]]),
+            dst: self.dst(),
             sport: u16::from_be_bytes([p[0], p[1]]),
-            dport: u16::from_be_bytes([p[2], p[3]]),
-            proto: (self.ports >> 32) as u8,
+            dport: self.dport(),
+            proto: self.proto(),
         }
     }
 }

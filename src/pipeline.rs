@@ -513,8 +513,8 @@ fn staged_flow(frame: &[u8]) -> Option<L4Flow> {
     }
 }
 
-/// The flow key of an Ethernet/IPv4 TCP or UDP frame, for [`Worker::prefetch`].
-#[inline]
+/// The flow key of an Ethernet/IPv4 TCP or UDP frame, as [`Worker::prefetch`] reads it.
+#[cfg(test)]
 fn prefetch_key(frame: &[u8]) -> Option<FlowKey> {
     staged_flow(frame).map(|p| p.key.key())
 }
@@ -597,10 +597,6 @@ impl Worker {
         self.flows.len()
     }
 
-    fn counters(&self) -> Option<&WorkerCounters> {
-        Some(&self.wc)
-    }
-
     /// Called between bursts: pick up a newer snapshot (an `Arc` clone, no allocation) and
     /// record the epoch seen. The ARP worker queues one gratuitous ARP per new VIP.
     pub fn refresh(&mut self) {
@@ -626,21 +622,15 @@ impl Worker {
 
     /// Count a frame the engine could not transmit (or dropped for its own reason).
     pub fn count_drop(&mut self, reason: DropReason, n: u64) {
-        if let Some(c) = self.counters() {
-            bump(&c.drops[reason.index()], n);
-        }
+        bump(&self.wc.drops[reason.index()], n);
     }
 
     pub fn count_rx(&mut self, n: u64) {
-        if let Some(c) = self.counters() {
-            bump(&c.rx, n);
-        }
+        bump(&self.wc.rx, n);
     }
 
     pub fn count_tx(&mut self, n: u64) {
-        if let Some(c) = self.counters() {
-            bump(&c.tx, n);
-        }
+        bump(&self.wc.tx, n);
     }
 
     /// Start loading the flow-table lines that [`process`](Self::process) will look up for
@@ -650,8 +640,8 @@ impl Worker {
     /// line. Never panics, whatever the bytes.
     #[inline]
     pub fn prefetch(&self, frame: &[u8]) {
-        if let Some(key) = prefetch_key(frame) {
-            self.flows.prefetch(self.flows.hash(&key));
+        if let Some(flow) = staged_flow(frame) {
+            self.flows.prefetch(self.flows.hash_words(flow.key));
         }
     }
 
@@ -756,14 +746,10 @@ impl Worker {
         match v {
             Verdict::Forward | Verdict::Consumed => {}
             Verdict::Drop(r) => {
-                if let Some(c) = self.counters() {
-                    bump(&c.drops[r.index()], 1);
-                }
+                bump(&self.wc.drops[r.index()], 1);
             }
             Verdict::Reply => {
-                if let Some(c) = self.counters() {
-                    bump(&c.arp_replies, 1);
-                }
+                bump(&self.wc.arp_replies, 1);
             }
         }
     }
@@ -864,8 +850,8 @@ impl Worker {
         }
     }
 
-    /// [`ipv4`](Self::ipv4) once parsed (`hash` is the flow table's hash of `flow.key`; `now_s`
-    /// the clock in whole seconds).
+    /// [`ipv4`](Self::ipv4) once parsed (`at`: the flow's buckets in the table; `now_s` the
+    /// clock in whole seconds).
     #[inline(always)]
     fn ipv4_parsed(&mut self, frame: &mut [u8], flow: L4Flow, at: Buckets, now_s: u32) -> Verdict {
         let absent = match self.flows.find_live_at(flow.key, at, now_s) {
@@ -1030,13 +1016,11 @@ impl Worker {
     /// fit is kept for the next call (gratuitous ARPs) or retried later (requests).
     pub fn housekeeping(&mut self, now_ms: u64, frames: &mut [[u8; 64]]) -> usize {
         let now_s = (now_ms / 1000) as u32;
-        if let Some(wc) = self.shared.stats.worker(self.id) {
-            let cells = &wc.servers[..];
-            self.flows.expire_slice(now_s, self.expire_per_call, |e| {
-                gauge_sub(cells, e.rs_slot, e.state())
-            });
-            wc.flows.store(self.flows.len() as u64, Relaxed);
-        }
+        let cells = &self.wc.servers[..];
+        self.flows.expire_slice(now_s, self.expire_per_call, |e| {
+            gauge_sub(cells, e.rs_slot, e.state())
+        });
+        self.wc.flows.store(self.flows.len() as u64, Relaxed);
         if !self.is_arp {
             return 0;
         }
