@@ -59,6 +59,27 @@ impl Default for Timeouts {
     }
 }
 
+impl Timeouts {
+    /// The three an operator can change (`--set`).
+    pub fn settable(&self) -> crate::model::Timeouts {
+        crate::model::Timeouts {
+            tcp: self.tcp,
+            tcp_fin: self.tcp_fin,
+            udp: self.udp,
+        }
+    }
+
+    /// This table with the operator's three in place.
+    pub fn with_settable(self, t: crate::model::Timeouts) -> Self {
+        Timeouts {
+            tcp: t.tcp,
+            tcp_fin: t.tcp_fin,
+            udp: t.udp,
+            ..self
+        }
+    }
+}
+
 /// A flow's state (IPVS's names; only the states reachable from client-to-server packets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -542,7 +563,7 @@ impl FlowTable {
         // Reserve first, advise huge pages, then initialise: the first touch faults the table
         // in as 2 MiB pages (where THP is available), sparing a TLB miss per random lookup.
         let mut buckets: Vec<Bucket> = Vec::with_capacity(n);
-        crate::dpdk::advise_hugepages(buckets.spare_capacity_mut());
+        crate::mem::advise_hugepages(buckets.spare_capacity_mut());
         buckets.extend((0..n).map(|_| Bucket::default()));
         FlowTable {
             store: Arc::new(FlowStore {
@@ -678,10 +699,10 @@ impl FlowTable {
     #[inline(always)]
     pub fn prefetch_at(&self, at: Buckets) {
         if let Some(b) = self.store.buckets.get(at.b1 as usize) {
-            crate::dpdk::prefetch(b);
+            crate::mem::prefetch(b);
         }
         if let Some(b) = self.store.buckets.get(at.b2 as usize) {
-            crate::dpdk::prefetch(b);
+            crate::mem::prefetch(b);
         }
     }
 

@@ -34,12 +34,11 @@
 //! Run: `cargo bench --bench pipeline -- --warm-up-time 1 --measurement-time 3`
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use rvs::api::Dataplane;
-use rvs::flow::Timeouts;
-use rvs::model::{Forward, Model, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec};
-use rvs::pipeline::{DropReason, Verdict, Worker, WorkerConfig};
-use rvs::snapshot::Shared;
-use rvs::wire::ipv4;
+use rvs_dataplane::flow::Timeouts;
+use rvs_dataplane::model::{Forward, Model, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec};
+use rvs_dataplane::pipeline::{DropReason, Verdict, Worker, WorkerConfig};
+use rvs_dataplane::snapshot::Shared;
+use rvs_dataplane::wire::ipv4;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -5,7 +5,7 @@
 //! cache-line padded so no two workers share a line. Arrays are sized once at start
 //! (`max_services`, `max_servers`) and indexed by the model's stable slots.
 
-use crate::api::Counters;
+use crate::report::Counters;
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;

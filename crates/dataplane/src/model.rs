@@ -8,14 +8,14 @@
 //! arrays, reused after deletion) and a unique `id` (never reused), so that a flow entry that names
 //! a deleted real server can never be mistaken for a new one that took over its slot.
 
-use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 
 /// Layer-4 protocol of a virtual service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum Protocol {
     Tcp,
     Udp,
@@ -68,7 +68,8 @@ impl FromStr for Protocol {
 }
 
 /// A virtual service is named by protocol, VIP and port (port 0 = all ports, with persistence).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ServiceKey {
     pub proto: Protocol,
     pub vip: Ipv4Addr,
@@ -82,8 +83,9 @@ impl fmt::Display for ServiceKey {
 }
 
 /// The LVS schedulers by their ipvsadm names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum SchedulerKind {
     Rr,
     Wrr,
@@ -134,11 +136,6 @@ impl SchedulerKind {
             SchedulerKind::Ovf => "ovf",
         }
     }
-
-    /// Whether the dataplane implements this scheduler yet.
-    pub fn supported(self) -> bool {
-        crate::sched::supported(self)
-    }
 }
 
 impl fmt::Display for SchedulerKind {
@@ -158,9 +155,57 @@ impl FromStr for SchedulerKind {
     }
 }
 
+/// Scheduler flags (`-b`) as they affect selection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flags {
+    /// sh-fallback / mh-fallback (flag-1): when the hashed server has weight 0 or is
+    /// overloaded, try others instead of giving up.
+    pub fallback: bool,
+    /// sh-port / mh-port (flag-2): hash the source port with the source address.
+    pub port: bool,
+}
+
+/// Parse scheduler flags for `k` (each string may hold several, comma separated), with
+/// ipvsadm's names and messages: `sh-fallback`, `sh-port` for sh, `mh-fallback`, `mh-port` for
+/// mh, and the generic `flag-1`, `flag-2`, `flag-3` (meaning fallback, port, nothing).
+pub fn parse_flags(k: SchedulerKind, flags: &[String]) -> Result<Flags, ModelError> {
+    let mut f = Flags::default();
+    let hashing = matches!(k, SchedulerKind::Sh | SchedulerKind::Mh);
+    for name in flags.iter().flat_map(|s| s.split(',')).map(str::trim) {
+        let (owner, fallback) = match name {
+            "" | "flag-3" => continue,
+            "flag-1" => (None, true),
+            "flag-2" => (None, false),
+            "sh-fallback" => (Some(SchedulerKind::Sh), true),
+            "sh-port" => (Some(SchedulerKind::Sh), false),
+            "mh-fallback" => (Some(SchedulerKind::Mh), true),
+            "mh-port" => (Some(SchedulerKind::Mh), false),
+            _ => {
+                return Err(ModelError::Invalid(format!(
+                    "invalid scheduler flag `{name}'"
+                )))
+            }
+        };
+        if owner.is_some_and(|o| o != k) {
+            return Err(ModelError::Invalid(format!(
+                "incompatible scheduler flag `{name}'"
+            )));
+        }
+        if hashing {
+            if fallback {
+                f.fallback = true;
+            } else {
+                f.port = true;
+            }
+        }
+    }
+    Ok(f)
+}
+
 /// Packet forwarding method of a real server (ipvsadm `-g`, `-i`, `-m`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum Forward {
     /// Direct routing ("gatewaying", `-g`): rewrite MACs only.
     #[default]
@@ -183,44 +228,48 @@ impl Forward {
 }
 
 /// What the operator asks for when adding or editing a service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ServiceSpec {
     pub key: ServiceKey,
     pub scheduler: SchedulerKind,
     /// Persistence timeout in seconds (`-p`); `None` = not persistent.
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub persistent: Option<u32>,
     /// Persistence netmask (`-M`), default 255.255.255.255.
-    #[serde(default = "full_mask")]
+    #[cfg_attr(feature = "serde", serde(default = "full_mask"))]
     pub netmask: Ipv4Addr,
     /// Scheduler flags (`-b`), e.g. "sh-port".
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub flags: Vec<String>,
 }
 
+#[cfg_attr(not(feature = "serde"), allow(dead_code))]
 fn full_mask() -> Ipv4Addr {
     Ipv4Addr::BROADCAST
 }
 
 /// What the operator asks for when adding or editing a real server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ServerSpec {
     pub addr: Ipv4Addr,
     /// Real server port; in DR mode it must equal the service port (0 = same as service).
     pub port: u16,
     pub weight: u32,
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub forward: Forward,
     /// Upper connection threshold (`-x`), 0 = none.
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub upper: u32,
     /// Lower connection threshold (`-y`), 0 = none.
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub lower: u32,
 }
 
 /// A configured real server.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct RealServer {
     pub spec: ServerSpec,
     /// Stable stats slot (reused after deletion).
@@ -230,7 +279,8 @@ pub struct RealServer {
 }
 
 /// A configured virtual service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Service {
     pub spec: ServiceSpec,
     pub slot: u32,
@@ -238,8 +288,27 @@ pub struct Service {
     pub servers: Vec<RealServer>,
 }
 
+/// The idle timeouts an operator sets (`ipvsadm --set tcp tcpfin udp`, `[timeouts]` in the
+/// configuration), in seconds. The other states' timeouts are fixed; the whole table, and the
+/// defaults (IPVS's 900 / 120 / 300), are [`crate::flow::Timeouts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields, default))]
+pub struct Timeouts {
+    pub tcp: u32,
+    pub tcp_fin: u32,
+    pub udp: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        crate::flow::Timeouts::default().settable()
+    }
+}
+
 /// A statically configured neighbour (no ARP needed for it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct StaticNeighbour {
     pub addr: Ipv4Addr,
     pub mac: [u8; 6],
@@ -364,12 +433,6 @@ impl Model {
                 spec.key.vip
             )));
         }
-        if !spec.scheduler.supported() {
-            return Err(ModelError::Unsupported(format!(
-                "scheduler '{}' is not supported yet",
-                spec.scheduler
-            )));
-        }
         if spec.key.port == 0 && spec.persistent.is_none() {
             return Err(ModelError::Invalid(
                 "Zero port specified for non-persistent service".to_string(),
@@ -382,7 +445,7 @@ impl Model {
                 spec.netmask
             )));
         }
-        crate::sched::check_flags(spec.scheduler, &spec.flags)?;
+        parse_flags(spec.scheduler, &spec.flags)?;
         Ok(())
     }
 

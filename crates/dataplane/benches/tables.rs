@@ -5,11 +5,10 @@
 //! Run: `cargo bench --bench tables -- --warm-up-time 1 --measurement-time 3`
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use rvs::api::Dataplane;
-use rvs::flow::{Entry, FlowKey, FlowState, FlowTable, Timeouts};
-use rvs::maglev;
-use rvs::model::{Forward, Model, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec};
-use rvs::snapshot::Shared;
+use rvs_dataplane::flow::{Entry, FlowKey, FlowState, FlowTable, Timeouts};
+use rvs_dataplane::maglev;
+use rvs_dataplane::model::{Forward, Model, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec};
+use rvs_dataplane::snapshot::Shared;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 

@@ -6,13 +6,13 @@
 //! -a -t 198.18.0.100:80 -r 198.18.0.11:80 -g -w 1
 //! ```
 //!
-//! Each line is one ipvsadm command line, parsed by [`crate::adm::parse_args`] so that rules files
+//! Each line is one ipvsadm command line, parsed by [`crate::grammar::parse_args`] so that rules files
 //! and `rvsadm` agree on every detail (defaults, ranges, messages). Only the commands that change
 //! the table are allowed (`-A -E -D -a -e -d -C`). Host names are not resolved here (the daemon
 //! never does DNS); port names come from /etc/services.
 
-use crate::adm::{self, Command, Names};
-use crate::model::{Forward, Model, ModelError, ServiceKey};
+use crate::grammar::{self, Command, Names};
+use rvs_dataplane::model::{Forward, Model, ModelError, ServiceKey};
 use std::fmt;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -70,7 +70,7 @@ pub fn parse(text: &str) -> Result<Vec<Rule>, RuleError> {
                 });
             }
         }
-        let cmd = adm::parse_args(&w, Names::NumericHosts).map_err(|e| RuleError {
+        let cmd = grammar::parse_args(&w, Names::NumericHosts).map_err(|e| RuleError {
             line: line_no,
             msg: e.msg,
         })?;
@@ -122,7 +122,7 @@ pub fn apply_command(model: &mut Model, cmd: &Command) -> Result<(), String> {
 }
 
 /// Apply rules in order to `model`. On error the model may be partly changed: callers apply to a
-/// clone (all-or-nothing), as [`crate::control::Control`] does.
+/// clone (all-or-nothing), as [`crate::server::Control`] does.
 pub fn apply(model: &mut Model, rules: &[Rule]) -> Result<usize, RuleError> {
     for r in rules {
         apply_command(model, &r.cmd).map_err(|msg| RuleError { line: r.line, msg })?;
@@ -132,8 +132,8 @@ pub fn apply(model: &mut Model, rules: &[Rule]) -> Result<usize, RuleError> {
 
 fn svc_arg(k: &ServiceKey) -> String {
     let p = match k.proto {
-        crate::model::Protocol::Tcp => "-t",
-        crate::model::Protocol::Udp => "-u",
+        rvs_dataplane::model::Protocol::Tcp => "-t",
+        rvs_dataplane::model::Protocol::Udp => "-u",
     };
     format!("{p} {}:{}", k.vip, k.port)
 }
@@ -248,7 +248,7 @@ pub fn emit(model: &Model, sort: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Protocol, SchedulerKind, ServerSpec, ServiceSpec};
+    use rvs_dataplane::model::{Protocol, SchedulerKind, ServerSpec, ServiceSpec};
 
     const LAB: &str = "\
 # lab rules

@@ -26,66 +26,9 @@
 
 use crate::flow::FlowKey;
 use crate::maglev;
-use crate::model::{self, ModelError, SchedulerKind, ServerSpec};
+use crate::model::{self, parse_flags, Flags, SchedulerKind, ServerSpec};
 use crate::snapshot::{Service, Snapshot};
 use crate::stats::StatsRegistry;
-
-/// Whether the dataplane implements `k`: every ipvsadm scheduler is implemented.
-pub fn supported(k: SchedulerKind) -> bool {
-    SchedulerKind::ALL.contains(&k)
-}
-
-/// Scheduler flags (`-b`) as they affect selection.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Flags {
-    /// sh-fallback / mh-fallback (flag-1): when the hashed server has weight 0 or is
-    /// overloaded, try others instead of giving up.
-    pub fallback: bool,
-    /// sh-port / mh-port (flag-2): hash the source port with the source address.
-    pub port: bool,
-}
-
-/// Parse scheduler flags for `k` (each string may hold several, comma separated), with
-/// ipvsadm's names and messages: `sh-fallback`, `sh-port` for sh, `mh-fallback`, `mh-port` for
-/// mh, and the generic `flag-1`, `flag-2`, `flag-3` (meaning fallback, port, nothing).
-pub fn parse_flags(k: SchedulerKind, flags: &[String]) -> Result<Flags, ModelError> {
-    let mut f = Flags::default();
-    let hashing = matches!(k, SchedulerKind::Sh | SchedulerKind::Mh);
-    for name in flags.iter().flat_map(|s| s.split(',')).map(str::trim) {
-        let (owner, fallback) = match name {
-            "" | "flag-3" => continue,
-            "flag-1" => (None, true),
-            "flag-2" => (None, false),
-            "sh-fallback" => (Some(SchedulerKind::Sh), true),
-            "sh-port" => (Some(SchedulerKind::Sh), false),
-            "mh-fallback" => (Some(SchedulerKind::Mh), true),
-            "mh-port" => (Some(SchedulerKind::Mh), false),
-            _ => {
-                return Err(ModelError::Invalid(format!(
-                    "invalid scheduler flag `{name}'"
-                )))
-            }
-        };
-        if owner.is_some_and(|o| o != k) {
-            return Err(ModelError::Invalid(format!(
-                "incompatible scheduler flag `{name}'"
-            )));
-        }
-        if hashing {
-            if fallback {
-                f.fallback = true;
-            } else {
-                f.port = true;
-            }
-        }
-    }
-    Ok(f)
-}
-
-/// Validate scheduler flags (`-b`) for `k`.
-pub fn check_flags(k: SchedulerKind, flags: &[String]) -> Result<(), ModelError> {
-    parse_flags(k, flags).map(|_| ())
-}
 
 fn gcd(mut a: u32, mut b: u32) -> u32 {
     while b != 0 {
@@ -897,7 +840,7 @@ fn lblcr<L: Loads + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Forward, Model, Protocol, ServiceKey, ServiceSpec};
+    use crate::model::{Forward, Model, ModelError, Protocol, ServiceKey, ServiceSpec};
     use crate::neigh::NeighTable;
     use crate::stats::bump;
     use proptest::prelude::*;
@@ -1414,8 +1357,7 @@ mod tests {
 
     #[test]
     fn flags_and_support() {
-        assert!(SchedulerKind::ALL.iter().all(|&k| supported(k)));
-        assert!(check_flags(SchedulerKind::Rr, &[]).is_ok());
+        assert!(parse_flags(SchedulerKind::Rr, &[]).is_ok());
         let f =
             |k, v: &[&str]| parse_flags(k, &v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         assert_eq!(

@@ -7,8 +7,8 @@
 //! snapshot in a retire list until all workers have moved past it, so the last reference to a
 //! snapshot is always dropped on the control thread and a worker never frees memory.
 
-use crate::api::{
-    ConnEntry, Counters, Dataplane, NeighState, PublishError, ServerStats, ServiceStats,
+use crate::report::{
+    ConnEntry, Counters, NeighState, PublishError, ServerStats, ServiceStats,
     StatsReport, WorkerStats,
 };
 use crate::flow::{FlowState, FlowStore, FlowTable, Timeouts};
@@ -148,7 +148,7 @@ fn pack_key(proto: u8, vip: u32, port: u16) -> u64 {
 }
 
 /// The immutable picture the workers forward by.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Snapshot {
     pub epoch: u64,
     pub services: Vec<Service>,
@@ -305,8 +305,6 @@ struct Control {
     svc_base: Vec<(u32, Counters)>,
     rs_base: Vec<(u32, Counters)>,
     statics: Vec<Ipv4Addr>,
-    /// The last published model (to republish when only settings change).
-    model: Option<Model>,
     timeouts: Timeouts,
     expire_nodest_conn: bool,
     /// Each worker's flow table storage, for connection listings.
@@ -397,28 +395,24 @@ impl Shared {
             let mut c = self.lock();
             c.timeouts = timeouts;
             c.expire_nodest_conn = expire_nodest_conn;
-            match c.model.clone() {
-                // Already published: republish the same model with the new settings (a failure
-                // here would have failed the first time too).
-                Some(m) => {
-                    let _ = self.publish_locked(&mut c, &m);
-                }
-                None => {
-                    let mut first = Snapshot::empty(
-                        self.max_servers,
-                        self.port_mac,
-                        self.dip,
-                        self.dip_netmask,
-                    );
-                    first.timeouts = timeouts;
-                    first.expire_nodest_conn = expire_nodest_conn;
-                    first.epoch = self.epoch.load(Relaxed);
-                    let old = self.current.swap(Arc::new(first));
-                    c.retired.push(old);
-                }
-            }
+            self.republish_settings_locked(&mut c, false);
         }
         self
+    }
+
+    /// Publish the current picture again with the settings in `c` (timeouts,
+    /// `expire_nodest_conn`): a copy of the snapshot, so nothing of the model is kept here.
+    /// `bump`: under a new epoch (workers running), else in place of the current one.
+    fn republish_settings_locked(&self, c: &mut Control, bump: bool) {
+        let mut next = Snapshot::clone(&self.load());
+        next.timeouts = c.timeouts;
+        next.expire_nodest_conn = c.expire_nodest_conn;
+        let epoch = self.epoch.load(Relaxed) + u64::from(bump);
+        next.epoch = epoch;
+        let old = self.current.swap(Arc::new(next));
+        self.epoch.store(epoch, Release);
+        c.retired.push(old);
+        self.reclaim_locked(c);
     }
 
     /// Worker `w` makes its flow table storage readable for connection listings.
@@ -557,7 +551,6 @@ impl Shared {
         self.epoch.store(epoch, Release);
         c.retired.push(old);
         self.reclaim_locked(c);
-        c.model = Some(model.clone());
         Ok(())
     }
 
@@ -584,42 +577,29 @@ impl Shared {
     }
 }
 
-impl Dataplane for Shared {
-    fn publish(&self, model: &Model) -> Result<(), PublishError> {
+/// What the control plane asks of the dataplane (the daemon answers the control crate's
+/// `Dataplane` trait with these).
+impl Shared {
+    /// Build an immutable snapshot of `model` and hand it to every worker.
+    pub fn publish(&self, model: &Model) -> Result<(), PublishError> {
         let mut c = self.lock();
         self.publish_locked(&mut c, model)
     }
 
-    fn set_timeouts(&self, t: crate::config::Timeouts) -> Result<(), PublishError> {
+    /// Change the TCP established, TCP FIN_WAIT and UDP timeouts (`ipvsadm --set`; the values
+    /// are final: the caller resolves "0 = unchanged"). Takes effect with the next burst.
+    pub fn set_timeouts(&self, t: crate::model::Timeouts) {
         let mut c = self.lock();
-        let old = c.timeouts;
-        c.timeouts = Timeouts {
-            tcp: t.tcp,
-            tcp_fin: t.tcp_fin,
-            udp: t.udp,
-            ..old
-        };
-        let model = c
-            .model
-            .clone()
-            .unwrap_or_else(|| Model::new(self.max_services as u32, self.max_servers as u32));
-        let r = self.publish_locked(&mut c, &model);
-        if r.is_err() {
-            c.timeouts = old;
-        }
-        r
+        c.timeouts = c.timeouts.with_settable(t);
+        self.republish_settings_locked(&mut c, true);
     }
 
-    fn timeouts(&self) -> Option<crate::config::Timeouts> {
-        let t = self.lock().timeouts;
-        Some(crate::config::Timeouts {
-            tcp: t.tcp,
-            tcp_fin: t.tcp_fin,
-            udp: t.udp,
-        })
+    /// The timeouts in force.
+    pub fn timeouts(&self) -> crate::model::Timeouts {
+        self.lock().timeouts.settable()
     }
 
-    fn connections(&self, limit: usize) -> Vec<ConnEntry> {
+    pub fn connections(&self, limit: usize) -> Vec<ConnEntry> {
         let stores: Vec<Arc<FlowStore>> = self.lock().flows.iter().flatten().cloned().collect();
         let snap = self.load();
         let now = self.now_s();
@@ -705,7 +685,7 @@ impl Dataplane for Shared {
         out
     }
 
-    fn stats(&self, model: &Model) -> StatsReport {
+    pub fn stats(&self, model: &Model) -> StatsReport {
         let mut c = self.lock();
         // Also a good moment to free snapshots every worker has left behind.
         self.reclaim_locked(&mut c);
@@ -768,11 +748,11 @@ impl Dataplane for Shared {
         rep
     }
 
-    fn neighbour(&self, addr: Ipv4Addr) -> NeighState {
+    pub fn neighbour(&self, addr: Ipv4Addr) -> NeighState {
         self.neigh.state(addr, self.clock_ms())
     }
 
-    fn zero(&self, model: &Model) {
+    pub fn zero(&self, model: &Model) {
         let mut c = self.lock();
         for svc in model.services() {
             let cur = self.stats.service(svc.slot as usize);
@@ -958,12 +938,11 @@ mod tests {
         assert_eq!((s.epoch, s.services.len()), (2, 3));
         assert_eq!(s.services[1].persistent, Some(300));
         assert_eq!(s.services[1].netmask, u32::MAX);
-        sh.set_timeouts(crate::config::Timeouts {
+        sh.set_timeouts(crate::model::Timeouts {
             tcp: 1,
             tcp_fin: 2,
             udp: 3,
-        })
-        .unwrap();
+        });
         let s = sh.load();
         assert_eq!(
             (s.timeouts.tcp, s.timeouts.tcp_fin, s.timeouts.udp),

@@ -10,14 +10,13 @@
 //! the change; the message is ipvsadm's where one exists, e.g. "Service already exists") and
 //! [`ERR_PUBLISH`] (the dataplane could not take the new snapshot).
 
-use crate::api::{Counters, Dataplane, MacAddr, NeighState};
-use crate::config::Timeouts;
-use crate::model::{
-    Forward, Model, ModelError, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec,
-    StaticNeighbour, MAX_WEIGHT,
-};
+use crate::proto::*;
 use crate::rules;
-use serde::{Deserialize, Serialize};
+use rvs_dataplane::model::{
+    Forward, Model, ModelError, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec,
+    StaticNeighbour, Timeouts, MAX_WEIGHT,
+};
+use rvs_dataplane::report::{Counters, MacAddr};
 use serde_json::{json, Map, Value};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::Ipv4Addr;
@@ -27,75 +26,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-
-pub const ERR_PARSE: i64 = -32700;
-pub const ERR_INVALID_REQUEST: i64 = -32600;
-pub const ERR_METHOD: i64 = -32601;
-pub const ERR_PARAMS: i64 = -32602;
-pub const ERR_INTERNAL: i64 = -32603;
-/// The model refused the change (ipvsadm's message in `message`).
-pub const ERR_REFUSED: i64 = 1;
-/// The dataplane could not publish the new snapshot; nothing changed.
-pub const ERR_PUBLISH: i64 = 2;
-
-/// Longest request line accepted on the socket (rules texts can be long).
-pub const MAX_LINE: usize = 16 * 1024 * 1024;
-/// Clients served at the same time.
-pub const MAX_CLIENTS: usize = 32;
-/// Entries `connections` returns without a `limit`, and the largest `limit` accepted.
-pub const DEFAULT_CONNECTIONS: usize = 100_000;
-pub const MAX_CONNECTIONS: usize = 10_000_000;
-
-/// A real server as `list` reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListedServer {
-    pub addr: Ipv4Addr,
-    pub port: u16,
-    pub weight: u32,
-    pub forward: Forward,
-    pub upper: u32,
-    pub lower: u32,
-    pub active_conns: u64,
-    pub inactive_conns: u64,
-    /// Live persistence templates naming this server (`--persistent-conn`).
-    #[serde(default)]
-    pub persistent_conns: u64,
-    pub counters: Counters,
-    pub neighbour: NeighState,
-}
-
-/// A virtual service as `list` reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListedService {
-    pub proto: Protocol,
-    pub vip: Ipv4Addr,
-    pub port: u16,
-    pub scheduler: SchedulerKind,
-    pub persistent: Option<u32>,
-    pub netmask: Ipv4Addr,
-    pub flags: Vec<String>,
-    pub counters: Counters,
-    pub servers: Vec<ListedServer>,
-}
-
-impl ListedService {
-    pub fn key(&self) -> ServiceKey {
-        ServiceKey {
-            proto: self.proto,
-            vip: self.vip,
-            port: self.port,
-        }
-    }
-}
-
-/// The `list` result.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListReply {
-    pub services: Vec<ListedService>,
-}
 
 /// A JSON-RPC error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,8 +53,8 @@ impl RpcError {
 pub struct Control {
     model: Mutex<Model>,
     dp: Arc<dyn Dataplane>,
-    /// The timeouts reported when the dataplane does not keep them.
-    timeouts: Mutex<Timeouts>,
+    /// What `version` reports: the daemon's name, version and commit.
+    build: Build,
 }
 
 fn lock(m: &Mutex<Model>) -> MutexGuard<'_, Model> {
@@ -140,21 +70,14 @@ impl Control {
         Control {
             model: Mutex::new(model),
             dp,
-            timeouts: Mutex::new(Timeouts::default()),
+            build: Build::default(),
         }
     }
 
-    /// The flow timeouts the daemon runs with (reported by `timeouts`, `rvsadm -L --timeout`).
-    pub fn with_timeouts(self, t: Timeouts) -> Self {
-        *self.timeouts.lock().unwrap_or_else(|p| p.into_inner()) = t;
+    /// What `version` reports (the daemon passes its own name, version and commit).
+    pub fn with_build(mut self, build: Build) -> Self {
+        self.build = build;
         self
-    }
-
-    /// The timeouts in force: the dataplane's, else the configured copy.
-    fn current_timeouts(&self) -> Timeouts {
-        self.dp
-            .timeouts()
-            .unwrap_or_else(|| *self.timeouts.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// A copy of the current model.
@@ -245,11 +168,8 @@ impl Control {
         match method {
             "version" => {
                 fields(p, &[])?;
-                Ok(json!({
-                    "name": env!("CARGO_PKG_NAME"),
-                    "version": env!("CARGO_PKG_VERSION"),
-                    "commit": env!("RVS_GIT_COMMIT"),
-                }))
+                serde_json::to_value(self.build)
+                    .map_err(|e| RpcError::new(ERR_INTERNAL, e.to_string()))
             }
             "service.add" | "service.edit" => {
                 let spec = service_spec(p)?;
@@ -380,7 +300,7 @@ impl Control {
             }
             "timeouts" => {
                 fields(p, &[])?;
-                serde_json::to_value(self.current_timeouts())
+                serde_json::to_value(self.dp.timeouts())
                     .map_err(|e| RpcError::new(ERR_INTERNAL, e.to_string()))
             }
             "timeouts.set" => {
@@ -388,12 +308,12 @@ impl Control {
                 fields(p, &["tcp", "tcp_fin", "udp"])?;
                 let mut v = [0u32; 3];
                 for (i, k) in ["tcp", "tcp_fin", "udp"].iter().enumerate() {
-                    v[i] = uint(p, k, 0, u64::from(crate::adm::MAX_TIMEOUT))?
+                    v[i] = uint(p, k, 0, u64::from(MAX_TIMEOUT))?
                         .ok_or_else(|| missing(k))? as u32;
                 }
                 // Serialised with the model changes, so two --set never interleave.
                 let _guard = lock(&self.model);
-                let cur = self.current_timeouts();
+                let cur = self.dp.timeouts();
                 let pick = |new: u32, old: u32| if new == 0 { old } else { new };
                 let next = Timeouts {
                     tcp: pick(v[0], cur.tcp),
@@ -403,7 +323,6 @@ impl Control {
                 self.dp.set_timeouts(next).map_err(|e| {
                     RpcError::new(ERR_PUBLISH, format!("dataplane refused the change: {e}"))
                 })?;
-                *self.timeouts.lock().unwrap_or_else(|p| p.into_inner()) = next;
                 serde_json::to_value(next).map_err(|e| RpcError::new(ERR_INTERNAL, e.to_string()))
             }
             "connections" => {
@@ -610,12 +529,12 @@ fn service_spec(p: &Params) -> Result<ServiceSpec, RpcError> {
         ],
     )?;
     let key = service_key(p)?;
-    let sched = string(p, "scheduler")?.unwrap_or(crate::adm::DEFAULT_SCHEDULER);
+    let sched = string(p, "scheduler")?.unwrap_or(DEFAULT_SCHEDULER);
     let scheduler: SchedulerKind = sched
         .parse()
         .map_err(|e: ModelError| RpcError::params(format!("scheduler: {e}")))?;
     let persistent =
-        uint(p, "persistent", 1, u64::from(crate::adm::MAX_TIMEOUT))?.map(|v| v as u32);
+        uint(p, "persistent", 1, u64::from(MAX_TIMEOUT))?.map(|v| v as u32);
     let netmask = ipv4(p, "netmask")?.unwrap_or(Ipv4Addr::BROADCAST);
     let flags = match p.get("flags") {
         None | Some(Value::Null) => Vec::new(),
@@ -833,11 +752,13 @@ fn serve_client(stream: UnixStream, control: &Control, stop: &AtomicBool) {
     }
 }
 
-/// A fake dataplane for tests (here and in `adm`): records publishes, can be told to fail.
-#[cfg(test)]
-pub(crate) mod testing {
-    use crate::api::*;
-    use crate::model::{Model, ServiceKey};
+/// A fake dataplane for tests (here and in `rvsadm`, through the `testing` feature): records
+/// publishes, can be told to fail.
+#[cfg(any(test, feature = "testing"))]
+pub mod testing {
+    use crate::proto::Dataplane;
+    use rvs_dataplane::model::{Model, ServiceKey, Timeouts};
+    use rvs_dataplane::report::*;
     use std::net::Ipv4Addr;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Mutex;
@@ -849,8 +770,8 @@ pub(crate) mod testing {
         pub zeroed: Mutex<Vec<Vec<ServiceKey>>>,
         /// Packets per service/server reported by `stats` (grows by 1000 per call).
         pub calls: Mutex<u64>,
-        /// Timeouts taken by `set_timeouts` (`None`: never set, `timeouts` reports `None`).
-        pub timeouts: Mutex<Option<crate::config::Timeouts>>,
+        /// Timeouts in force (IPVS's defaults until `set_timeouts`).
+        pub timeouts: Mutex<Timeouts>,
         /// What `connections` reports.
         pub conns: Mutex<Vec<ConnEntry>>,
     }
@@ -921,14 +842,14 @@ pub(crate) mod testing {
                 .unwrap()
                 .push(model.services().iter().map(|s| s.spec.key).collect());
         }
-        fn set_timeouts(&self, t: crate::config::Timeouts) -> Result<(), PublishError> {
+        fn set_timeouts(&self, t: Timeouts) -> Result<(), PublishError> {
             if self.fail.load(Ordering::SeqCst) {
                 return Err(PublishError::Other("refused".into()));
             }
-            *self.timeouts.lock().unwrap() = Some(t);
+            *self.timeouts.lock().unwrap() = t;
             Ok(())
         }
-        fn timeouts(&self) -> Option<crate::config::Timeouts> {
+        fn timeouts(&self) -> Timeouts {
             *self.timeouts.lock().unwrap()
         }
         fn connections(&self, limit: usize) -> Vec<ConnEntry> {
@@ -941,8 +862,9 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::testing::FakeDataplane;
+    use rvs_dataplane::report::NeighState;
     use super::*;
-    use crate::api::ConnEntry;
+    use rvs_dataplane::report::ConnEntry;
     use proptest::prelude::*;
 
     fn setup() -> (Control, Arc<FakeDataplane>) {
@@ -1003,7 +925,17 @@ mod tests {
         let (c, _) = setup();
         let v = ok(&c, "version", json!({}));
         assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
-        assert_eq!(v["commit"], env!("RVS_GIT_COMMIT"));
+        assert_eq!(v["commit"], "unknown");
+        let c = c.with_build(Build {
+            name: "rvs",
+            version: "9.8.7",
+            commit: "abc123",
+        });
+        let v = ok(&c, "version", json!({}));
+        assert_eq!(
+            v,
+            json!({"name": "rvs", "version": "9.8.7", "commit": "abc123"})
+        );
         assert_eq!(err(&c, "version", json!({"x": 1})).0, ERR_PARAMS);
     }
 
@@ -1111,7 +1043,7 @@ mod tests {
         assert_eq!(
             ok(&c, "timeouts", json!({})),
             json!({"tcp": 900, "tcp_fin": 120, "udp": 300}),
-            "the dataplane keeps none: the configured copy"
+            "the dataplane's, IPVS's defaults"
         );
         assert_eq!(
             ok(
@@ -1123,11 +1055,11 @@ mod tests {
         );
         assert_eq!(
             *dp.timeouts.lock().unwrap(),
-            Some(Timeouts {
+            Timeouts {
                 tcp: 60,
                 tcp_fin: 120,
                 udp: 30
-            })
+            }
         );
         assert_eq!(
             ok(&c, "timeouts", json!({})),
@@ -1360,11 +1292,12 @@ mod tests {
     #[test]
     fn stats_zero_neighbours_timeouts() {
         let dp = Arc::new(FakeDataplane::default());
-        let c = Control::new(Model::new(8, 8), dp.clone()).with_timeouts(Timeouts {
+        *dp.timeouts.lock().unwrap() = Timeouts {
             tcp: 1,
             tcp_fin: 2,
             udp: 3,
-        });
+        };
+        let c = Control::new(Model::new(8, 8), dp.clone());
         lab(&c);
         ok(
             &c,

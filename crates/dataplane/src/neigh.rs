@@ -6,7 +6,7 @@
 //! just marked unused (no ARP requests for it). Workers confirm entries from ARP replies; the ARP
 //! worker lists the addresses due for a request. Nothing here allocates after `new`.
 
-use crate::api::{MacAddr, NeighState};
+use crate::report::{MacAddr, NeighState};
 use crate::wire::arp::{build_frame, Operation};
 use crate::wire::ethernet;
 use std::net::Ipv4Addr;

@@ -1063,7 +1063,7 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Dataplane, NeighState};
+    use crate::report::NeighState;
     use crate::model::{
         Forward, Model, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec,
     };
@@ -1404,7 +1404,7 @@ mod tests {
         w.refresh();
         let r = sh.stats(&m);
         let rs3 = &r.services[0].servers[1];
-        assert_eq!(rs3.counters, crate::api::Counters::default());
+        assert_eq!(rs3.counters, crate::report::Counters::default());
         assert_eq!((rs3.active_conns, rs3.inactive_conns), (0, 0));
         let mut f = ack(0);
         assert_eq!(
@@ -1465,7 +1465,7 @@ mod tests {
         w.refresh();
         let r = sh.stats(&m);
         let rs3 = &r.services[0].servers[1];
-        assert_eq!(rs3.counters, crate::api::Counters::default());
+        assert_eq!(rs3.counters, crate::report::Counters::default());
         assert_eq!((rs3.active_conns, rs3.inactive_conns), (0, 0));
     }
 
@@ -1704,20 +1704,19 @@ mod tests {
         let (sh, m, mut w) = setup(SchedulerKind::Rr, 1, 0);
         send(&mut w, &mut syn(1), 0);
         send(&mut w, &mut ack(1), 0);
-        assert_eq!(sh.timeouts().unwrap().tcp, 900);
-        sh.set_timeouts(crate::config::Timeouts {
+        assert_eq!(sh.timeouts().tcp, 900);
+        sh.set_timeouts(crate::model::Timeouts {
             tcp: 5,
             tcp_fin: 7,
             udp: 9,
-        })
-        .unwrap();
+        });
         assert_eq!(
             sh.timeouts(),
-            Some(crate::config::Timeouts {
+            crate::model::Timeouts {
                 tcp: 5,
                 tcp_fin: 7,
                 udp: 9
-            })
+            }
         );
         assert_eq!(w.snapshot().timeouts.tcp, 900, "not yet picked up");
         w.refresh();

@@ -1,7 +1,7 @@
-//! `rvsadm`: ipvsadm's command language for the rvs director. See `rvs::adm`.
+//! `rvsadm`: ipvsadm's command language for the rvs director. See the `rvsadm` library.
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let code = rvs::adm::run(
+    let code = rvsadm::run(
         &args,
         std::env::var("RVS_SOCKET").ok(),
         &mut std::io::stdin().lock(),

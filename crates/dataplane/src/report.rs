@@ -1,16 +1,14 @@
-//! The seam between the control plane (socket, `rvsadm`) and the dataplane (workers).
-//!
-//! The control thread owns the [`Model`]; after every accepted change it asks
-//! the dataplane to publish a new snapshot. It reads counters and neighbour state through the same
-//! trait, so the control protocol can be tested against a fake dataplane without DPDK.
+//! What the dataplane reports: counters, neighbour state, connections, and the snapshot
+//! publication's errors. Plain data; with the `serde` feature (which the control crate turns on)
+//! these are also the control protocol's reply types, one definition for server and client.
 
-use crate::model::{Model, ServiceKey};
-use serde::{Deserialize, Serialize};
+use crate::model::ServiceKey;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 /// Packet/byte/connection counters as ipvsadm `--stats` shows them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Counters {
     /// Connections scheduled (new flows).
     pub conns: u64,
@@ -29,8 +27,9 @@ impl Counters {
 }
 
 /// Neighbour (ARP) state of a real server address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "state", rename_all = "lowercase"))]
 pub enum NeighState {
     /// Never resolved, or the last resolution timed out.
     Incomplete,
@@ -77,20 +76,23 @@ impl std::str::FromStr for MacAddr {
     }
 }
 
-impl Serialize for MacAddr {
+#[cfg(feature = "serde")]
+impl serde::Serialize for MacAddr {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
     }
 }
 
-impl<'de> Deserialize<'de> for MacAddr {
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for MacAddr {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
+        let s = <String as serde::Deserialize>::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ServerStats {
     pub addr: Ipv4Addr,
     pub port: u16,
@@ -100,18 +102,20 @@ pub struct ServerStats {
     /// Other flows (SYN_RECV, FIN_WAIT, ...) across all workers.
     pub inactive_conns: u64,
     /// Live persistence templates naming this server (ipvsadm's PersistConn).
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub persistent_conns: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ServiceStats {
     pub key: ServiceKey,
     pub counters: Counters,
     pub servers: Vec<ServerStats>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct WorkerStats {
     pub worker: u32,
     pub lcore: u32,
@@ -127,7 +131,8 @@ pub struct WorkerStats {
 }
 
 /// Counters the NIC (or virtual device) keeps, from `rte_eth_stats_get`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PortStats {
     pub ipackets: u64,
     pub opackets: u64,
@@ -139,7 +144,8 @@ pub struct PortStats {
     pub rx_nombuf: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct StatsReport {
     pub port: PortStats,
     pub workers: Vec<WorkerStats>,
@@ -159,7 +165,8 @@ pub enum PublishError {
 
 /// One line of `ipvsadm -L -c`: a connection, or a persistence template (`template`, state
 /// "NONE", client port 0, client address masked by the service netmask).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ConnEntry {
     pub proto: crate::model::Protocol,
     /// Seconds until the entry expires if idle.
@@ -172,36 +179,6 @@ pub struct ConnEntry {
     pub vport: u16,
     pub rs: Ipv4Addr,
     pub rport: u16,
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub template: bool,
-}
-
-/// What the control plane needs from the dataplane.
-pub trait Dataplane: Send + Sync {
-    /// Build an immutable snapshot of `model` and hand it to every worker.
-    fn publish(&self, model: &Model) -> Result<(), PublishError>;
-    /// Counters summed over workers, per service and real server of `model`.
-    fn stats(&self, model: &Model) -> StatsReport;
-    /// Neighbour state of a real server address.
-    fn neighbour(&self, addr: Ipv4Addr) -> NeighState;
-    /// Zero the service and real server counters (`ipvsadm -Z`).
-    fn zero(&self, model: &Model);
-    /// Change the TCP established, TCP FIN_WAIT and UDP timeouts (`ipvsadm --set`; the values
-    /// are final: the caller resolves "0 = unchanged"). Takes effect without restart.
-    fn set_timeouts(&self, t: crate::config::Timeouts) -> Result<(), PublishError> {
-        let _ = t;
-        Err(PublishError::Other(
-            "this dataplane cannot change timeouts at run time".to_string(),
-        ))
-    }
-    /// The timeouts in force, if the dataplane keeps them (else the control plane reports its
-    /// own copy).
-    fn timeouts(&self) -> Option<crate::config::Timeouts> {
-        None
-    }
-    /// Up to `limit` connections and persistence templates (`ipvsadm -L -c`).
-    fn connections(&self, limit: usize) -> Vec<ConnEntry> {
-        let _ = limit;
-        Vec::new()
-    }
 }

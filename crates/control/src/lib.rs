@@ -1,0 +1,19 @@
+//! rvs's control plane, without DPDK: what the daemon's control socket speaks and how it changes
+//! the dataplane.
+//!
+//! - [`proto`]: the protocol shared by server and client: error codes, defaults, reply types,
+//!   and the [`proto::Dataplane`] trait the server publishes to.
+//! - [`grammar`]: ipvsadm's command-line grammar (`rvsadm`'s, and each line of a rules file).
+//! - [`rules`]: `ipvsadm -S` rules: saving the model as text, restoring it all-or-nothing.
+//! - [`server`]: the JSON-RPC 2.0 server on a Unix socket, owning the [`Model`].
+//!
+//! The model itself (services, real servers, their validation) is the dataplane crate's
+//! [`rvs_dataplane::model`]: the snapshot the workers forward by is a picture of it.
+#![forbid(unsafe_code)]
+
+pub mod grammar;
+pub mod proto;
+pub mod rules;
+pub mod server;
+
+pub use rvs_dataplane::model::Model;
