@@ -14,7 +14,8 @@
 //!
 //! Relative paths (`rules.file`) are taken relative to the working directory of the daemon.
 
-use crate::api::MacAddr;
+use rvs_dataplane::model::Timeouts;
+use rvs_dataplane::report::MacAddr;
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -133,25 +134,6 @@ impl Default for TablesConfig {
     }
 }
 
-/// `[timeouts]`: flow idle timeouts in seconds (IPVS defaults: 900 / 120 / 300).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Timeouts {
-    pub tcp: u32,
-    pub tcp_fin: u32,
-    pub udp: u32,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts {
-            tcp: 900,
-            tcp_fin: 120,
-            udp: 300,
-        }
-    }
-}
-
 /// `[dataplane]`: forwarding behaviour.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -172,7 +154,7 @@ pub struct ControlConfig {
 impl Default for ControlConfig {
     fn default() -> Self {
         ControlConfig {
-            socket: PathBuf::from(crate::adm::DEFAULT_SOCKET),
+            socket: PathBuf::from(rvs_control::proto::DEFAULT_SOCKET),
         }
     }
 }
@@ -325,7 +307,7 @@ impl Config {
                 return Err(invalid(key, format!("{v} is out of range 1..={max}")));
             }
         }
-        let max_t = crate::adm::MAX_TIMEOUT;
+        let max_t = rvs_control::proto::MAX_TIMEOUT;
         for (key, v) in [
             ("timeouts.tcp", self.timeouts.tcp),
             ("timeouts.tcp_fin", self.timeouts.tcp_fin),
@@ -566,7 +548,7 @@ mac = "02:00:00:00:00:11"
         assert!(lab.eal.args.iter().any(|a| a.contains("iface=veth0")));
         let rules = lab.rules.file.as_ref().unwrap();
         let text = std::fs::read_to_string(root.join(rules)).unwrap();
-        assert_eq!(crate::rules::parse(&text).unwrap().len(), 3);
+        assert_eq!(rvs_control::rules::parse(&text).unwrap().len(), 3);
         let bm = Config::load(root.join("configs/baremetal.toml")).unwrap();
         assert_eq!(bm.workers.lcores.len(), 2);
         assert!(bm.eal.args.iter().any(|a| a == "0000:03:00.0"));

@@ -18,7 +18,7 @@
 //! Fast path (`Queue::rx_burst`, `Queue::tx_burst`, `Burst`, `MbufRef`): no allocation, no lock,
 //! no syscall, no panic.
 
-use crate::api::PortStats;
+use rvs_dataplane::report::PortStats;
 use dpdk_sys as sys;
 use std::collections::BTreeMap;
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
@@ -1380,26 +1380,6 @@ impl Drop for Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hugepage_advice_covers_whole_huge_pages_only() {
-        // Less than one aligned huge page: nothing to advise.
-        let mut small = vec![0u8; 4096];
-        assert!(!advise_hugepages(&mut small[..]));
-        let mut empty: [u64; 0] = [];
-        assert!(!advise_hugepages(&mut empty[..]));
-        // 8 MiB reserved: at least three whole huge pages inside; accepted when THP is usable.
-        let mut big: Vec<u64> = Vec::with_capacity(1 << 20);
-        let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
-            .map(|s| !s.contains("[never]"))
-            .unwrap_or(false);
-        assert_eq!(advise_hugepages(big.spare_capacity_mut()), thp);
-        big.resize(1 << 20, 7);
-        assert!(big.iter().all(|&x| x == 7));
-        // prefetch is only a hint
-        prefetch(&big[12345]);
-        prefetch(&());
-    }
 
     #[test]
     fn empty_burst_behaves() {

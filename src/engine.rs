@@ -6,15 +6,15 @@
 //! expiry, ARP requests). Workers pick up new snapshots between bursts; they never lock, allocate
 //! or make a syscall on this path.
 
-use crate::api::{self, Dataplane, NeighState, PublishError, StatsReport};
+use crate::adapter::Adapter;
 use crate::config::Config;
-use crate::control::{self, Control};
 use crate::dpdk::{self, Burst, Eal, LcoreId, Mempool, Port, PortConfig, PortId, Queue, BURST};
-use crate::flow::Timeouts;
-use crate::model::{Model, StaticNeighbour};
-use crate::pipeline::{DropReason, Frames, Verdict, Worker, WorkerConfig};
-use crate::snapshot::Shared;
-use std::net::Ipv4Addr;
+use rvs_control::server::{self as control, Control};
+use rvs_dataplane::flow::Timeouts;
+use rvs_dataplane::model::{Model, StaticNeighbour};
+use rvs_dataplane::pipeline::{DropReason, Frames, Verdict, Worker, WorkerConfig};
+use rvs_dataplane::report::PublishError;
+use rvs_dataplane::snapshot::Shared;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -42,38 +42,6 @@ pub enum EngineError {
 pub struct Overrides {
     pub socket: Option<PathBuf>,
     pub rules: Option<PathBuf>,
-}
-
-/// The dataplane as the control thread sees it: the shared snapshot state plus port counters.
-struct EngineDataplane {
-    shared: Arc<Shared>,
-    port: PortId,
-}
-
-impl Dataplane for EngineDataplane {
-    fn publish(&self, model: &Model) -> Result<(), PublishError> {
-        self.shared.publish(model)
-    }
-    fn stats(&self, model: &Model) -> StatsReport {
-        let mut r = self.shared.stats(model);
-        r.port = dpdk::port_stats(self.port);
-        r
-    }
-    fn neighbour(&self, addr: Ipv4Addr) -> NeighState {
-        self.shared.neighbour(addr)
-    }
-    fn zero(&self, model: &Model) {
-        self.shared.zero(model)
-    }
-    fn set_timeouts(&self, t: crate::config::Timeouts) -> Result<(), PublishError> {
-        self.shared.set_timeouts(t)
-    }
-    fn timeouts(&self) -> Option<crate::config::Timeouts> {
-        self.shared.timeouts()
-    }
-    fn connections(&self, limit: usize) -> Vec<api::ConnEntry> {
-        self.shared.connections(limit)
-    }
 }
 
 /// Start everything described by `cfg` and run until SIGINT/SIGTERM.
@@ -132,7 +100,7 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
     tracing::info!(
         port = cfg.port.id,
         driver = %port.driver_name(),
-        mac = %api::MacAddr(mac),
+        mac = %rvs_dataplane::report::MacAddr(mac),
         queues = nq,
         mbufs = n_mbufs,
         "port started"
@@ -150,12 +118,7 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
         )
         .with_persistence(cfg.tables.persistence as usize)
         .with_settings(
-            Timeouts {
-                tcp: cfg.timeouts.tcp,
-                tcp_fin: cfg.timeouts.tcp_fin,
-                udp: cfg.timeouts.udp,
-                ..Timeouts::default()
-            },
+            Timeouts::default().with_settable(cfg.timeouts),
             cfg.dataplane.expire_nodest_conn,
         ),
     );
@@ -169,12 +132,9 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
             })
             .map_err(|e| EngineError::Config(e.to_string()))?;
     }
-    let dp: Arc<dyn Dataplane> = Arc::new(EngineDataplane {
-        shared: Arc::clone(&shared),
-        port: port.id(),
-    });
-    dp.publish(&model)?;
-    let control = Arc::new(Control::new(model, Arc::clone(&dp)).with_timeouts(cfg.timeouts));
+    shared.publish(&model)?;
+    let dp = Arc::new(Adapter::new(Arc::clone(&shared), port.id(), lcores.clone()));
+    let control = Arc::new(Control::new(model, dp).with_build(crate::BUILD));
 
     if let Some(path) = ov.rules.clone().or_else(|| cfg.rules.file.clone()) {
         let text = std::fs::read_to_string(&path).map_err(|e| EngineError::Rules {
@@ -204,12 +164,6 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
     })?;
     tracing::info!(socket = %socket.display(), "control socket listening");
 
-    let timeouts = Timeouts {
-        tcp: cfg.timeouts.tcp,
-        tcp_fin: cfg.timeouts.tcp_fin,
-        udp: cfg.timeouts.udp,
-        ..Timeouts::default()
-    };
     let main_lcore = eal.main_lcore();
     let mut main_worker = None;
     let mut launched = Vec::new();
@@ -217,7 +171,6 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
         let wcfg = WorkerConfig {
             worker: i as u32,
             flow_capacity: cfg.tables.flows_per_worker as usize,
-            timeouts,
             is_arp_worker: i == 0,
         };
         let worker = Worker::new(wcfg, Arc::clone(&shared));

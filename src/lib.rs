@@ -1,28 +1,23 @@
-//! rvs — Rust Virtual Server: an LVS-style layer-4 director on DPDK.
+//! rvs — Rust Virtual Server: the director daemon. An LVS-style layer-4 director on DPDK.
 //!
-//! Module map (see `DESIGN.md` in the shared notes):
-//! - [`dpdk`]: the one safe wrapper over `dpdk-sys`; the only module with `unsafe`.
-//! - [`wire`]: typed views over packet bytes (Ethernet, ARP, IPv4, TCP/UDP).
-//! - [`flow`], [`sched`] (with [`maglev`]), [`neigh`], [`snapshot`], [`stats`], [`pipeline`]: the
-//!   dataplane logic, pure Rust over byte slices, testable without DPDK.
-//! - [`model`], [`api`], [`control`], [`rules`], [`adm`], [`config`]: management.
-//! - [`engine`]: workers on lcores gluing DPDK bursts to the pipeline.
+//! The house (see `docs/architecture.md`): `dpdk-sys` (bindings) ← this crate's [`dpdk`] (the
+//! safe wrapper, the only module here with `unsafe`); the pure dataplane is the
+//! [`rvs_dataplane`] crate, the control plane (protocol, rules grammar, JSON-RPC server) the
+//! [`rvs_control`] crate, and `rvsadm` a crate of its own. This crate glues them together:
+//! - [`dpdk`]: EAL, mempools, mbufs and bursts, ports and queues, lcore launch.
+//! - [`engine`]: workers on lcores feeding DPDK bursts to the pipeline; the control thread.
+//! - [`adapter`]: the one answer to the control crate's `Dataplane` trait.
+//! - [`config`]: the TOML configuration; [`rssetup`]: the real-server preparation helper.
 
-pub mod adm;
-pub mod api;
+pub mod adapter;
 pub mod config;
-pub mod control;
 pub mod dpdk;
 pub mod engine;
-pub mod flow;
-pub mod maglev;
-pub mod model;
-pub mod neigh;
-pub mod persist;
-pub mod pipeline;
 pub mod rssetup;
-pub mod rules;
-pub mod sched;
-pub mod snapshot;
-pub mod stats;
-pub mod wire;
+
+/// What the control socket's `version` reports for this build.
+pub const BUILD: rvs_control::proto::Build = rvs_control::proto::Build {
+    name: env!("CARGO_PKG_NAME"),
+    version: env!("CARGO_PKG_VERSION"),
+    commit: env!("RVS_GIT_COMMIT"),
+};

@@ -6,11 +6,11 @@
 
 use rvs::dpdk::{Eal, Mempool, Port, PortConfig};
 use rvs::engine::WorkerLoop;
-use rvs::model::{
+use rvs_dataplane::model::{
     Forward, Model, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec, StaticNeighbour,
 };
-use rvs::pipeline::{Worker, WorkerConfig};
-use rvs::snapshot::Shared;
+use rvs_dataplane::pipeline::{Worker, WorkerConfig};
+use rvs_dataplane::snapshot::Shared;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -230,13 +230,12 @@ fn engine_forwards_real_mbufs_through_net_pcap() {
             .set_static_neighbour(StaticNeighbour { addr, mac })
             .unwrap();
     }
-    rvs::api::Dataplane::publish(&*shared, &model).expect("publish");
+    shared.publish(&model).expect("publish");
 
     let worker = Worker::new(
         WorkerConfig {
             worker: 0,
             flow_capacity: 1024,
-            timeouts: Default::default(),
             is_arp_worker: true,
         },
         Arc::clone(&shared),
@@ -252,7 +251,7 @@ fn engine_forwards_real_mbufs_through_net_pcap() {
     WorkerLoop::new(worker, port.queue(0), Arc::clone(&pool), stop).run();
     stopper.join().unwrap();
 
-    let report = rvs::api::Dataplane::stats(&*shared, &model);
+    let report = shared.stats(&model);
     drop(port); // closes the device, which flushes out.pcap
     let out = read_pcap(&tx);
 

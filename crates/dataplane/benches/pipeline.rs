@@ -179,7 +179,6 @@ fn worker(flow_capacity: usize) -> (Arc<Shared>, Worker) {
         WorkerConfig {
             worker: 0,
             flow_capacity,
-            timeouts: Timeouts::default(),
             is_arp_worker: false,
         },
         sh.clone(),
@@ -259,7 +258,7 @@ impl Scenario {
         for (f, k) in s.frames.iter_mut().zip(&kinds) {
             if k.is_some() {
                 f.0[0..6].copy_from_slice(&PORT_MAC);
-                let v = s.w.process(&mut f.0[..FRAME_LEN], None, now);
+                let v = s.w.process(&mut f.0[..FRAME_LEN], now);
                 assert_eq!(v, Verdict::Forward, "priming {name} failed");
             }
         }

@@ -22,7 +22,7 @@
 //! real-server slot of the snapshot ([`crate::snapshot::ServerRef`]: id, neighbour slot,
 //! service stats slot), the TCP state from a table, the neighbour MAC and the counters.
 
-use crate::flow::{Buckets, Entry, FlowKey, FlowState, FlowTable, Hit, KeyWords, Miss, Timeouts};
+use crate::flow::{Buckets, Entry, FlowKey, FlowState, FlowTable, Hit, KeyWords, Miss};
 use crate::neigh::{self, NeighTable, DEFAULT_REACHABLE_MS, DEFAULT_RETRY_MS};
 use crate::persist::{Insert, Template};
 use crate::snapshot::{ServerRef, Service, Shared, Snapshot};
@@ -42,9 +42,6 @@ pub struct WorkerConfig {
     pub worker: u32,
     /// Flow table entries (rounded up to a power of two).
     pub flow_capacity: usize,
-    /// Not used: flow timeouts come from the snapshot (set on [`Shared::with_settings`] and
-    /// changed at run time by `--set`). Kept for source compatibility.
-    pub timeouts: Timeouts,
     /// This worker sends ARP requests and gratuitous ARPs (exactly one worker should).
     pub is_arp_worker: bool,
 }
@@ -540,8 +537,6 @@ impl Worker {
             h.write_usize(id);
             h.finish()
         };
-        // The snapshot's timeouts rule (they change at run time); `cfg.timeouts` is not used.
-        let _ = cfg.timeouts;
         let flows = FlowTable::new(cfg.flow_capacity, snap.timeouts, seed);
         shared.register_flows(id, flows.store());
         // A full sweep about every two seconds at one call per millisecond.
@@ -725,12 +720,10 @@ impl Worker {
         Some(Staged { flow, at })
     }
 
-    /// Process one frame in place. `rss_hash` (the NIC's) is accepted for the engine's
-    /// convenience but not used: the flow table hashes with its own per-worker seed, so a frame
-    /// with and without an RSS hash land in the same place. `now_ms` is the engine's monotonic
-    /// clock in milliseconds (the same base for every call).
-    pub fn process(&mut self, frame: &mut [u8], rss_hash: Option<u32>, now_ms: u64) -> Verdict {
-        let _ = rss_hash;
+    /// Process one frame in place. The flow table hashes with its own per-worker seed (the
+    /// NIC's RSS hash is not needed). `now_ms` is the engine's monotonic clock in milliseconds
+    /// (the same base for every call).
+    pub fn process(&mut self, frame: &mut [u8], now_ms: u64) -> Verdict {
         let v = self.classify(frame, now_ms);
         self.count_verdict(v);
         if v == Verdict::Forward {
@@ -1125,7 +1118,6 @@ mod tests {
             WorkerConfig {
                 worker: 0,
                 flow_capacity,
-                timeouts: Timeouts::default(),
                 is_arp_worker: true,
             },
             sh.clone(),
@@ -1182,7 +1174,7 @@ mod tests {
     }
 
     fn send(w: &mut Worker, f: &mut [u8], now_ms: u64) -> Verdict {
-        w.process(f, None, now_ms)
+        w.process(f, now_ms)
     }
 
     fn dst_mac(f: &[u8]) -> [u8; 6] {
@@ -1435,7 +1427,6 @@ mod tests {
             WorkerConfig {
                 worker: 0,
                 flow_capacity: 1024,
-                timeouts: Timeouts::default(),
                 is_arp_worker: true,
             },
             sh.clone(),
@@ -1499,7 +1490,6 @@ mod tests {
                 WorkerConfig {
                     worker: i,
                     flow_capacity: 1024,
-                    timeouts: Timeouts::default(),
                     is_arp_worker: i == 0,
                 },
                 sh.clone(),
@@ -2100,7 +2090,7 @@ mod tests {
         let mut g = f.clone();
         w.prefetch(&g);
         assert_eq!(w.flow_count(), 0);
-        assert_eq!(w.process(&mut g, None, 1000), Verdict::Forward);
+        assert_eq!(w.process(&mut g, 1000), Verdict::Forward);
         assert_eq!(w.flow_count(), 1);
     }
 
@@ -2180,7 +2170,7 @@ mod tests {
             let mut f = bytes.clone();
             w.prefetch(&f);
             let _ = prefetch_key(&f);
-            let v = w.process(&mut f, None, 0);
+            let v = w.process(&mut f, 0);
             if let Verdict::Drop(_) = v {
                 prop_assert_eq!(f, bytes);
             }
@@ -2205,7 +2195,7 @@ mod tests {
                 f.extend_from_slice(&body);
             }
             w.prefetch(&f);
-            let _ = w.process(&mut f, Some(1), now);
+            let _ = w.process(&mut f, now);
             let mut frames = [[0u8; 64]; 2];
             w.housekeeping(now, &mut frames);
         }
@@ -2273,7 +2263,7 @@ mod tests {
                 .collect();
             let mut copy = inputs.clone();
             let expected: Vec<Verdict> =
-                inputs.iter_mut().map(|f| plain.process(f, None, 5_000)).collect();
+                inputs.iter_mut().map(|f| plain.process(f, 5_000)).collect();
             let mut got = vec![Verdict::Consumed; copy.len()];
             let mut at = 0usize;
             for c in cuts.iter().copied().chain([usize::MAX]) {

@@ -1,0 +1,60 @@
+//! The one adapter between the control crate and the dataplane: it answers
+//! [`rvs_control::proto::Dataplane`] with the dataplane's shared state ([`Shared`]) and adds
+//! what only the daemon knows: the port's counters and the lcore each worker runs on.
+
+use crate::dpdk::{self, PortId};
+use rvs_control::proto::Dataplane;
+use rvs_dataplane::model::{Model, Timeouts};
+use rvs_dataplane::report::{ConnEntry, NeighState, PublishError, StatsReport};
+use rvs_dataplane::snapshot::Shared;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+/// The dataplane as the control thread sees it: the shared snapshot state, plus the port's
+/// counters and the lcores the workers run on.
+pub struct Adapter {
+    shared: Arc<Shared>,
+    port: PortId,
+    /// Worker i runs on lcore `lcores[i]`.
+    lcores: Vec<u32>,
+}
+
+impl Adapter {
+    pub fn new(shared: Arc<Shared>, port: PortId, lcores: Vec<u32>) -> Self {
+        Adapter {
+            shared,
+            port,
+            lcores,
+        }
+    }
+}
+
+impl Dataplane for Adapter {
+    fn publish(&self, model: &Model) -> Result<(), PublishError> {
+        self.shared.publish(model)
+    }
+    fn stats(&self, model: &Model) -> StatsReport {
+        let mut r = self.shared.stats(model);
+        for w in &mut r.workers {
+            w.lcore = self.lcores.get(w.worker as usize).copied().unwrap_or(0);
+        }
+        r.port = dpdk::port_stats(self.port);
+        r
+    }
+    fn neighbour(&self, addr: Ipv4Addr) -> NeighState {
+        self.shared.neighbour(addr)
+    }
+    fn zero(&self, model: &Model) {
+        self.shared.zero(model)
+    }
+    fn set_timeouts(&self, t: Timeouts) -> Result<(), PublishError> {
+        self.shared.set_timeouts(t);
+        Ok(())
+    }
+    fn timeouts(&self) -> Timeouts {
+        self.shared.timeouts()
+    }
+    fn connections(&self, limit: usize) -> Vec<ConnEntry> {
+        self.shared.connections(limit)
+    }
+}
