@@ -395,14 +395,16 @@ impl Shared {
             let mut c = self.lock();
             c.timeouts = timeouts;
             c.expire_nodest_conn = expire_nodest_conn;
-            self.republish_settings_locked(&mut c, false);
+            // Once published, under a new epoch (as any publication); before, in place.
+            let published = self.epoch.load(Relaxed) > 0;
+            self.republish_settings_locked(&mut c, published);
         }
         self
     }
 
     /// Publish the current picture again with the settings in `c` (timeouts,
     /// `expire_nodest_conn`): a copy of the snapshot, so nothing of the model is kept here.
-    /// `bump`: under a new epoch (workers running), else in place of the current one.
+    /// `bump`: under a new epoch, else in place of the current one (nothing published yet).
     fn republish_settings_locked(&self, c: &mut Control, bump: bool) {
         let mut next = Snapshot::clone(&self.load());
         next.timeouts = c.timeouts;
