@@ -57,7 +57,7 @@ die() {
 }
 
 require_root() {
-    [[ $(id -u) -eq 0 ]] || die "must run as root (try: sudo $0)"
+    [[ $(id -u) -eq 0 ]] || die "needs root: run $0 as root (or with sudo)"
 }
 
 # Make `cargo` callable. Under sudo, root's PATH often lacks the invoking user's rustup

@@ -3,7 +3,7 @@
 # up, run rvs as the LVS-DR director, balance HTTP over two nginx real servers, show the
 # client's ARP entry for the VIP and rvs's counters, then tear everything down.
 #
-#   sudo scripts/demo.sh
+#   scripts/demo.sh            (as root; from a normal user: sudo scripts/demo.sh)
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
