@@ -461,7 +461,8 @@ def main():
         if only in ("", "testpmd"):
             from shutil import which
             if not which(cfg["testpmd"]):
-                raise CannotRun("%s not found (Debian: apt-get install dpdk)" % cfg["testpmd"])
+                raise CannotRun("%s not found (Debian 12: package dpdk-dev; as root, perf/bench.sh "
+                                "installs it with scripts/deps.sh --bench)" % cfg["testpmd"])
             progs.append(Testpmd)
         if only in ("", "rvs"):
             if not os.access(cfg["rvs"], os.X_OK):

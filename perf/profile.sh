@@ -12,7 +12,9 @@
 # function to list with their source lines (0: none); RVS, TESTPMD and the other bench.sh knobs
 # (HUGE, FLOW_TABLE, ...) pass through.
 # It signals nothing: bench.sh starts and stops the program, every step bounded in time.
-# Needs perf (Debian: linux-perf). Exit status: 0 when it ran, 2 when it cannot run.
+# Needs root and perf (Debian: linux-perf); as root, a missing perf or dpdk-testpmd is installed
+# first with `scripts/deps.sh --bench` (DEPS=0: not). Exit status: 0 when it ran, 2 when it
+# cannot run.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/.." || exit 2
@@ -31,8 +33,16 @@ testpmd) bin=${TESTPMD:-dpdk-testpmd} ;;
     exit 2
     ;;
 esac
+# Install what is missing before bench.sh starts (its start-up wait is bounded).
+if [ "${DEPS:-1}" != 0 ] && [ "$(id -u)" -eq 0 ]; then
+    if ! command -v perf >/dev/null 2>&1 ||
+        { [ "$prog" = testpmd ] && ! command -v "$bin" >/dev/null 2>&1; }; then
+        echo "profile: perf or $bin not found: running scripts/deps.sh --bench" >&2
+        "$here/../scripts/deps.sh" --bench || exit 2
+    fi
+fi
 command -v perf >/dev/null 2>&1 || {
-    echo "profile: perf not found (Debian: apt-get install linux-perf)" >&2
+    echo "profile: perf not found (Debian: linux-perf; as root: scripts/deps.sh --bench)" >&2
     exit 2
 }
 

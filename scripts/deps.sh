@@ -1,9 +1,27 @@
 #!/usr/bin/env bash
 # Install what rvs, its tests and the lab need on Debian/Ubuntu (only what is missing), and
 # check that Rust's cargo is available. Runs as root.
+#
+#   scripts/deps.sh            build, tests and lab
+#   scripts/deps.sh --bench    also what perf/bench.sh and perf/profile.sh need: dpdk-testpmd
+#                              (Debian 12: package dpdk-dev), perf (linux-perf), addr2line
+#                              (binutils); a missing cargo is then only a warning (the bench
+#                              can measure testpmd alone, ONLY=testpmd)
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+bench=0
+for arg in "$@"; do
+    case $arg in
+    --bench) bench=1 ;;
+    -h | --help)
+        sed -n '2,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+        exit 0
+        ;;
+    *) die "unknown argument '$arg' (usage: scripts/deps.sh [--bench])" ;;
+    esac
+done
 
 require_root
 
@@ -11,6 +29,13 @@ PKGS=(
     dpdk libdpdk-dev pkg-config clang libclang-dev build-essential
     nginx-light curl iproute2 ethtool socat python3 python3-venv procps ca-certificates
 )
+# perf/bench.sh: dpdk-testpmd (in dpdk-dev on Debian 12, not in dpdk), python3 (above; bench.py
+# and gen_pcap.py use its standard library only), stdbuf (coreutils); perf/profile.sh: perf and
+# addr2line.
+BENCH_PKGS=(dpdk-dev linux-perf binutils)
+if ((bench)); then
+    PKGS+=("${BENCH_PKGS[@]}")
+fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
     die "apt-get not found: install these yourself: ${PKGS[*]}"
@@ -25,6 +50,9 @@ for p in "${PKGS[@]}"; do
     if [[ $p == nginx-light ]] && command -v nginx >/dev/null 2>&1; then
         continue # any nginx will do
     fi
+    if [[ $p == linux-perf ]] && command -v perf >/dev/null 2>&1; then
+        continue # Ubuntu's perf comes from linux-tools-*
+    fi
     pkg_installed "$p" || missing+=("$p")
 done
 
@@ -36,6 +64,17 @@ if ((${#missing[@]})); then
     for i in "${!missing[@]}"; do
         if [[ ${missing[$i]} == nginx-light ]] && ! apt-cache show nginx-light >/dev/null 2>&1; then
             missing[i]=nginx
+        fi
+        # Ubuntu has no linux-perf: perf is packaged per kernel (linux-tools-$(uname -r)). Only
+        # perf/profile.sh needs it, so go on without it when there is no such package.
+        if [[ ${missing[$i]} == linux-perf ]] && ! apt-cache show linux-perf >/dev/null 2>&1; then
+            tools="linux-tools-$(uname -r)"
+            if apt-cache show "$tools" >/dev/null 2>&1; then
+                missing[i]=$tools
+            else
+                log "warning: no package linux-perf nor $tools: install perf yourself for perf/profile.sh"
+                unset 'missing[i]'
+            fi
         fi
     done
     # Installing nginx would start the distribution's nginx service in the root namespace
@@ -58,5 +97,13 @@ fi
 
 pkg-config --exists 'libdpdk >= 22.11' || die "libdpdk >= 22.11 not found by pkg-config"
 
-find_cargo || exit 1
+if ((bench)) && ! command -v dpdk-testpmd >/dev/null 2>&1; then
+    die "dpdk-testpmd still not found after installing ${BENCH_PKGS[*]}"
+fi
+
+if ! find_cargo; then
+    ((bench)) || exit 1
+    log "warning: without cargo rvs cannot be built; perf/bench.sh can still measure ONLY=testpmd"
+    exit 0
+fi
 log "cargo: $(cargo --version)"
