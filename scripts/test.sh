@@ -2,7 +2,7 @@
 # Everything CI checks, from a fresh clone (as root): dependencies, unit and in-process DPDK
 # tests, the release build, then the namespace lab tests.
 #
-#   sudo scripts/test.sh
+#   scripts/test.sh          (as root)
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"

@@ -5,9 +5,10 @@
 use crate::dpdk::{self, PortId};
 use rvs_control::proto::Dataplane;
 use rvs_dataplane::model::{Model, Timeouts};
-use rvs_dataplane::report::{ConnEntry, NeighState, PublishError, StatsReport};
+use rvs_dataplane::report::{ConnEntry, NeighState, PortStats, PublishError, StatsReport};
 use rvs_dataplane::snapshot::Shared;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// The dataplane as the control thread sees it: the shared snapshot state, plus the port's
@@ -17,6 +18,8 @@ pub struct Adapter {
     port: PortId,
     /// Worker i runs on lcore `lcores[i]`.
     lcores: Vec<u32>,
+    /// A failure to read the port's counters was logged already.
+    port_error_logged: AtomicBool,
 }
 
 impl Adapter {
@@ -25,6 +28,7 @@ impl Adapter {
             shared,
             port,
             lcores,
+            port_error_logged: AtomicBool::new(false),
         }
     }
 }
@@ -38,7 +42,25 @@ impl Dataplane for Adapter {
         for w in &mut r.workers {
             w.lcore = self.lcores.get(w.worker as usize).copied().unwrap_or(0);
         }
-        r.port = dpdk::port_stats(self.port);
+        r.port = match dpdk::port_stats(self.port) {
+            Ok(p) => PortStats {
+                ipackets: p.ipackets,
+                opackets: p.opackets,
+                ibytes: p.ibytes,
+                obytes: p.obytes,
+                imissed: p.imissed,
+                ierrors: p.ierrors,
+                oerrors: p.oerrors,
+                rx_nombuf: p.rx_nombuf,
+            },
+            Err(e) => {
+                // Reported as zeros, but never silently: the first failure is logged.
+                if !self.port_error_logged.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(port = self.port.0, "port counters unavailable: {e}");
+                }
+                PortStats::default()
+            }
+        };
         r
     }
     fn neighbour(&self, addr: Ipv4Addr) -> NeighState {

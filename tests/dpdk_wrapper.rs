@@ -287,9 +287,20 @@ fn dpdk_wrapper() {
         assert_eq!(pool.in_use(), 0);
         assert_eq!(pool.available(), 4095);
     }
-    let st = rport.stats();
+    let st = rport.stats().expect("port stats");
     assert!(st.opackets >= 12, "stats: {st:?}");
-    assert_eq!(dpdk::port_stats(ring), st);
+    assert_eq!(dpdk::port_stats(ring), Ok(st));
+
+    // --- counters of a port that does not exist: an error, not zeros -------------------------
+    for missing in [dpdk::PortId(7), dpdk::PortId(u16::MAX)] {
+        assert!(
+            missing != ring && missing != pcap,
+            "port id {missing:?} is in use"
+        );
+        let err = dpdk::port_stats(missing).expect_err("no such port");
+        assert_eq!(err.op, "eth_stats_get");
+        assert_eq!(err.errno, 19, "ENODEV expected, got {err}");
+    }
 
     // --- remote launch -------------------------------------------------------------------------
     let w = LcoreId(1);

@@ -4,10 +4,11 @@
 //! daemon reads `-S` rules files (one command line each) with it, see [`crate::rules`].
 
 use crate::proto::{DEFAULT_PERSISTENT_TIMEOUT, DEFAULT_SCHEDULER, MAX_TIMEOUT};
-use rvs_dataplane::model::{Forward, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec, Timeouts};
+use rvs_dataplane::model::{
+    Forward, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec, Timeouts,
+};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-
 
 /// Exit code for command-line errors (ipvsadm's `fail(2, ...)`).
 pub const EXIT_USAGE: i32 = 2;
@@ -398,7 +399,9 @@ pub fn parse_args<S: AsRef<str>>(args: &[S], names: Names) -> Result<Command, Ad
                         None => {
                             let v =
                                 args.get(i).map(|s| s.as_ref().to_string()).ok_or_else(|| {
-                                    AdmError::usage_error(format!("option `--{name}' requires a value"))
+                                    AdmError::usage_error(format!(
+                                        "option `--{name}' requires a value"
+                                    ))
                                 })?;
                             i += 1;
                             v
@@ -630,7 +633,9 @@ fn check_options(cmd: Cmd, raw: &Raw) -> Result<(), AdmError> {
         let table_fmt = raw.has(Opt::Stats) || raw.has(Opt::Rate) || raw.has(Opt::Thresholds);
         let tmo_daemon = raw.has(Opt::Timeout) || raw.has(Opt::Daemon);
         if (special && table_fmt) || (tmo_daemon && raw.has(Opt::PersistentConn)) {
-            return Err(AdmError::usage_error("options conflicts in the list command"));
+            return Err(AdmError::usage_error(
+                "options conflicts in the list command",
+            ));
         }
     }
     if cmd != Cmd::Timeout {
@@ -873,7 +878,9 @@ fn build(cmd: Cmd, raw: Raw, names: Names) -> Result<Command, AdmError> {
         Cmd::Restore => Command::Restore,
         Cmd::Timeout => {
             if raw.positional.len() != 3 {
-                return Err(AdmError::usage_error("--set option requires 3 timeout values"));
+                return Err(AdmError::usage_error(
+                    "--set option requires 3 timeout values",
+                ));
             }
             Command::SetTimeouts(Timeouts {
                 tcp: parse_timeout(&raw.positional[0], 0)?,
@@ -883,7 +890,6 @@ fn build(cmd: Cmd, raw: Raw, names: Names) -> Result<Command, AdmError> {
         }
     })
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -1170,5 +1176,4 @@ mod tests {
         assert_eq!(t.get(&("http".into(), "udp".into())), Some(&80));
         assert_eq!(t.len(), 3);
     }
-
 }

@@ -308,8 +308,7 @@ impl Control {
                 fields(p, &["tcp", "tcp_fin", "udp"])?;
                 let mut v = [0u32; 3];
                 for (i, k) in ["tcp", "tcp_fin", "udp"].iter().enumerate() {
-                    v[i] = uint(p, k, 0, u64::from(MAX_TIMEOUT))?
-                        .ok_or_else(|| missing(k))? as u32;
+                    v[i] = uint(p, k, 0, u64::from(MAX_TIMEOUT))?.ok_or_else(|| missing(k))? as u32;
                 }
                 // Serialised with the model changes, so two --set never interleave.
                 let _guard = lock(&self.model);
@@ -533,8 +532,7 @@ fn service_spec(p: &Params) -> Result<ServiceSpec, RpcError> {
     let scheduler: SchedulerKind = sched
         .parse()
         .map_err(|e: ModelError| RpcError::params(format!("scheduler: {e}")))?;
-    let persistent =
-        uint(p, "persistent", 1, u64::from(MAX_TIMEOUT))?.map(|v| v as u32);
+    let persistent = uint(p, "persistent", 1, u64::from(MAX_TIMEOUT))?.map(|v| v as u32);
     let netmask = ipv4(p, "netmask")?.unwrap_or(Ipv4Addr::BROADCAST);
     let flags = match p.get("flags") {
         None | Some(Value::Null) => Vec::new(),
@@ -862,10 +860,10 @@ pub mod testing {
 #[cfg(test)]
 mod tests {
     use super::testing::FakeDataplane;
-    use rvs_dataplane::report::NeighState;
     use super::*;
-    use rvs_dataplane::report::ConnEntry;
     use proptest::prelude::*;
+    use rvs_dataplane::report::ConnEntry;
+    use rvs_dataplane::report::NeighState;
 
     fn setup() -> (Control, Arc<FakeDataplane>) {
         let dp = Arc::new(FakeDataplane::default());

@@ -34,7 +34,9 @@
 //! Run: `cargo bench --bench pipeline -- --warm-up-time 1 --measurement-time 3`
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use rvs_dataplane::model::{Forward, Model, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec};
+use rvs_dataplane::model::{
+    Forward, Model, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec,
+};
 use rvs_dataplane::pipeline::{DropReason, Verdict, Worker, WorkerConfig};
 use rvs_dataplane::snapshot::Shared;
 use rvs_dataplane::wire::ipv4;

@@ -7,7 +7,9 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use rvs_dataplane::flow::{Entry, FlowKey, FlowState, FlowTable, Timeouts};
 use rvs_dataplane::maglev;
-use rvs_dataplane::model::{Forward, Model, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec};
+use rvs_dataplane::model::{
+    Forward, Model, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec,
+};
 use rvs_dataplane::snapshot::Shared;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};

@@ -1056,10 +1056,10 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::NeighState;
     use crate::model::{
         Forward, Model, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec,
     };
+    use crate::report::NeighState;
     use crate::wire::ipv4;
     use proptest::prelude::*;
 
@@ -1418,7 +1418,8 @@ mod tests {
     fn deleted_servers_flows_are_rescheduled_with_expire_nodest_conn() {
         let m = model(SchedulerKind::Rr, 1, 1);
         let sh = Arc::new(
-            Shared::new(8, 8, 16, 1, PORT_MAC, DIP, 16).with_settings(crate::flow::Timeouts::default(), true),
+            Shared::new(8, 8, 16, 1, PORT_MAC, DIP, 16)
+                .with_settings(crate::flow::Timeouts::default(), true),
         );
         sh.publish(&m).unwrap();
         sh.neigh.confirm(sh.neigh.find(RS1).unwrap(), RS1_MAC, 0);

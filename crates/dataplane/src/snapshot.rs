@@ -7,14 +7,14 @@
 //! snapshot in a retire list until all workers have moved past it, so the last reference to a
 //! snapshot is always dropped on the control thread and a worker never frees memory.
 
-use crate::report::{
-    ConnEntry, Counters, NeighState, PublishError, ServerStats, ServiceStats,
-    StatsReport, WorkerStats,
-};
 use crate::flow::{FlowState, FlowStore, FlowTable, Timeouts};
 use crate::model::{Model, SchedulerKind, ServiceKey};
 use crate::neigh::NeighTable;
 use crate::persist::PersistTable;
+use crate::report::{
+    ConnEntry, Counters, NeighState, PublishError, ServerStats, ServiceStats, StatsReport,
+    WorkerStats,
+};
 use crate::sched::wrr_params;
 use crate::stats::{DropReason, StatsRegistry};
 use arc_swap::ArcSwap;

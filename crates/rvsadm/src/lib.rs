@@ -7,7 +7,6 @@
 //! - [`run`]: talks JSON-RPC to the daemon through a [`Client`] and maps answers to ipvsadm's
 //!   output and exit codes (0 ok, 2 bad command line, 255 the daemon refused, 1 cannot list).
 
-
 use rvs_control::grammar::*;
 use rvs_control::proto::*;
 use rvs_dataplane::model::*;
@@ -276,7 +275,8 @@ pub fn format_timeouts(t: &Timeouts) -> String {
 pub fn rates(before: &ListReply, after: &ListReply, secs: f64) -> ListReply {
     let secs = if secs > 0.0 { secs } else { 1.0 };
     let per = |new: u64, old: u64| (new.saturating_sub(old) as f64 / secs).round() as u64;
-    let rate = |n: &rvs_dataplane::report::Counters, o: Option<&rvs_dataplane::report::Counters>| {
+    let rate = |n: &rvs_dataplane::report::Counters,
+                o: Option<&rvs_dataplane::report::Counters>| {
         let d = rvs_dataplane::report::Counters::default();
         let o = o.unwrap_or(&d);
         rvs_dataplane::report::Counters {
