@@ -72,6 +72,31 @@ pub struct PortConfig {
     pub promiscuous: bool,
 }
 
+/// Mbufs each lcore keeps in its mempool cache.
+pub const MBUF_CACHE: u32 = 256;
+/// Data room of one mbuf: a 2 KiB frame plus DPDK's 128-byte headroom.
+pub const MBUF_DATA_ROOM: u16 = 2048 + 128;
+
+impl PortConfig {
+    /// Mbufs the rx and tx rings of `workers` queue pairs hold when full: the least
+    /// `port.mbufs` may be.
+    pub fn ring_mbufs(&self, workers: usize) -> u64 {
+        (u64::from(self.rx_descriptors) + u64::from(self.tx_descriptors)) * workers as u64
+    }
+
+    /// Mbufs the pool is created with: `port.mbufs`, raised where needed to what `workers`
+    /// queue pairs can hold at once (full rings, four bursts in flight and a full lcore cache
+    /// per worker, plus 1024 of slack), so that `rx_nombuf` never counts the engine's own use.
+    pub fn pool_mbufs(&self, workers: usize) -> u32 {
+        let per_worker = u64::from(self.rx_descriptors)
+            + u64::from(self.tx_descriptors)
+            + 4 * crate::dpdk::BURST as u64
+            + u64::from(MBUF_CACHE);
+        let need = per_worker * workers as u64 + 1024;
+        u32::try_from(need).unwrap_or(u32::MAX).max(self.mbufs)
+    }
+}
+
 impl Default for PortConfig {
     fn default() -> Self {
         PortConfig {
@@ -274,8 +299,7 @@ impl Config {
                 ));
             }
         }
-        let ring = u64::from(p.rx_descriptors) + u64::from(p.tx_descriptors);
-        let need = ring * lcores.len() as u64;
+        let need = p.ring_mbufs(lcores.len());
         if u64::from(p.mbufs) < need {
             return Err(invalid(
                 "port.mbufs",

@@ -7,11 +7,11 @@
 //! or make a syscall on this path.
 
 use crate::adapter::Adapter;
-use crate::config::Config;
+use crate::config::{Config, MBUF_CACHE, MBUF_DATA_ROOM};
 use crate::dpdk::{self, Burst, Eal, LcoreId, Mempool, Port, PortConfig, PortId, Queue, BURST};
-use rvs_control::server::{self as control, Control};
+use rvs_control::server::{self as control, Control, RpcError};
 use rvs_dataplane::flow::Timeouts;
-use rvs_dataplane::model::{Model, StaticNeighbour};
+use rvs_dataplane::model::{Model, ModelError, StaticNeighbour};
 use rvs_dataplane::pipeline::{DropReason, Frames, Verdict, Worker, WorkerConfig};
 use rvs_dataplane::report::PublishError;
 use rvs_dataplane::snapshot::Shared;
@@ -25,12 +25,22 @@ use std::time::Duration;
 pub enum EngineError {
     #[error("DPDK: {0}")]
     Dpdk(#[from] dpdk::DpdkError),
-    #[error("configuration: {0}")]
-    Config(String),
+    #[error("cannot install signal handler: {0}")]
+    Signal(#[source] std::io::Error),
+    #[error("configuration: worker lcore {lcore} is not enabled in the EAL arguments (enabled: {enabled:?}); add it to -l")]
+    LcoreNotEnabled { lcore: u32, enabled: Vec<u32> },
+    #[error("configuration: port {port} does not exist: DPDK found {found} port(s); check the -a/--vdev EAL arguments")]
+    NoSuchPort { port: u16, found: u16 },
+    #[error("configuration: {0} workers are too many")]
+    TooManyWorkers(usize),
+    #[error("configuration: static neighbour: {0}")]
+    StaticNeighbour(#[source] ModelError),
     #[error("control socket {path}: {err}")]
     Socket { path: PathBuf, err: std::io::Error },
-    #[error("rules file {path}: {msg}")]
-    Rules { path: PathBuf, msg: String },
+    #[error("rules file {path}: {err}")]
+    RulesFile { path: PathBuf, err: std::io::Error },
+    #[error("rules file {path}: {err}")]
+    Rules { path: PathBuf, err: RpcError },
     #[error("publishing the initial configuration: {0}")]
     Publish(#[from] PublishError),
     #[error("worker on lcore {lcore} failed: {msg}")]
@@ -48,8 +58,7 @@ pub struct Overrides {
 pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .map_err(|e| EngineError::Config(format!("cannot install signal handler: {e}")))?;
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(EngineError::Signal)?;
     }
 
     // EAL pins the calling thread to the main lcore, and threads inherit that. The control
@@ -65,26 +74,26 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
     let enabled: Vec<u32> = eal.lcores().iter().map(|l| l.0).collect();
     for l in &lcores {
         if !enabled.contains(l) {
-            return Err(EngineError::Config(format!(
-                "worker lcore {l} is not enabled in the EAL arguments (enabled: {enabled:?}); add it to -l"
-            )));
+            return Err(EngineError::LcoreNotEnabled { lcore: *l, enabled });
         }
     }
     let ports = eal.port_count();
     if cfg.port.id >= ports {
-        return Err(EngineError::Config(format!(
-            "port {} does not exist: DPDK found {ports} port(s); check the -a/--vdev EAL arguments",
-            cfg.port.id
-        )));
+        return Err(EngineError::NoSuchPort {
+            port: cfg.port.id,
+            found: ports,
+        });
     }
-    let nq = u16::try_from(lcores.len())
-        .map_err(|_| EngineError::Config("too many workers".to_string()))?;
+    let nq = u16::try_from(lcores.len()).map_err(|_| EngineError::TooManyWorkers(lcores.len()))?;
 
-    // Every queue's descriptors, every worker's bursts in flight, per-lcore caches, plus slack.
-    let per_queue = u32::from(cfg.port.rx_descriptors) + u32::from(cfg.port.tx_descriptors);
-    let need = u32::from(nq) * (per_queue + 4 * dpdk::BURST as u32 + 256) + 1024;
-    let n_mbufs = cfg.port.mbufs.max(need);
-    let pool = Arc::new(Mempool::create("rvs_mbufs", n_mbufs, 256, 2048 + 128, -1)?);
+    let n_mbufs = cfg.port.pool_mbufs(lcores.len());
+    let pool = Arc::new(Mempool::create(
+        "rvs_mbufs",
+        n_mbufs,
+        MBUF_CACHE,
+        MBUF_DATA_ROOM,
+        -1,
+    )?);
 
     let pconf = PortConfig {
         rx_queues: nq,
@@ -130,22 +139,22 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
                 addr: n.addr,
                 mac: n.mac.0,
             })
-            .map_err(|e| EngineError::Config(e.to_string()))?;
+            .map_err(EngineError::StaticNeighbour)?;
     }
     shared.publish(&model)?;
     let dp = Arc::new(Adapter::new(Arc::clone(&shared), port.id(), lcores.clone()));
     let control = Arc::new(Control::new(model, dp).with_build(crate::BUILD));
 
     if let Some(path) = ov.rules.clone().or_else(|| cfg.rules.file.clone()) {
-        let text = std::fs::read_to_string(&path).map_err(|e| EngineError::Rules {
+        let text = std::fs::read_to_string(&path).map_err(|err| EngineError::RulesFile {
             path: path.clone(),
-            msg: e.to_string(),
+            err,
         })?;
         let n = control
             .apply_rules(&text)
-            .map_err(|msg| EngineError::Rules {
+            .map_err(|err| EngineError::Rules {
                 path: path.clone(),
-                msg,
+                err,
             })?;
         tracing::info!(path = %path.display(), commands = n, "rules loaded");
     }

@@ -34,6 +34,8 @@ impl AdmError {
     }
 }
 
+impl std::error::Error for AdmError {}
+
 impl std::fmt::Display for AdmError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.msg)

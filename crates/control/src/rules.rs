@@ -11,9 +11,8 @@
 //! the table are allowed (`-A -E -D -a -e -d -C`). Host names are not resolved here (the daemon
 //! never does DNS); port names come from /etc/services.
 
-use crate::grammar::{self, Command, Names};
+use crate::grammar::{self, AdmError, Command, Names};
 use rvs_dataplane::model::{Forward, Model, ModelError, ServiceKey};
-use std::fmt;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
@@ -25,19 +24,27 @@ pub struct Rule {
 }
 
 /// A rules error naming the line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {kind}")]
 pub struct RuleError {
     pub line: usize,
-    pub msg: String,
+    pub kind: RuleErrorKind,
 }
 
-impl fmt::Display for RuleError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}: {}", self.line, self.msg)
-    }
+/// What is wrong with a rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleErrorKind {
+    #[error("missing command")]
+    MissingCommand,
+    /// The line is not a valid ipvsadm command line (ipvsadm's message).
+    #[error("{0}")]
+    CommandLine(#[from] AdmError),
+    #[error("only -A, -E, -D, -a, -e, -d and -C are allowed in rules: '{0}'")]
+    NotARule(String),
+    /// The model refused the command (ipvsadm's message).
+    #[error(transparent)]
+    Refused(#[from] ModelError),
 }
-
-impl std::error::Error for RuleError {}
 
 /// Split a line into words; `#` starts a comment at the start of a word.
 fn words(line: &str) -> Vec<&str> {
@@ -66,13 +73,13 @@ pub fn parse(text: &str) -> Result<Vec<Rule>, RuleError> {
             if w.is_empty() {
                 return Err(RuleError {
                     line: line_no,
-                    msg: "missing command".to_string(),
+                    kind: RuleErrorKind::MissingCommand,
                 });
             }
         }
         let cmd = grammar::parse_args(&w, Names::NumericHosts).map_err(|e| RuleError {
             line: line_no,
-            msg: e.msg,
+            kind: e.into(),
         })?;
         match cmd {
             Command::AddService(_)
@@ -85,10 +92,7 @@ pub fn parse(text: &str) -> Result<Vec<Rule>, RuleError> {
             _ => {
                 return Err(RuleError {
                     line: line_no,
-                    msg: format!(
-                        "only -A, -E, -D, -a, -e, -d and -C are allowed in rules: '{}'",
-                        w.join(" ")
-                    ),
+                    kind: RuleErrorKind::NotARule(w.join(" ")),
                 })
             }
         }
@@ -96,36 +100,26 @@ pub fn parse(text: &str) -> Result<Vec<Rule>, RuleError> {
     Ok(out)
 }
 
-/// ipvsadm's messages for real server commands on a missing service.
-fn server_error(e: ModelError) -> String {
-    match e {
-        ModelError::NoSuchService => "Service not defined".to_string(),
-        other => other.to_string(),
-    }
-}
-
 /// Apply one command to a model (the model is left as it was on error).
-pub fn apply_command(model: &mut Model, cmd: &Command) -> Result<(), String> {
+pub fn apply_command(model: &mut Model, cmd: &Command) -> Result<(), RuleErrorKind> {
     match cmd {
-        Command::AddService(s) => model.add_service(s.clone()).map_err(|e| e.to_string()),
-        Command::EditService(s) => model.edit_service(s.clone()).map_err(|e| e.to_string()),
-        Command::DeleteService(k) => model.delete_service(k).map_err(|e| e.to_string()),
-        Command::AddServer(k, s) => model.add_server(k, *s).map_err(server_error),
-        Command::EditServer(k, s) => model.edit_server(k, *s).map_err(server_error),
-        Command::DeleteServer(k, a, p) => model.delete_server(k, *a, *p).map_err(server_error),
-        Command::Clear => {
-            model.clear();
-            Ok(())
-        }
-        other => Err(format!("not a rule: {other:?}")),
+        Command::AddService(s) => model.add_service(s.clone())?,
+        Command::EditService(s) => model.edit_service(s.clone())?,
+        Command::DeleteService(k) => model.delete_service(k)?,
+        Command::AddServer(k, s) => model.add_server(k, *s)?,
+        Command::EditServer(k, s) => model.edit_server(k, *s)?,
+        Command::DeleteServer(k, a, p) => model.delete_server(k, *a, *p)?,
+        Command::Clear => model.clear(),
+        other => return Err(RuleErrorKind::NotARule(format!("{other:?}"))),
     }
+    Ok(())
 }
 
 /// Apply rules in order to `model`. On error the model may be partly changed: callers apply to a
 /// clone (all-or-nothing), as [`crate::server::Control`] does.
 pub fn apply(model: &mut Model, rules: &[Rule]) -> Result<usize, RuleError> {
     for r in rules {
-        apply_command(model, &r.cmd).map_err(|msg| RuleError { line: r.line, msg })?;
+        apply_command(model, &r.cmd).map_err(|kind| RuleError { line: r.line, kind })?;
     }
     Ok(rules.len())
 }
@@ -373,12 +367,13 @@ mod tests {
             "line 1: Illegal 'weight' option with the 'add-service' command"
         );
         let e = parse("-L -n\n").unwrap_err();
-        assert!(e.msg.contains("only -A"), "{e}");
+        assert!(matches!(e.kind, RuleErrorKind::NotARule(_)), "{e}");
+        assert!(e.to_string().contains("only -A"), "{e}");
         let e = parse("-A -t 198.18.0.100:80 -s nosuch\n").unwrap_err();
         assert_eq!(e.line, 1);
         // Host names are never resolved by the daemon.
         let e = parse("-A -t localhost:80 -s rr\n").unwrap_err();
-        assert!(e.msg.contains("illegal virtual server"), "{e}");
+        assert!(e.to_string().contains("illegal virtual server"), "{e}");
     }
 
     #[test]

@@ -28,7 +28,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// A JSON-RPC error.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
 pub struct RpcError {
     pub code: i64,
     pub message: String,
@@ -99,8 +100,8 @@ impl Control {
     }
 
     /// Apply a whole ipvsadm `-S` rules text; all-or-nothing. Returns the number of rules.
-    pub fn apply_rules(&self, text: &str) -> Result<usize, String> {
-        self.restore(text).map_err(|e| e.message)
+    pub fn apply_rules(&self, text: &str) -> Result<usize, RpcError> {
+        self.restore(text)
     }
 
     fn handle(&self, line: &str) -> String {
@@ -204,7 +205,7 @@ impl Control {
                     } else {
                         m.edit_server(&key, spec)
                     }
-                    .map_err(server_refused)
+                    .map_err(RpcError::refused)
                 })
             }
             "server.delete" => {
@@ -212,7 +213,7 @@ impl Control {
                 let key = nested_key(p)?;
                 let addr = ipv4(p, "addr")?.ok_or_else(|| missing("addr"))?;
                 let port = uint(p, "port", 0, 65535)?.unwrap_or(0) as u16;
-                self.mutate(|m| m.delete_server(&key, addr, port).map_err(server_refused))
+                self.mutate(|m| m.delete_server(&key, addr, port).map_err(RpcError::refused))
             }
             "clear" => {
                 fields(p, &[])?;
@@ -414,14 +415,6 @@ impl Control {
 
 fn error_line(id: &Value, code: i64, message: &str) -> String {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string()
-}
-
-/// ipvsadm says "Service not defined" for real server commands on a missing service.
-fn server_refused(e: ModelError) -> RpcError {
-    match e {
-        ModelError::NoSuchService => RpcError::new(ERR_REFUSED, "Service not defined"),
-        other => RpcError::refused(other),
-    }
 }
 
 fn missing(name: &str) -> RpcError {
@@ -842,7 +835,7 @@ pub mod testing {
         }
         fn set_timeouts(&self, t: Timeouts) -> Result<(), PublishError> {
             if self.fail.load(Ordering::SeqCst) {
-                return Err(PublishError::Other("refused".into()));
+                return Err(PublishError::ServiceIndexFull);
             }
             *self.timeouts.lock().unwrap() = t;
             Ok(())
@@ -1366,7 +1359,11 @@ mod tests {
         assert_eq!(dp.publish_count(), 1);
         assert_eq!(c.apply_rules("-C\n"), Ok(1));
         assert!(c.model().services().is_empty());
-        assert!(c.apply_rules("-X\n").unwrap_err().starts_with("line 1:"));
+        assert!(c
+            .apply_rules("-X\n")
+            .unwrap_err()
+            .message
+            .starts_with("line 1:"));
     }
 
     #[test]

@@ -322,6 +322,9 @@ pub enum ModelError {
     ServiceExists,
     #[error("No such service")]
     NoSuchService,
+    /// A real server command named a service that does not exist (ipvsadm's wording for it).
+    #[error("Service not defined")]
+    ServiceNotDefined,
     #[error("Destination already exists")]
     ServerExists,
     #[error("No such destination")]
@@ -549,7 +552,7 @@ impl Model {
     pub fn add_server(&mut self, key: &ServiceKey, spec: ServerSpec) -> Result<(), ModelError> {
         let svc_spec = self
             .service(key)
-            .ok_or(ModelError::NoSuchService)?
+            .ok_or(ModelError::ServiceNotDefined)?
             .spec
             .clone();
         Self::check_server(&svc_spec, &spec)?;
@@ -572,7 +575,7 @@ impl Model {
     pub fn edit_server(&mut self, key: &ServiceKey, spec: ServerSpec) -> Result<(), ModelError> {
         let svc_spec = self
             .service(key)
-            .ok_or(ModelError::NoSuchService)?
+            .ok_or(ModelError::ServiceNotDefined)?
             .spec
             .clone();
         Self::check_server(&svc_spec, &spec)?;
@@ -595,7 +598,9 @@ impl Model {
         port: u16,
     ) -> Result<(), ModelError> {
         let port = if port == 0 { key.port } else { port };
-        let svc = self.service_mut(key)?;
+        let svc = self
+            .service_mut(key)
+            .map_err(|_| ModelError::ServiceNotDefined)?;
         let i = svc
             .servers
             .iter()

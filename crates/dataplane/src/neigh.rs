@@ -42,16 +42,14 @@ struct Slot {
     used: AtomicBool,
 }
 
-/// `mac` in the low 48 bits of a word, in the order of a frame's bytes read as a little-endian
-/// word (so a forwarding worker writes it with one store).
+/// `mac` in the low 48 bits of a word ([`MacAddr::word`]: a forwarding worker writes it with one
+/// store).
 fn pack(mac: [u8; 6]) -> u64 {
-    let [a, b, c, d, e, f] = mac;
-    u64::from_le_bytes([a, b, c, d, e, f, 0, 0])
+    MacAddr(mac).word()
 }
 
 fn unpack(v: u64) -> [u8; 6] {
-    let [a, b, c, d, e, f, _, _] = v.to_le_bytes();
-    [a, b, c, d, e, f]
+    MacAddr::from_word(v).0
 }
 
 /// Home slot of `ip` in a table of `mask + 1` slots (a power of two), `shift` being 64 minus
@@ -88,12 +86,6 @@ impl NeighTable {
             reachable_ms: DEFAULT_REACHABLE_MS,
             count: AtomicUsize::new(0),
         }
-    }
-
-    /// Change how long an answer stays reachable (reported by [`state`](Self::state)).
-    pub fn with_reachable_ms(mut self, ms: u64) -> Self {
-        self.reachable_ms = ms;
-        self
     }
 
     fn limit(&self) -> usize {
@@ -182,13 +174,6 @@ impl NeighTable {
     /// Number of slots (for walking them with [`set_used`](Self::set_used)).
     pub fn slots(&self) -> usize {
         self.slots.len()
-    }
-
-    /// Mark every address unused (control thread, before marking a snapshot's addresses used).
-    pub fn clear_used(&self) {
-        for s in self.slots.iter() {
-            s.used.store(false, Relaxed);
-        }
     }
 
     /// Mark `slot` used by the current snapshot (its address gets ARP requests).

@@ -457,8 +457,7 @@ const MAC_BITS: u64 = 0xffff_ffff_ffff;
 
 /// `mac` as the low 48 bits of a little-endian word, as [`Worker::accepts_word`] reads it.
 fn mac_word(mac: [u8; 6]) -> u64 {
-    let [a, b, c, d, e, f] = mac;
-    u64::from_le_bytes([a, b, c, d, e, f, 0, 0])
+    ethernet::MacAddr(mac).word()
 }
 
 /// Frames [`Worker::process_burst`] stages at once (engine bursts are 32 frames; a longer

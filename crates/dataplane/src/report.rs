@@ -41,40 +41,8 @@ pub enum NeighState {
     Static { mac: MacAddr },
 }
 
-/// A MAC address, serialised as "aa:bb:cc:dd:ee:ff".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct MacAddr(pub [u8; 6]);
-
-impl std::fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
-    }
-}
-
-impl std::str::FromStr for MacAddr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let mut out = [0u8; 6];
-        let mut n = 0;
-        for part in s.split([':', '-']) {
-            if n == 6 || part.len() != 2 {
-                return Err(format!("invalid MAC address '{s}'"));
-            }
-            out[n] =
-                u8::from_str_radix(part, 16).map_err(|_| format!("invalid MAC address '{s}'"))?;
-            n += 1;
-        }
-        if n != 6 {
-            return Err(format!("invalid MAC address '{s}'"));
-        }
-        Ok(MacAddr(out))
-    }
-}
+/// The one MAC address type (serialised as "aa:bb:cc:dd:ee:ff" with the `serde` feature).
+pub use crate::wire::ethernet::MacAddr;
 
 #[cfg(feature = "serde")]
 impl serde::Serialize for MacAddr {
@@ -159,8 +127,14 @@ pub struct StatsReport {
 pub enum PublishError {
     #[error("neighbour table is full ({0} entries)")]
     NeighbourTableFull(u32),
-    #[error("{0}")]
-    Other(String),
+    /// A real server's address was not tracked in the neighbour table (an internal error).
+    #[error("{0} is not in the neighbour table")]
+    NotTracked(Ipv4Addr),
+    /// A slot outside the tables sized at start (an internal error).
+    #[error("{what} slot {slot} out of range")]
+    SlotOutOfRange { what: &'static str, slot: usize },
+    #[error("service index full")]
+    ServiceIndexFull,
 }
 
 /// One line of `ipvsadm -L -c`: a connection, or a persistence template (`template`, state

@@ -894,17 +894,7 @@ mod tests {
                 neigh.insert(r.spec.addr).unwrap();
             }
         }
-        let mask = Ipv4Addr::new(255, 255, 255, 0);
-        Snapshot::build(
-            m,
-            1,
-            MAX,
-            &neigh,
-            [2; 6],
-            Ipv4Addr::new(198, 18, 0, 1),
-            mask,
-        )
-        .unwrap()
+        Snapshot::build(m, 1, MAX, &neigh).unwrap()
     }
 
     fn snap(kind: SchedulerKind, flags: &[&str], servers: &[(u32, u32, u32)]) -> Snapshot {

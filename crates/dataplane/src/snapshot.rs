@@ -157,9 +157,6 @@ pub struct Snapshot {
     pub vips: Vec<u32>,
     /// Indexed by real server slot; `id` 0 where no server has the slot.
     rs_by_slot: Vec<ServerRef>,
-    pub dip: Ipv4Addr,
-    pub dip_netmask: Ipv4Addr,
-    pub port_mac: [u8; 6],
     /// Flow idle timeouts (changed at run time by `--set`).
     pub timeouts: Timeouts,
     /// IPVS `expire_nodest_conn`: a packet of a flow whose real server was deleted expires the
@@ -169,16 +166,13 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// An empty picture (epoch 0): nothing is forwarded, ARP for the DIP is answered.
-    pub fn empty(max_servers: usize, port_mac: [u8; 6], dip: Ipv4Addr, mask: Ipv4Addr) -> Self {
+    pub fn empty(max_servers: usize) -> Self {
         Snapshot {
             epoch: 0,
             services: Vec::new(),
             lookup: ServiceIndex::with_capacity(0),
             vips: Vec::new(),
             rs_by_slot: vec![ServerRef::default(); max_servers],
-            dip,
-            dip_netmask: mask,
-            port_mac,
             timeouts: Timeouts::default(),
             expire_nodest_conn: false,
         }
@@ -191,25 +185,27 @@ impl Snapshot {
         epoch: u64,
         max_servers: usize,
         neigh: &NeighTable,
-        port_mac: [u8; 6],
-        dip: Ipv4Addr,
-        mask: Ipv4Addr,
     ) -> Result<Self, PublishError> {
-        let mut s = Snapshot::empty(max_servers, port_mac, dip, mask);
+        let mut s = Snapshot::empty(max_servers);
         s.epoch = epoch;
         s.lookup = ServiceIndex::with_capacity(model.services().len());
         for (si, svc) in model.services().iter().enumerate() {
             let mut servers = Vec::with_capacity(svc.servers.len());
             for (ri, rs) in svc.servers.iter().enumerate() {
-                let neigh_slot = neigh.find(rs.spec.addr).ok_or_else(|| {
-                    PublishError::Other(format!("{} is not in the neighbour table", rs.spec.addr))
-                })?;
+                let neigh_slot = neigh
+                    .find(rs.spec.addr)
+                    .ok_or_else(|| PublishError::NotTracked(rs.spec.addr))?;
                 let cell = s.rs_by_slot.get_mut(rs.slot as usize).ok_or_else(|| {
-                    PublishError::Other(format!("real server slot {} out of range", rs.slot))
+                    PublishError::SlotOutOfRange {
+                        what: "real server",
+                        slot: rs.slot as usize,
+                    }
                 })?;
-                let neigh_ref = u32::try_from(neigh_slot).map_err(|_| {
-                    PublishError::Other(format!("neighbour slot {neigh_slot} out of range"))
-                })?;
+                let neigh_ref =
+                    u32::try_from(neigh_slot).map_err(|_| PublishError::SlotOutOfRange {
+                        what: "neighbour",
+                        slot: neigh_slot,
+                    })?;
                 *cell = ServerRef {
                     svc: si as u32,
                     rs: ri as u32,
@@ -233,7 +229,7 @@ impl Snapshot {
                 pack_key(k.proto.ip_proto(), u32::from(k.vip), k.port),
                 si as u32,
             ) {
-                return Err(PublishError::Other("service index full".into()));
+                return Err(PublishError::ServiceIndexFull);
             }
             s.vips.push(u32::from(k.vip));
             let usable = servers
@@ -359,7 +355,7 @@ impl Shared {
         let bits = u32::from(dip_prefix_len.min(32));
         let dip_netmask = Ipv4Addr::from(u32::MAX.checked_shl(32 - bits).unwrap_or(0));
         Shared {
-            current: ArcSwap::from_pointee(Snapshot::empty(mr, port_mac, dip, dip_netmask)),
+            current: ArcSwap::from_pointee(Snapshot::empty(mr)),
             epoch: AtomicU64::new(0),
             neigh: NeighTable::new(neighbours as usize),
             stats: StatsRegistry::new(nw, ms, mr),
@@ -521,15 +517,7 @@ impl Shared {
         }
 
         let epoch = self.epoch.load(Relaxed) + 1;
-        let mut snap = Snapshot::build(
-            model,
-            epoch,
-            self.max_servers,
-            &self.neigh,
-            self.port_mac,
-            self.dip,
-            self.dip_netmask,
-        )?;
+        let mut snap = Snapshot::build(model, epoch, self.max_servers, &self.neigh)?;
         snap.timeouts = c.timeouts;
         snap.expire_nodest_conn = c.expire_nodest_conn;
         // A slot that changed hands starts counting from what it holds now.
@@ -881,7 +869,7 @@ mod tests {
             Some(2)
         );
         assert!(s.is_vip(vip) && !s.is_vip(vip + 5));
-        assert_eq!(s.dip_netmask, Ipv4Addr::new(255, 255, 255, 0));
+        assert_eq!(sh.dip_netmask(), Ipv4Addr::new(255, 255, 255, 0));
         assert_eq!(
             Shared::new(1, 1, 1, 1, [2; 6], Ipv4Addr::LOCALHOST, 0).dip_netmask(),
             Ipv4Addr::UNSPECIFIED

@@ -59,6 +59,59 @@ impl From<EtherType> for u16 {
 }
 
 /// Whether `mac` is a group (multicast or broadcast) address: the I/G bit, the least
+/// A MAC address (written "aa:bb:cc:dd:ee:ff"; "-" separators are read too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl std::fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+impl std::str::FromStr for MacAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut out = [0u8; 6];
+        let mut n = 0;
+        for part in s.split([':', '-']) {
+            if n == 6 || part.len() != 2 {
+                return Err(format!("invalid MAC address '{s}'"));
+            }
+            out[n] =
+                u8::from_str_radix(part, 16).map_err(|_| format!("invalid MAC address '{s}'"))?;
+            n += 1;
+        }
+        if n != 6 {
+            return Err(format!("invalid MAC address '{s}'"));
+        }
+        Ok(MacAddr(out))
+    }
+}
+
+impl MacAddr {
+    /// The address as the low 48 bits of a word: its six bytes, in frame order, read as a
+    /// little-endian word (the bits above are zero). A worker compares and writes MACs this way
+    /// with one load or store; the neighbour table stores them so.
+    #[inline(always)]
+    pub const fn word(self) -> u64 {
+        let [a, b, c, d, e, f] = self.0;
+        u64::from_le_bytes([a, b, c, d, e, f, 0, 0])
+    }
+
+    /// The address in the low 48 bits of `w` (see [`word`](Self::word)).
+    #[inline]
+    pub const fn from_word(w: u64) -> Self {
+        let [a, b, c, d, e, f, _, _] = w.to_le_bytes();
+        MacAddr([a, b, c, d, e, f])
+    }
+}
+
 /// significant bit of the first octet.
 pub fn is_group(mac: &[u8; 6]) -> bool {
     mac[0] & 1 == 1
