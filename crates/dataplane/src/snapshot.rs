@@ -194,8 +194,8 @@ impl Snapshot {
             for (ri, rs) in svc.servers.iter().enumerate() {
                 let neigh_slot = neigh
                     .find(rs.spec.addr)
-                    .ok_or_else(|| PublishError::NotTracked(rs.spec.addr))?;
-                let cell = s.rs_by_slot.get_mut(rs.slot as usize).ok_or_else(|| {
+                    .ok_or(PublishError::NotTracked(rs.spec.addr))?;
+                let cell = s.rs_by_slot.get_mut(rs.slot as usize).ok_or({
                     PublishError::SlotOutOfRange {
                         what: "real server",
                         slot: rs.slot as usize,
