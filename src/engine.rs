@@ -1,7 +1,7 @@
 //! The engine: EAL, port, workers on lcores, the control thread, and an orderly stop.
 //!
 //! Each worker owns one rx/tx queue pair and runs to completion: receive a burst, decide every
-//! frame in place with the pure [`pipeline`](crate::pipeline), transmit the burst (whatever the
+//! frame in place with the pure [`pipeline`](rvs_dataplane::pipeline), transmit the burst (whatever the
 //! NIC did not take is freed and counted), and every millisecond do a little housekeeping (flow
 //! expiry, ARP requests). Workers pick up new snapshots between bursts; they never lock, allocate
 //! or make a syscall on this path.

@@ -35,6 +35,133 @@ pub const MAX_CLIENTS: usize = 32;
 pub const DEFAULT_CONNECTIONS: usize = 100_000;
 pub const MAX_CONNECTIONS: usize = 10_000_000;
 
+/// The request parameters of the methods that change services and real servers: the schema,
+/// written once. `rvsadm` serialises these; the server reads exactly these fields (each
+/// `FIELDS` list is what its validating parser accepts, and a test holds the lists to the
+/// structs), with its own messages for every bad value.
+pub mod params {
+    use super::*;
+    use rvs_dataplane::model::{ServerSpec, ServiceSpec};
+
+    /// A service named in a request (`service.delete`, and nested as `service` elsewhere).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Key {
+        pub proto: Protocol,
+        pub vip: Ipv4Addr,
+        pub port: u16,
+    }
+
+    impl Key {
+        pub const FIELDS: [&'static str; 3] = ["proto", "vip", "port"];
+    }
+
+    impl From<ServiceKey> for Key {
+        fn from(k: ServiceKey) -> Self {
+            Key {
+                proto: k.proto,
+                vip: k.vip,
+                port: k.port,
+            }
+        }
+    }
+
+    /// `service.add` / `service.edit`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Service {
+        #[serde(flatten)]
+        pub key: Key,
+        pub scheduler: SchedulerKind,
+        pub persistent: Option<u32>,
+        pub netmask: Ipv4Addr,
+        pub flags: Vec<String>,
+    }
+
+    impl Service {
+        pub const FIELDS: [&'static str; 7] = [
+            "proto",
+            "vip",
+            "port",
+            "scheduler",
+            "persistent",
+            "netmask",
+            "flags",
+        ];
+    }
+
+    impl From<&ServiceSpec> for Service {
+        fn from(s: &ServiceSpec) -> Self {
+            Service {
+                key: s.key.into(),
+                scheduler: s.scheduler,
+                persistent: s.persistent,
+                netmask: s.netmask,
+                flags: s.flags.clone(),
+            }
+        }
+    }
+
+    /// `server.add` / `server.edit`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Server {
+        pub service: Key,
+        pub addr: Ipv4Addr,
+        pub port: u16,
+        pub weight: u32,
+        pub forward: Forward,
+        pub upper: u32,
+        pub lower: u32,
+    }
+
+    impl Server {
+        pub const FIELDS: [&'static str; 7] = [
+            "service", "addr", "port", "weight", "forward", "upper", "lower",
+        ];
+
+        pub fn new(k: ServiceKey, s: &ServerSpec) -> Self {
+            Server {
+                service: k.into(),
+                addr: s.addr,
+                port: s.port,
+                weight: s.weight,
+                forward: s.forward,
+                upper: s.upper,
+                lower: s.lower,
+            }
+        }
+    }
+
+    /// `server.delete`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ServerDelete {
+        pub service: Key,
+        pub addr: Ipv4Addr,
+        pub port: u16,
+    }
+
+    impl ServerDelete {
+        pub const FIELDS: [&'static str; 3] = ["service", "addr", "port"];
+    }
+
+    /// `zero` (every service when `service` is absent).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Zero {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub service: Option<Key>,
+    }
+
+    impl Zero {
+        pub const FIELDS: [&'static str; 1] = ["service"];
+    }
+
+    /// `timeouts.set`: the operator's three timeouts ([`Timeouts`], 0 = unchanged).
+    pub const TIMEOUTS_FIELDS: [&str; 3] = ["tcp", "tcp_fin", "udp"];
+}
+
 /// What `version` answers: the daemon's name, version and the commit it was built from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Build {
@@ -121,4 +248,76 @@ pub trait Dataplane: Send + Sync {
     fn timeouts(&self) -> Timeouts;
     /// Up to `limit` connections and persistence templates (`ipvsadm -L -c`).
     fn connections(&self, limit: usize) -> Vec<ConnEntry>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::params::*;
+    use super::*;
+    use rvs_dataplane::model::{ServerSpec, ServiceSpec};
+
+    fn keys(v: serde_json::Value) -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    }
+
+    fn sorted<const N: usize>(f: [&str; N]) -> Vec<String> {
+        let mut k: Vec<String> = f.iter().map(|s| s.to_string()).collect();
+        k.sort();
+        k
+    }
+
+    #[test]
+    fn the_field_lists_are_the_structs_fields() {
+        let key = ServiceKey {
+            proto: Protocol::Tcp,
+            vip: Ipv4Addr::new(198, 18, 0, 100),
+            port: 80,
+        };
+        let spec = ServiceSpec {
+            key,
+            scheduler: SchedulerKind::Rr,
+            persistent: Some(300),
+            netmask: Ipv4Addr::BROADCAST,
+            flags: vec!["sh-port".into()],
+        };
+        let rs = ServerSpec {
+            addr: Ipv4Addr::new(198, 18, 0, 11),
+            port: 80,
+            weight: 3,
+            forward: Forward::Dr,
+            upper: 0,
+            lower: 0,
+        };
+        let to = |v: &dyn erased::Ser| v.value();
+        assert_eq!(keys(to(&Key::from(key))), sorted(Key::FIELDS));
+        assert_eq!(keys(to(&Service::from(&spec))), sorted(Service::FIELDS));
+        assert_eq!(keys(to(&Server::new(key, &rs))), sorted(Server::FIELDS));
+        let del = ServerDelete {
+            service: key.into(),
+            addr: rs.addr,
+            port: 80,
+        };
+        assert_eq!(keys(to(&del)), sorted(ServerDelete::FIELDS));
+        let zero = Zero {
+            service: Some(key.into()),
+        };
+        assert_eq!(keys(to(&zero)), sorted(Zero::FIELDS));
+        assert_eq!(keys(to(&Timeouts::default())), sorted(TIMEOUTS_FIELDS));
+        // What the client sends reads back as what it meant.
+        let back: Service = serde_json::from_value(to(&Service::from(&spec))).unwrap();
+        assert_eq!(back, Service::from(&spec));
+    }
+
+    mod erased {
+        pub trait Ser {
+            fn value(&self) -> serde_json::Value;
+        }
+        impl<T: serde::Serialize> Ser for T {
+            fn value(&self) -> serde_json::Value {
+                serde_json::to_value(self).unwrap()
+            }
+        }
+    }
 }

@@ -185,17 +185,12 @@ impl Control {
                 })
             }
             "service.delete" => {
-                fields(p, &["proto", "vip", "port"])?;
+                fields(p, &params::Key::FIELDS)?;
                 let key = service_key(p)?;
                 self.mutate(|m| m.delete_service(&key).map_err(RpcError::refused))
             }
             "server.add" | "server.edit" => {
-                fields(
-                    p,
-                    &[
-                        "service", "addr", "port", "weight", "forward", "upper", "lower",
-                    ],
-                )?;
+                fields(p, &params::Server::FIELDS)?;
                 let key = nested_key(p)?;
                 let spec = server_spec(p)?;
                 let add = method == "server.add";
@@ -209,7 +204,7 @@ impl Control {
                 })
             }
             "server.delete" => {
-                fields(p, &["service", "addr", "port"])?;
+                fields(p, &params::ServerDelete::FIELDS)?;
                 let key = nested_key(p)?;
                 let addr = ipv4(p, "addr")?.ok_or_else(|| missing("addr"))?;
                 let port = uint(p, "port", 0, 65535)?.unwrap_or(0) as u16;
@@ -241,7 +236,7 @@ impl Control {
                     .map_err(|e| RpcError::new(ERR_INTERNAL, e.to_string()))
             }
             "zero" => {
-                fields(p, &["service"])?;
+                fields(p, &params::Zero::FIELDS)?;
                 let filter = optional_nested_key(p)?;
                 let model = lock(&self.model).clone();
                 match filter {
@@ -306,7 +301,7 @@ impl Control {
             }
             "timeouts.set" => {
                 // ipvsadm --set tcp tcpfin udp: 0 leaves that timeout unchanged.
-                fields(p, &["tcp", "tcp_fin", "udp"])?;
+                fields(p, &params::TIMEOUTS_FIELDS)?;
                 let mut v = [0u32; 3];
                 for (i, k) in ["tcp", "tcp_fin", "udp"].iter().enumerate() {
                     v[i] = uint(p, k, 0, u64::from(MAX_TIMEOUT))?.ok_or_else(|| missing(k))? as u32;
@@ -495,7 +490,7 @@ fn optional_nested_key(p: &Params) -> Result<Option<ServiceKey>, RpcError> {
     match p.get("service") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(o)) => {
-            fields(o, &["proto", "vip", "port"])
+            fields(o, &params::Key::FIELDS)
                 .map_err(|e| RpcError::params(format!("service: {}", e.message)))?;
             service_key(o)
                 .map(Some)
@@ -508,18 +503,7 @@ fn optional_nested_key(p: &Params) -> Result<Option<ServiceKey>, RpcError> {
 }
 
 fn service_spec(p: &Params) -> Result<ServiceSpec, RpcError> {
-    fields(
-        p,
-        &[
-            "proto",
-            "vip",
-            "port",
-            "scheduler",
-            "persistent",
-            "netmask",
-            "flags",
-        ],
-    )?;
+    fields(p, &params::Service::FIELDS)?;
     let key = service_key(p)?;
     let sched = string(p, "scheduler")?.unwrap_or(DEFAULT_SCHEDULER);
     let scheduler: SchedulerKind = sched

@@ -378,53 +378,35 @@ impl Client {
     }
 }
 
-fn key_json(k: &ServiceKey) -> Value {
-    json!({"proto": k.proto, "vip": k.vip.to_string(), "port": k.port})
-}
-
-fn service_json(s: &ServiceSpec) -> Value {
-    json!({
-        "proto": s.key.proto,
-        "vip": s.key.vip.to_string(),
-        "port": s.key.port,
-        "scheduler": s.scheduler,
-        "persistent": s.persistent,
-        "netmask": s.netmask.to_string(),
-        "flags": s.flags,
-    })
-}
-
-fn server_json(k: &ServiceKey, s: &ServerSpec) -> Value {
-    json!({
-        "service": key_json(k),
-        "addr": s.addr.to_string(),
-        "port": s.port,
-        "weight": s.weight,
-        "forward": s.forward,
-        "upper": s.upper,
-        "lower": s.lower,
-    })
+/// A request's params as JSON: the control protocol's own types ([`params`]), serialised.
+fn to_json(p: &impl serde::Serialize) -> Value {
+    serde_json::to_value(p).unwrap_or(Value::Null)
 }
 
 /// The JSON-RPC method and params for a command that maps to exactly one call.
 pub fn request_for(cmd: &Command) -> Option<(&'static str, Value)> {
     Some(match cmd {
-        Command::AddService(s) => ("service.add", service_json(s)),
-        Command::EditService(s) => ("service.edit", service_json(s)),
-        Command::DeleteService(k) => ("service.delete", key_json(k)),
-        Command::AddServer(k, s) => ("server.add", server_json(k, s)),
-        Command::EditServer(k, s) => ("server.edit", server_json(k, s)),
+        Command::AddService(s) => ("service.add", to_json(&params::Service::from(s))),
+        Command::EditService(s) => ("service.edit", to_json(&params::Service::from(s))),
+        Command::DeleteService(k) => ("service.delete", to_json(&params::Key::from(*k))),
+        Command::AddServer(k, s) => ("server.add", to_json(&params::Server::new(*k, s))),
+        Command::EditServer(k, s) => ("server.edit", to_json(&params::Server::new(*k, s))),
         Command::DeleteServer(k, a, p) => (
             "server.delete",
-            json!({"service": key_json(k), "addr": a.to_string(), "port": p}),
+            to_json(&params::ServerDelete {
+                service: (*k).into(),
+                addr: *a,
+                port: *p,
+            }),
         ),
         Command::Clear => ("clear", json!({})),
-        Command::Zero(None) => ("zero", json!({})),
-        Command::Zero(Some(k)) => ("zero", json!({"service": key_json(k)})),
-        Command::SetTimeouts(t) => (
-            "timeouts.set",
-            json!({"tcp": t.tcp, "tcp_fin": t.tcp_fin, "udp": t.udp}),
+        Command::Zero(k) => (
+            "zero",
+            to_json(&params::Zero {
+                service: k.map(Into::into),
+            }),
         ),
+        Command::SetTimeouts(t) => ("timeouts.set", to_json(t)),
         _ => return None,
     })
 }
@@ -624,7 +606,7 @@ fn run_inner(
                 return write_out(out, &format_timeouts(&t));
             }
             let params = match &service {
-                Some(k) => json!({"service": key_json(k)}),
+                Some(k) => json!({ "service": params::Key::from(*k) }),
                 None => json!({}),
             };
             let list = |c: &mut Client| -> Result<ListReply, AdmError> {
