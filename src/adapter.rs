@@ -80,3 +80,50 @@ impl Dataplane for Adapter {
         self.shared.connections(limit)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_dataplane::model::{Protocol, SchedulerKind, ServiceKey, ServiceSpec};
+
+    #[test]
+    fn stats_name_each_workers_lcore_and_publish_reaches_the_workers_picture() {
+        let shared = Arc::new(Shared::new(
+            4,
+            4,
+            16,
+            2,
+            [2, 0, 0, 0, 0, 1],
+            Ipv4Addr::new(198, 18, 0, 2),
+            24,
+        ));
+        let a = Adapter::new(Arc::clone(&shared), PortId(0), vec![5, 7]);
+        let mut m = Model::new(4, 4);
+        m.add_service(ServiceSpec {
+            key: ServiceKey {
+                proto: Protocol::Tcp,
+                vip: Ipv4Addr::new(198, 18, 0, 100),
+                port: 80,
+            },
+            scheduler: SchedulerKind::Rr,
+            persistent: None,
+            netmask: Ipv4Addr::BROADCAST,
+            flags: vec![],
+        })
+        .unwrap();
+        a.publish(&m).unwrap();
+        assert_eq!(shared.load().services.len(), 1);
+        let r = a.stats(&m);
+        let lcores: Vec<(u32, u32)> = r.workers.iter().map(|w| (w.worker, w.lcore)).collect();
+        assert_eq!(lcores, vec![(0, 5), (1, 7)]);
+        // No EAL in this test: the port's counters cannot be read and are reported as zeros.
+        assert_eq!(r.port, PortStats::default());
+        a.set_timeouts(Timeouts {
+            tcp: 10,
+            tcp_fin: 20,
+            udp: 30,
+        })
+        .unwrap();
+        assert_eq!(a.timeouts().udp, 30);
+    }
+}
