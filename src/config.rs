@@ -88,11 +88,8 @@ impl PortConfig {
     /// queue pairs can hold at once (full rings, four bursts in flight and a full lcore cache
     /// per worker, plus 1024 of slack), so that `rx_nombuf` never counts the engine's own use.
     pub fn pool_mbufs(&self, workers: usize) -> u32 {
-        let per_worker = u64::from(self.rx_descriptors)
-            + u64::from(self.tx_descriptors)
-            + 4 * crate::dpdk::BURST as u64
-            + u64::from(MBUF_CACHE);
-        let need = per_worker * workers as u64 + 1024;
+        let in_flight = (4 * crate::dpdk::BURST as u64 + u64::from(MBUF_CACHE)) * workers as u64;
+        let need = self.ring_mbufs(workers) + in_flight + 1024;
         u32::try_from(need).unwrap_or(u32::MAX).max(self.mbufs)
     }
 }

@@ -42,16 +42,6 @@ struct Slot {
     used: AtomicBool,
 }
 
-/// `mac` in the low 48 bits of a word ([`MacAddr::word`]: a forwarding worker writes it with one
-/// store).
-fn pack(mac: [u8; 6]) -> u64 {
-    MacAddr(mac).word()
-}
-
-fn unpack(v: u64) -> [u8; 6] {
-    MacAddr::from_word(v).0
-}
-
 /// Home slot of `ip` in a table of `mask + 1` slots (a power of two), `shift` being 64 minus
 /// the number of index bits.
 ///
@@ -186,7 +176,7 @@ impl NeighTable {
     /// The MAC of `slot` if resolved or static.
     #[inline]
     pub fn mac(&self, slot: usize) -> Option<[u8; 6]> {
-        self.mac_word(slot).map(unpack)
+        self.mac_word(slot).map(|w| MacAddr::from_word(w).0)
     }
 
     /// [`mac`](Self::mac) as the low 48 bits of a word (the MAC's bytes read as a
@@ -215,7 +205,7 @@ impl NeighTable {
         }
         s.confirmed_ms.store(now_ms, Relaxed);
         s.tries.store(0, Relaxed);
-        s.mac_flags.store(pack(mac) | RESOLVED, Release);
+        s.mac_flags.store(MacAddr(mac).word() | RESOLVED, Release);
     }
 
     /// Configure a static MAC for `ip` (control thread), tracking it if needed.
@@ -223,7 +213,7 @@ impl NeighTable {
         let slot = self.insert(ip)?;
         self.slots[slot]
             .mac_flags
-            .store(pack(mac) | STATIC, Release);
+            .store(MacAddr(mac).word() | STATIC, Release);
         Ok(slot)
     }
 
@@ -245,7 +235,7 @@ impl NeighTable {
         };
         let s = &self.slots[slot];
         let v = s.mac_flags.load(Acquire);
-        let mac = MacAddr(unpack(v));
+        let mac = MacAddr::from_word(v);
         if v & STATIC != 0 {
             NeighState::Static { mac }
         } else if v & RESOLVED != 0 {

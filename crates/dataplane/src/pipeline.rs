@@ -455,11 +455,6 @@ fn parse_l4_any(frame: &[u8]) -> Result<L4Flow, DropReason> {
 /// The 48 bits of a MAC address in a little-endian word.
 const MAC_BITS: u64 = 0xffff_ffff_ffff;
 
-/// `mac` as the low 48 bits of a little-endian word, as [`Worker::accepts_word`] reads it.
-fn mac_word(mac: [u8; 6]) -> u64 {
-    ethernet::MacAddr(mac).word()
-}
-
 /// Frames [`Worker::process_burst`] stages at once (engine bursts are 32 frames; a longer
 /// burst is decided in chunks of this many).
 pub const BURST_CHUNK: usize = 32;
@@ -551,7 +546,8 @@ impl Worker {
             wc,
             src_mac: SrcMac::new(shared.port_mac()),
             port_mac: shared.port_mac(),
-            port_mac_word: mac_word(shared.port_mac()),
+            // As [`Worker::accepts_word`] reads a frame's destination.
+            port_mac_word: ethernet::MacAddr(shared.port_mac()).word(),
             dip: u32::from(shared.dip()),
             shared,
             snap,

@@ -195,12 +195,13 @@ impl Snapshot {
                 let neigh_slot = neigh
                     .find(rs.spec.addr)
                     .ok_or(PublishError::NotTracked(rs.spec.addr))?;
-                let cell = s.rs_by_slot.get_mut(rs.slot as usize).ok_or({
-                    PublishError::SlotOutOfRange {
-                        what: "real server",
-                        slot: rs.slot as usize,
-                    }
-                })?;
+                let cell =
+                    s.rs_by_slot
+                        .get_mut(rs.slot as usize)
+                        .ok_or(PublishError::SlotOutOfRange {
+                            what: "real server",
+                            slot: rs.slot as usize,
+                        })?;
                 let neigh_ref =
                     u32::try_from(neigh_slot).map_err(|_| PublishError::SlotOutOfRange {
                         what: "neighbour",
