@@ -58,10 +58,21 @@ pub enum DropReason {
     /// Persistence table window full: the connection was forwarded by the scheduler's choice
     /// without a template (counted here so the operator sees the table is too small).
     PersistTableFull,
+    /// An ARP frame that only tried to change a tracked neighbour's MAC without our asking
+    /// (spoofing protection; the refused update is also counted in `arp_refused`).
+    ArpRefused,
+    /// A TCP segment of no known connection that is not a SYN (or is a SYN with RST), with
+    /// `sloppy_tcp` off: IPVS schedules only on a SYN.
+    TcpNotSyn,
+    /// IPv4 header checksum wrong (checked in software unless the NIC already did).
+    BadIpChecksum,
+    /// A source address no client can have: 0.0.0.0/8, 127.0.0.0/8, multicast, class E or
+    /// broadcast, or one of the director's own addresses (a VIP or the DIP).
+    MartianSource,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 22;
+    pub const COUNT: usize = 26;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::ShortFrame,
         DropReason::Vlan,
@@ -85,6 +96,10 @@ impl DropReason {
         DropReason::NoMbuf,
         DropReason::NoDest,
         DropReason::PersistTableFull,
+        DropReason::ArpRefused,
+        DropReason::TcpNotSyn,
+        DropReason::BadIpChecksum,
+        DropReason::MartianSource,
     ];
 
     /// The stable name used in stats output and metrics.
@@ -112,6 +127,10 @@ impl DropReason {
             DropReason::NoMbuf => "no_mbuf",
             DropReason::NoDest => "no_dest",
             DropReason::PersistTableFull => "persist_table_full",
+            DropReason::ArpRefused => "arp_refused",
+            DropReason::TcpNotSyn => "tcp_not_syn",
+            DropReason::BadIpChecksum => "bad_ip_checksum",
+            DropReason::MartianSource => "martian_source",
         }
     }
 
