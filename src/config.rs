@@ -164,6 +164,10 @@ pub struct DataplaneConfig {
     /// next packet and schedule that packet anew (`true`), or drop its packets until the flow
     /// times out (`false`, the IPVS default).
     pub expire_nodest_conn: bool,
+    /// IPVS `sloppy_tcp`: schedule a TCP segment of no known connection whatever its flags
+    /// (but RST) (`true`: e.g. on a director that took over without connection sync), or only
+    /// a SYN (`false`, the IPVS default: the others are dropped and counted as `tcp_not_syn`).
+    pub sloppy_tcp: bool,
 }
 
 /// `[control]`: the JSON control socket.
@@ -456,6 +460,7 @@ tcp_fin = 120
 udp = 300
 [dataplane]
 expire_nodest_conn = true
+sloppy_tcp = true
 [control]
 socket = "/run/rvs/control.sock"
 [rules]
@@ -480,6 +485,7 @@ mac = "02:00:00:00:00:11"
         assert_eq!(c.neighbours[0].mac, MacAddr([2, 0, 0, 0, 0, 0x11]));
         assert_eq!(c.timeouts, Timeouts::default());
         assert!(c.dataplane.expire_nodest_conn);
+        assert!(c.dataplane.sloppy_tcp);
     }
 
     #[test]
@@ -489,6 +495,7 @@ mac = "02:00:00:00:00:11"
         assert_eq!(c.tables, TablesConfig::default());
         assert_eq!(c.tables.persistence, 65536);
         assert!(!c.dataplane.expire_nodest_conn, "IPVS default");
+        assert!(!c.dataplane.sloppy_tcp, "IPVS default");
         assert_eq!(c.workers.lcores, vec![0]);
         assert_eq!(c.network.prefix_len, 24);
         assert_eq!(c.control.socket, PathBuf::from("/run/rvs/control.sock"));

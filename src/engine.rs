@@ -8,13 +8,15 @@
 
 use crate::adapter::Adapter;
 use crate::config::{Config, MBUF_CACHE, MBUF_DATA_ROOM};
-use crate::dpdk::{self, Burst, Eal, LcoreId, Mempool, Port, PortConfig, PortId, Queue, BURST};
+use crate::dpdk::{
+    self, Burst, Eal, IpCsum, LcoreId, Mempool, Port, PortConfig, PortId, Queue, BURST,
+};
 use rvs_control::server::{self as control, Control, RpcError};
 use rvs_dataplane::flow::Timeouts;
 use rvs_dataplane::model::{Model, ModelError, StaticNeighbour};
-use rvs_dataplane::pipeline::{DropReason, Frames, Verdict, Worker, WorkerConfig};
+use rvs_dataplane::pipeline::{DropReason, Frames, RxCsum, Verdict, Worker, WorkerConfig};
 use rvs_dataplane::report::PublishError;
-use rvs_dataplane::snapshot::Shared;
+use rvs_dataplane::snapshot::{Behaviour, Shared};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -112,6 +114,7 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
         mac = %rvs_dataplane::report::MacAddr(mac),
         queues = nq,
         mbufs = n_mbufs,
+        rx_ip_checksum = if port.rx_ip_cksum() { "nic" } else { "software" },
         "port started"
     );
 
@@ -128,7 +131,10 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
         .with_persistence(cfg.tables.persistence as usize)
         .with_settings(
             Timeouts::default().with_settable(cfg.timeouts),
-            cfg.dataplane.expire_nodest_conn,
+            Behaviour {
+                expire_nodest_conn: cfg.dataplane.expire_nodest_conn,
+                sloppy_tcp: cfg.dataplane.sloppy_tcp,
+            },
         ),
     );
 
@@ -350,5 +356,13 @@ impl Frames for Burst {
     #[inline]
     fn frame_mut(&mut self, i: usize) -> Option<&mut [u8]> {
         self.data_mut(i)
+    }
+    #[inline]
+    fn ip_csum(&self, i: usize) -> RxCsum {
+        match Burst::ip_csum(self, i) {
+            IpCsum::Good => RxCsum::Good,
+            IpCsum::Bad => RxCsum::Bad,
+            IpCsum::Unknown => RxCsum::Unknown,
+        }
     }
 }

@@ -53,8 +53,9 @@ fn arp_reply_for_vip() -> Vec<u8> {
     f
 }
 
-/// TCP segment 198.18.0.10:sport -> 198.18.0.100:80 with the given flags (checksums are not
-/// checked by a DR director and are left as carried).
+/// TCP segment 198.18.0.10:sport -> 198.18.0.100:80 with the given flags (the IPv4 header
+/// checksum is right: net_pcap does not check it, so the pipeline does; the TCP checksum is
+/// not looked at by a DR director).
 fn tcp(sport: u16, flags: u8) -> Vec<u8> {
     let sp = sport.to_be_bytes();
     let mut f = Vec::new();
@@ -62,9 +63,9 @@ fn tcp(sport: u16, flags: u8) -> Vec<u8> {
     f.extend_from_slice(&PORT_MAC);
     f.extend_from_slice(&CLIENT_MAC);
     f.extend_from_slice(&[0x08, 0x00]);
-    // IPv4: v4 IHL 5, tos 0, total length 40, id 1, DF, ttl 64, proto TCP, checksum (any)
+    // IPv4: v4 IHL 5, tos 0, total length 40, id 1, DF, ttl 64, proto TCP, header checksum
     f.extend_from_slice(&[
-        0x45, 0x00, 0x00, 0x28, 0x00, 0x01, 0x40, 0x00, 0x40, 0x06, 0x12, 0x34,
+        0x45, 0x00, 0x00, 0x28, 0x00, 0x01, 0x40, 0x00, 0x40, 0x06, 0xae, 0x3c,
     ]);
     // source 198.18.0.10, destination 198.18.0.100 (the VIP)
     f.extend_from_slice(&[198, 18, 0, 10, 198, 18, 0, 100]);

@@ -70,6 +70,7 @@ const uint64_t rvs_ETH_RSS_IP = RTE_ETH_RSS_IP;
 const uint64_t rvs_ETH_RSS_TCP = RTE_ETH_RSS_TCP;
 const uint64_t rvs_ETH_RSS_UDP = RTE_ETH_RSS_UDP;
 const uint64_t rvs_ETH_RX_OFFLOAD_RSS_HASH = RTE_ETH_RX_OFFLOAD_RSS_HASH;
+const uint64_t rvs_ETH_RX_OFFLOAD_IPV4_CKSUM = RTE_ETH_RX_OFFLOAD_IPV4_CKSUM;
 const uint64_t rvs_MBUF_F_RX_RSS_HASH = RTE_MBUF_F_RX_RSS_HASH;
 const unsigned int rvs_MAX_LCORE = RTE_MAX_LCORE;
 

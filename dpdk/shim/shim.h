@@ -61,6 +61,7 @@ extern const uint64_t rvs_ETH_RSS_IP;
 extern const uint64_t rvs_ETH_RSS_TCP;
 extern const uint64_t rvs_ETH_RSS_UDP;
 extern const uint64_t rvs_ETH_RX_OFFLOAD_RSS_HASH;
+extern const uint64_t rvs_ETH_RX_OFFLOAD_IPV4_CKSUM;
 extern const uint64_t rvs_MBUF_F_RX_RSS_HASH;
 extern const unsigned int rvs_MAX_LCORE;
 

@@ -100,6 +100,10 @@ mod layout_tests {
             assert_ne!(rvs_ETH_RSS_TCP & (1 << 4), 0);
             assert_ne!(rvs_ETH_RSS_UDP & (1 << 5), 0);
             assert_eq!(rvs_ETH_RX_OFFLOAD_RSS_HASH, 1 << 19);
+            assert_eq!(rvs_ETH_RX_OFFLOAD_IPV4_CKSUM, 1 << 1);
+            // RX_IP_CKSUM: BAD = bit 4, GOOD = bit 7, NONE = both.
+            assert_eq!(RTE_MBUF_F_RX_IP_CKSUM_MASK, (1 << 4) | (1 << 7));
+            assert_eq!(RTE_MBUF_F_RX_IP_CKSUM_NONE, RTE_MBUF_F_RX_IP_CKSUM_MASK);
         }
     }
 }

@@ -11,6 +11,16 @@ use std::ffi::c_uint;
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
 
+/// What the NIC reported of a received frame's IPv4 header checksum (`RX_IP_CKSUM` flags of
+/// the mbuf; `NONE`, "the header's integrity is verified", counts as good).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpCsum {
+    /// Not checked (no offload, not IPv4, or a virtual device).
+    Unknown,
+    Good,
+    Bad,
+}
+
 /// Accessors shared by [`Mbuf`], [`MbufRef`] and [`Burst`]. All take a pointer to a live mbuf
 /// owned by the caller; only the first segment is seen (rvs does not enable scattered rx).
 mod raw {
@@ -110,6 +120,21 @@ mod raw {
             } else {
                 None
             }
+        }
+    }
+
+    /// # Safety
+    /// As for [`len`].
+    #[inline]
+    pub unsafe fn ip_csum(m: *const sys::rte_mbuf) -> super::IpCsum {
+        // SAFETY: m is live (caller).
+        let flags = unsafe { (*m).ol_flags } & u64::from(sys::RTE_MBUF_F_RX_IP_CKSUM_MASK);
+        match flags as u32 {
+            sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD | sys::RTE_MBUF_F_RX_IP_CKSUM_NONE => {
+                super::IpCsum::Good
+            }
+            sys::RTE_MBUF_F_RX_IP_CKSUM_BAD => super::IpCsum::Bad,
+            _ => super::IpCsum::Unknown,
         }
     }
 
@@ -365,6 +390,18 @@ impl Burst {
         // SAFETY: the burst owns the live mbuf; the exclusive borrow of self covers the slice,
         // so no other reference to this mbuf's data exists while it lives.
         Some(unsafe { raw::data_mut(p) })
+    }
+
+    /// The NIC's IPv4 header checksum verdict for slot `i` ([`IpCsum::Unknown`] if empty).
+    #[inline]
+    pub fn ip_csum(&self, i: usize) -> IpCsum {
+        match self.slots.get(i) {
+            Some(&p) if i < self.len && !p.is_null() => {
+                // SAFETY: the burst owns the live mbuf.
+                unsafe { raw::ip_csum(p) }
+            }
+            _ => IpCsum::Unknown,
+        }
     }
 
     /// Prefetches the data of slot `i` into the cache (`rte_prefetch0`); no-op if empty.

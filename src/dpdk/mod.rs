@@ -35,7 +35,7 @@ mod port;
 
 pub use eal::{lcore_id, pause, tsc, tsc_hz, Eal, LCORE_ID_ANY};
 pub use lcore::{remote_launch, remote_launch_result, wait_lcore, LcoreId};
-pub use mbuf::{Burst, Mbuf, MbufRef};
+pub use mbuf::{Burst, IpCsum, Mbuf, MbufRef};
 pub use mempool::Mempool;
 pub use port::{port_stats, Link, Port, PortConfig, PortStats, Queue};
 

@@ -62,6 +62,7 @@ pub struct Port {
     promiscuous: bool,
     driver: String,
     rss: bool,
+    rx_ip_cksum: bool,
     rx_desc: u16,
     tx_desc: u16,
 }
@@ -179,14 +180,21 @@ impl Port {
 
         let mut eth = sys::rte_eth_conf::default();
         // SAFETY: plain `const uint64_t` objects defined in the shim.
-        let (rss_ip, rss_tcp, rss_udp, rss_hash_offload) = unsafe {
+        let (rss_ip, rss_tcp, rss_udp, rss_hash_offload, ipv4_cksum) = unsafe {
             (
                 sys::rvs_ETH_RSS_IP,
                 sys::rvs_ETH_RSS_TCP,
                 sys::rvs_ETH_RSS_UDP,
                 sys::rvs_ETH_RX_OFFLOAD_RSS_HASH,
+                sys::rvs_ETH_RX_OFFLOAD_IPV4_CKSUM,
             )
         };
+        // The NIC checks IPv4 header checksums where it can (the mbuf flags tell the pipeline,
+        // which otherwise sums the header itself).
+        let rx_ip_cksum = info.rx_offload_capa & ipv4_cksum != 0;
+        if rx_ip_cksum {
+            eth.rxmode.offloads |= ipv4_cksum;
+        }
         let rss_hf = (rss_ip | rss_tcp | rss_udp) & info.flow_type_rss_offloads;
         let rss = conf.rss && conf.rx_queues > 1 && rss_hf != 0;
         if rss {
@@ -251,6 +259,7 @@ impl Port {
             promiscuous: conf.promiscuous,
             driver,
             rss,
+            rx_ip_cksum,
             rx_desc,
             tx_desc,
         })
@@ -287,6 +296,11 @@ impl Port {
     }
 
     /// Whether RSS was enabled.
+    /// Whether the NIC checks received IPv4 header checksums (`RX_OFFLOAD_IPV4_CKSUM` on).
+    pub fn rx_ip_cksum(&self) -> bool {
+        self.rx_ip_cksum
+    }
+
     pub fn rss(&self) -> bool {
         self.rss
     }

@@ -224,6 +224,13 @@ impl KeyWords {
         }
     }
 
+    /// The source address (host order).
+    #[inline(always)]
+    pub fn src(self) -> u32 {
+        let a = self.addrs.to_le_bytes();
+        u32::from_be_bytes([a[0], a[1], a[2], a[3]])
+    }
+
     /// The destination address (host order).
     #[inline(always)]
     pub fn dst(self) -> u32 {
@@ -246,10 +253,9 @@ impl KeyWords {
 
     /// The 5-tuple these words hold.
     pub fn key(self) -> FlowKey {
-        let a = self.addrs.to_le_bytes();
         let p = self.ports.to_le_bytes();
         FlowKey {
-            src: u32::from_be_bytes([a[0], a[1], a[2], a[3]]),
+            src: self.src(),
             dst: self.dst(),
             sport: u16::from_be_bytes([p[0], p[1]]),
             dport: self.dport(),
@@ -849,6 +855,14 @@ impl FlowTable {
     /// A reusable entry in bucket `b`: free, or holding a flow that has expired (to be
     /// reclaimed before reuse).
     #[inline]
+    /// Whether a flow of `hash` has a free (or expired) entry in one of its two buckets
+    /// without moving other flows: a cheap "the table has room here" for packets that would
+    /// only be stored if it has (an insert may still find room by relocating).
+    pub fn has_room_for(&self, hash: u32, now_s: u32) -> bool {
+        let (b1, b2) = candidates(hash, self.bucket_mask);
+        self.reusable_in(b1, now_s).is_some() || self.reusable_in(b2, now_s).is_some()
+    }
+
     fn reusable_in(&self, b: usize, now_s: u32) -> Option<usize> {
         let b = b & self.bucket_mask;
         let bucket = self.store.buckets.get(b)?;

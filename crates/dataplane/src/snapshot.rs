@@ -162,6 +162,19 @@ pub struct Snapshot {
     /// IPVS `expire_nodest_conn`: a packet of a flow whose real server was deleted expires the
     /// flow and is scheduled anew (`true`), or is dropped as `no_dest` (`false`, IPVS default).
     pub expire_nodest_conn: bool,
+    /// IPVS `sloppy_tcp`: a TCP segment of no known connection is scheduled whatever its flags
+    /// but RST (`true`), or only when it is a SYN without RST (`false`, IPVS default; the
+    /// others are dropped as `tcp_not_syn`).
+    pub sloppy_tcp: bool,
+}
+
+/// Forwarding behaviour set by the configuration (`[dataplane]`), copied into every snapshot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Behaviour {
+    /// See [`Snapshot::expire_nodest_conn`].
+    pub expire_nodest_conn: bool,
+    /// See [`Snapshot::sloppy_tcp`].
+    pub sloppy_tcp: bool,
 }
 
 impl Snapshot {
@@ -175,6 +188,7 @@ impl Snapshot {
             rs_by_slot: vec![ServerRef::default(); max_servers],
             timeouts: Timeouts::default(),
             expire_nodest_conn: false,
+            sloppy_tcp: false,
         }
     }
 
@@ -303,7 +317,7 @@ struct Control {
     rs_base: Vec<(u32, Counters)>,
     statics: Vec<Ipv4Addr>,
     timeouts: Timeouts,
-    expire_nodest_conn: bool,
+    behaviour: Behaviour,
     /// Each worker's flow table storage, for connection listings.
     flows: Vec<Option<Arc<FlowStore>>>,
 }
@@ -385,13 +399,13 @@ impl Shared {
         self
     }
 
-    /// Initial flow timeouts and `expire_nodest_conn` (from the configuration); they go into
+    /// Initial flow timeouts and forwarding behaviour (from the configuration); they go into
     /// every snapshot from the next publication on. Call before workers start.
-    pub fn with_settings(self, timeouts: Timeouts, expire_nodest_conn: bool) -> Self {
+    pub fn with_settings(self, timeouts: Timeouts, behaviour: Behaviour) -> Self {
         {
             let mut c = self.lock();
             c.timeouts = timeouts;
-            c.expire_nodest_conn = expire_nodest_conn;
+            c.behaviour = behaviour;
             // Once published, under a new epoch (as any publication); before, in place.
             let published = self.epoch.load(Relaxed) > 0;
             self.republish_settings_locked(&mut c, published);
@@ -400,12 +414,13 @@ impl Shared {
     }
 
     /// Publish the current picture again with the settings in `c` (timeouts,
-    /// `expire_nodest_conn`): a copy of the snapshot, so nothing of the model is kept here.
+    /// behaviour): a copy of the snapshot, so nothing of the model is kept here.
     /// `bump`: under a new epoch, else in place of the current one (nothing published yet).
     fn republish_settings_locked(&self, c: &mut Control, bump: bool) {
         let mut next = Snapshot::clone(&self.load());
         next.timeouts = c.timeouts;
-        next.expire_nodest_conn = c.expire_nodest_conn;
+        next.expire_nodest_conn = c.behaviour.expire_nodest_conn;
+        next.sloppy_tcp = c.behaviour.sloppy_tcp;
         let epoch = self.epoch.load(Relaxed) + u64::from(bump);
         next.epoch = epoch;
         let old = self.current.swap(Arc::new(next));
@@ -520,7 +535,8 @@ impl Shared {
         let epoch = self.epoch.load(Relaxed) + 1;
         let mut snap = Snapshot::build(model, epoch, self.max_servers, &self.neigh)?;
         snap.timeouts = c.timeouts;
-        snap.expire_nodest_conn = c.expire_nodest_conn;
+        snap.expire_nodest_conn = c.behaviour.expire_nodest_conn;
+        snap.sloppy_tcp = c.behaviour.sloppy_tcp;
         // A slot that changed hands starts counting from what it holds now.
         for svc in &snap.services {
             let cur = self.stats.service(svc.slot as usize);
@@ -908,24 +924,20 @@ mod tests {
             tcp: 5,
             ..Timeouts::default()
         };
-        let sh = sh.with_settings(t, true).with_persistence(100);
+        let on = Behaviour {
+            expire_nodest_conn: true,
+            sloppy_tcp: true,
+        };
+        let sh = sh.with_settings(t, on).with_persistence(100);
         assert_eq!(sh.persist.capacity(), 128);
-        assert_eq!(
-            (sh.load().timeouts, sh.load().expire_nodest_conn),
-            (t, true)
-        );
+        let seen = |s: &Snapshot| (s.timeouts, s.expire_nodest_conn, s.sloppy_tcp);
+        assert_eq!(seen(&sh.load()), (t, true, true));
         sh.publish(&model()).unwrap();
-        assert_eq!(
-            (sh.load().timeouts, sh.load().expire_nodest_conn),
-            (t, true)
-        );
+        assert_eq!(seen(&sh.load()), (t, true, true));
         // after a publication: the same services, new settings
-        let sh = sh.with_settings(Timeouts::default(), false);
+        let sh = sh.with_settings(Timeouts::default(), Behaviour::default());
         let s = sh.load();
-        assert_eq!(
-            (s.timeouts, s.expire_nodest_conn),
-            (Timeouts::default(), false)
-        );
+        assert_eq!(seen(&s), (Timeouts::default(), false, false));
         assert_eq!((s.epoch, s.services.len()), (2, 3));
         assert_eq!(s.services[1].persistent, Some(300));
         assert_eq!(s.services[1].netmask, u32::MAX);
