@@ -180,7 +180,7 @@ pub struct Claim {
     pub addr: Ipv4Addr,
     /// The MAC claimed (refused, or in conflict with the entry).
     pub claimed: MacAddr,
-    /// The MAC in use for the address, if any.
+    /// The MAC in use for the address when read (for the log), if any.
     pub current: Option<MacAddr>,
     pub reason: Refusal,
 }
@@ -208,6 +208,8 @@ pub struct NeighTable {
     last_refused: AtomicUsize,
     last_conflict: AtomicUsize,
     last_change: AtomicUsize,
+    /// The MAC (word) of the last conflict's candidate.
+    last_conflict_mac: AtomicU64,
 }
 
 impl NeighTable {
@@ -232,6 +234,7 @@ impl NeighTable {
             last_refused: AtomicUsize::new(0),
             last_conflict: AtomicUsize::new(0),
             last_change: AtomicUsize::new(0),
+            last_conflict_mac: AtomicU64::new(0),
         }
     }
 
@@ -617,8 +620,7 @@ impl NeighTable {
         s.verify_ms.store(0, Relaxed);
         if c & (OLD_ANSWERED | OTHER_ANSWERED) != 0 {
             // the old MAC (or a third one) answered too: keep what we have
-            s.refused
-                .store((c & MAC_MASK) | (Refusal::Changed as u64) << 56, Relaxed);
+            self.last_conflict_mac.store(c & MAC_MASK, Relaxed);
             self.conflicts.fetch_add(1, Relaxed);
             self.last_conflict.store(i + 1, Relaxed);
         } else if c & CAND_ANSWERED != 0 {
@@ -669,9 +671,14 @@ impl NeighTable {
         self.claim_at(self.last_refused.load(Relaxed))
     }
 
-    /// The last verification that kept the old MAC.
+    /// The last verification that kept the old MAC (the MAC it checked as `claimed`).
     pub fn last_conflict(&self) -> Option<Claim> {
-        self.claim_at(self.last_conflict.load(Relaxed))
+        let c = self.claim_at(self.last_conflict.load(Relaxed))?;
+        Some(Claim {
+            claimed: MacAddr::from_word(self.last_conflict_mac.load(Relaxed)),
+            reason: Refusal::Changed,
+            ..c
+        })
     }
 
     /// The last entry that followed a new MAC (its address and that MAC).
@@ -811,14 +818,14 @@ impl fmt::Display for Claim {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} claimed by {} ({}",
+            "{} claimed by {} ({}; ",
             self.addr,
             self.claimed,
             self.reason.name()
         )?;
         match self.current {
-            Some(m) => write!(f, ", kept {m})"),
-            None => write!(f, ", unresolved)"),
+            Some(m) => write!(f, "in use {m})"),
+            None => write!(f, "unresolved)"),
         }
     }
 }
@@ -1187,7 +1194,10 @@ mod tests {
             assert_eq!((e.conflicts, e.changes), (conflicts, 0), "{answers:x?}");
             if conflicts > 0 {
                 let c = t.last_conflict().unwrap();
-                assert_eq!((c.addr, c.current), (RS1, Some(MacAddr(MAC1))));
+                assert_eq!(
+                    (c.addr, c.claimed, c.current),
+                    (RS1, MacAddr(MAC2), Some(MacAddr(MAC1)))
+                );
             }
             // the check is over: no more requests until the entry goes stale
             assert_eq!(ask(&t, 14_000), NONE, "{answers:x?}");
@@ -1406,7 +1416,7 @@ mod tests {
         assert_eq!(
             line.to_string(),
             "1 ARP update(s) refused, last: 198.18.0.11 claimed by 02:00:00:00:00:21 \
-             (MAC change, kept 02:00:00:00:00:11)"
+             (MAC change; in use 02:00:00:00:00:11)"
         );
         t.learn(s, OWN, false, 10_010);
         assert_eq!(log.poll(&t, 5_000, 10_000), None, "within the interval");
@@ -1431,7 +1441,10 @@ mod tests {
         let line = log.poll(&t, 50_000, 10_000).unwrap();
         assert_eq!((line.new.refused, line.new.conflicts), (1, 1));
         assert!(
-            line.to_string().contains("1 ARP conflict(s), old MAC kept"),
+            line.to_string().contains(
+                "1 ARP conflict(s), old MAC kept, last: 198.18.0.11 claimed by 02:00:00:00:00:31 \
+                 (MAC change; in use 02:00:00:00:00:21)"
+            ),
             "{line}"
         );
     }
