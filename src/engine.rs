@@ -47,6 +47,33 @@ pub enum EngineError {
     Publish(#[from] PublishError),
     #[error("worker on lcore {lcore} failed: {msg}")]
     Worker { lcore: u32, msg: String },
+    #[error("cannot start the {name} thread: {err}")]
+    Thread {
+        name: &'static str,
+        err: std::io::Error,
+    },
+}
+
+/// How often at most the neighbour table's refusals and MAC changes are logged.
+const NEIGH_LOG_EVERY_MS: u64 = 10_000;
+
+/// Log what the neighbour table refused, kept or followed (ARP spoofing protection) until
+/// `stop`: a line at most every [`NEIGH_LOG_EVERY_MS`], with the counts since the last one.
+/// A thread of its own, since workers never log.
+fn log_neighbour_events(shared: &Shared, stop: &AtomicBool) {
+    let start = std::time::Instant::now();
+    let mut log = rvs_dataplane::neigh::EventLog::default();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(500));
+        let now_ms = start.elapsed().as_millis() as u64;
+        if let Some(line) = log.poll(&shared.neigh, now_ms, NEIGH_LOG_EVERY_MS) {
+            if line.new.refused + line.new.conflicts > 0 {
+                tracing::warn!("{line}");
+            } else {
+                tracing::info!("{line}");
+            }
+        }
+    }
 }
 
 /// Command-line overrides of the configuration file.
@@ -178,6 +205,18 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
         err,
     })?;
     tracing::info!(socket = %socket.display(), "control socket listening");
+    let neigh_log = {
+        let (shared, stop) = (Arc::clone(&shared), Arc::clone(&stop));
+        unpinned.run(move || {
+            std::thread::Builder::new()
+                .name("rvs-neigh-log".to_string())
+                .spawn(move || log_neighbour_events(&shared, &stop))
+        })
+    }
+    .map_err(|err| EngineError::Thread {
+        name: "neighbour log",
+        err,
+    })?;
 
     let main_lcore = eal.main_lcore();
     let mut main_worker = None;
@@ -216,6 +255,7 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
         }
     }
     let _ = ctl_thread.join();
+    let _ = neigh_log.join();
     let _ = std::fs::remove_file(&socket);
     tracing::info!("stopped");
     drop(port);

@@ -144,6 +144,9 @@ fn engine_forwards_real_mbufs_through_net_pcap() {
     let tmp = tempfile::tempdir().unwrap();
     let rx = tmp.path().join("in.pcap");
     let tx = tmp.path().join("out.pcap");
+    let arp_rx = tmp.path().join("arp-in.pcap");
+    let arp_tx = tmp.path().join("arp-out.pcap");
+    write_pcap(&arp_rx, &arp_spoofing_input());
     let input = vec![
         arp_request_for_vip(),
         tcp(40000, SYN),
@@ -171,6 +174,13 @@ fn engine_forwards_real_mbufs_through_net_pcap() {
             "net_pcap0,rx_pcap={},tx_pcap={}",
             rx.display(),
             tx.display()
+        ),
+        // a second port for the ARP spoofing check (see `arp_spoofing_is_refused`)
+        "--vdev".into(),
+        format!(
+            "{ARP_PORT},rx_pcap={},tx_pcap={}",
+            arp_rx.display(),
+            arp_tx.display()
         ),
     ]
     .into();
@@ -305,6 +315,177 @@ fn engine_forwards_real_mbufs_through_net_pcap() {
     let svc = &report.services[0];
     assert_eq!(svc.counters.conns, 4);
     assert_eq!(svc.counters.packets, 5);
+
+    arp_spoofing_is_refused(&eal, &pool, &arp_tx);
     drop(pool);
     drop(eal);
+}
+
+// ---- ARP spoofing (issue 12, finding 1), on a port of its own ----
+
+const ARP_PORT: &str = "net_pcap_arp";
+const EVIL_MAC: [u8; 6] = [0x02, 0xde, 0xad, 0xbe, 0xef, 0x01];
+
+/// An ARP frame from `sha`, with the Ethernet source = the sender hardware address.
+fn arp(op: u8, sha: [u8; 6], spa: [u8; 4], tha: [u8; 6], tpa: [u8; 4], dst: [u8; 6]) -> Vec<u8> {
+    let mut f = Vec::new();
+    // Ethernet: destination, source = sender, type ARP
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&sha);
+    f.extend_from_slice(&[0x08, 0x06]);
+    // ARP: htype 1 (Ethernet), ptype IPv4, hlen 6, plen 4, op
+    f.extend_from_slice(&[0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, op]);
+    // sender MAC and IP, target MAC and IP
+    f.extend_from_slice(&sha);
+    f.extend_from_slice(&spa);
+    f.extend_from_slice(&tha);
+    f.extend_from_slice(&tpa);
+    f.resize(60, 0);
+    f
+}
+
+/// What the spoofing port receives: the real server 198.18.0.11 answers our request (the
+/// director asked just before), then three frames claim its address for EVIL_MAC, then six
+/// clients connect (to the port's MAC, see [`arp_port_mac`]).
+fn arp_spoofing_input() -> Vec<Vec<u8>> {
+    const RS1: [u8; 4] = [198, 18, 0, 11];
+    const DIP: [u8; 4] = [198, 18, 0, 2];
+    let port = arp_port_mac();
+    let mut frames = vec![
+        // "198.18.0.11 is-at RS1_MAC", to the DIP and our MAC: the answer to our request
+        arp(2, RS1_MAC, RS1, port, DIP, port),
+        // the same, from the attacker: "198.18.0.11 is-at EVIL_MAC"
+        arp(2, EVIL_MAC, RS1, port, DIP, port),
+        // a gratuitous ARP request from the attacker for 198.18.0.11
+        arp(1, EVIL_MAC, RS1, [0; 6], RS1, [0xff; 6]),
+        // a request for the DIP with the real server's address as sender
+        arp(1, EVIL_MAC, RS1, [0; 6], DIP, [0xff; 6]),
+    ];
+    for sport in 41000..41006 {
+        let mut f = tcp(sport, SYN);
+        f[..6].copy_from_slice(&port);
+        frames.push(f);
+    }
+    frames
+}
+
+/// net_pcap derives each device's MAC from "pcap" and its index: the spoofing port is the
+/// second device.
+fn arp_port_mac() -> [u8; 6] {
+    [0x02, 0x70, 0x63, 0x61, 0x70, 0x01]
+}
+
+/// The director resolved 198.18.0.11 from the answer to its own request; spoofed replies,
+/// a gratuitous ARP and a request with the server's address as sender did not move its
+/// traffic, were counted in `arp_refused`, and made the director ask again.
+fn arp_spoofing_is_refused(eal: &Eal, pool: &Arc<Mempool>, tx: &Path) {
+    let id = eal.port_by_name(ARP_PORT).expect("the spoofing port");
+    let conf = PortConfig {
+        rx_queues: 1,
+        tx_queues: 1,
+        rx_desc: 256,
+        tx_desc: 256,
+        rss: false,
+        promiscuous: true,
+    };
+    let mut port = Port::configure(id, &conf, pool).expect("configure");
+    port.start().expect("start");
+    assert_eq!(port.mac(), arp_port_mac());
+    let shared = Arc::new(Shared::new(
+        16,
+        64,
+        64,
+        1,
+        port.mac(),
+        Ipv4Addr::new(198, 18, 0, 2),
+        24,
+    ));
+    let mut model = Model::new(16, 64);
+    let key = ServiceKey {
+        proto: Protocol::Tcp,
+        vip: Ipv4Addr::new(198, 18, 0, 100),
+        port: 80,
+    };
+    model
+        .add_service(ServiceSpec {
+            key,
+            scheduler: SchedulerKind::Rr,
+            persistent: None,
+            netmask: Ipv4Addr::BROADCAST,
+            flags: vec![],
+        })
+        .unwrap();
+    let rs1 = Ipv4Addr::new(198, 18, 0, 11);
+    model
+        .add_server(
+            &key,
+            ServerSpec {
+                addr: rs1,
+                port: 80,
+                weight: 1,
+                forward: Forward::Dr,
+                upper: 0,
+                lower: 0,
+            },
+        )
+        .unwrap();
+    shared.publish(&model).expect("publish");
+    let mut worker = Worker::new(
+        WorkerConfig {
+            worker: 0,
+            flow_capacity: 1024,
+            is_arp_worker: true,
+        },
+        Arc::clone(&shared),
+    );
+    // The director asks for 198.18.0.11 (on the engine's clock) just before the frames
+    // arrive, so the first one answers it.
+    let now_ms = rvs::dpdk::tsc() / (rvs::dpdk::tsc_hz() / 1000).max(1);
+    let mut frames = [[0u8; 64]; 8];
+    let n = worker.housekeeping(now_ms, &mut frames);
+    assert!(
+        frames[..n].iter().any(|f| f[38..42] == [198, 18, 0, 11]),
+        "a request for the real server"
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopper = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(400));
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    WorkerLoop::new(worker, port.queue(0), Arc::clone(pool), stop).run();
+    stopper.join().unwrap();
+    let report = shared.stats(&model);
+    drop(port);
+    let out = read_pcap(tx);
+
+    // Every connection went to the real server's MAC, none to the attacker's.
+    let fwd: Vec<[u8; 6]> = out
+        .iter()
+        .filter(|f| f[12..14] == [0x08, 0x00])
+        .map(|f| f[..6].try_into().unwrap())
+        .collect();
+    assert_eq!(fwd, vec![RS1_MAC; 6], "forwarded to");
+    // The three claims were refused and counted; two frames dropped for it (the request for
+    // the DIP is answered, as any request for the DIP).
+    assert_eq!(report.arp_refused, 3, "{report:?}");
+    assert_eq!(
+        report.drops.get("arp_refused").copied(),
+        Some(2),
+        "{:?}",
+        report.drops
+    );
+    assert_eq!(report.workers[0].arp_replies, 1);
+    // The claim made the director ask for 198.18.0.11 again at once (it is reachable: it
+    // would not have asked for 30 s otherwise).
+    assert!(
+        out.iter().any(|f| f[12..14] == [0x08, 0x06]
+            && f[20..22] == [0, 1]
+            && f[28..32] == [198, 18, 0, 2]
+            && f[38..42] == [198, 18, 0, 11]),
+        "no fresh request for the real server among {} frames",
+        out.len()
+    );
 }

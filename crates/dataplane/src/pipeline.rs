@@ -7,7 +7,8 @@
 //!
 //! ```text
 //! frame ─► Ethernet ─► dst MAC ours/group? ─► ARP  ─► request for VIP/DIP ─► Reply (in place)
-//!                                         │        └► from a tracked neighbour ─► Consumed
+//!                                         │        ├► from a tracked neighbour ─► Consumed
+//!                                         │        └► claiming a change ─► Drop(arp_refused)
 //!                                         └► IPv4 TCP/UDP ─► flow table
 //!                          live flow, server in snapshot ─► hit path (no service lookup)
 //!                          otherwise ─► service lookup ─► scheduler (new / expired flow)
@@ -23,7 +24,7 @@
 //! service stats slot), the TCP state from a table, the neighbour MAC and the counters.
 
 use crate::flow::{Buckets, Entry, FlowKey, FlowState, FlowTable, Hit, KeyWords, Miss};
-use crate::neigh::{self, NeighTable, DEFAULT_REACHABLE_MS, DEFAULT_RETRY_MS};
+use crate::neigh::{self, Learned, NeighTable, DEFAULT_REACHABLE_MS, DEFAULT_RETRY_MS};
 use crate::persist::{Insert, Template};
 use crate::snapshot::{ServerRef, Service, Shared, Snapshot};
 use crate::stats::{bump, drop_by, ServerCells, WorkerCounters};
@@ -874,14 +875,18 @@ impl Worker {
         let sha = a.source_hardware_addr();
         let spa = a.source_protocol_addr();
         let tpa = a.target_protocol_addr();
+        let t = u32::from(tpa);
 
-        // Learn only for addresses we already track (real servers): never create entries from
-        // unsolicited ARP.
-        let mut learned = false;
+        // Learn only for addresses we already track (real servers), never creating entries,
+        // and only what the neighbour table allows: an answer to our own request resolves or
+        // refreshes; a claimed change is refused and checked first (see `neigh`).
+        let mut learned = None;
         if matches!(op, arp::Operation::Request | arp::Operation::Reply) {
             if let Some(slot) = self.shared.neigh.find(spa) {
-                self.shared.neigh.confirm(slot, sha, now_ms);
-                learned = true;
+                let to_us = op == arp::Operation::Reply
+                    && t == self.dip
+                    && a.target_hardware_addr() == self.port_mac;
+                learned = Some(self.shared.neigh.learn(slot, sha, to_us, now_ms));
             }
         }
 
@@ -889,7 +894,6 @@ impl Worker {
         // putting the local hardware and protocol addresses in the sender fields; set the
         // ar$op field to ares_op$REPLY; send the packet to the (new) target hardware address".
         // Gratuitous requests (sender = target) are announcements, not questions.
-        let t = u32::from(tpa);
         let ours = t == self.dip || self.snap.is_vip(t);
         if op == arp::Operation::Request && ours && spa != tpa && !ethernet::is_group(&sha) {
             let mut eth = ethernet::Frame::new_unchecked(&mut *frame);
@@ -903,10 +907,10 @@ impl Worker {
             r.set_source_protocol_addr(tpa);
             return Verdict::Reply;
         }
-        if learned {
-            Verdict::Consumed
-        } else {
-            Verdict::Drop(DropReason::ArpNotForUs)
+        match learned {
+            None => Verdict::Drop(DropReason::ArpNotForUs),
+            Some(Learned::Refused(_)) => Verdict::Drop(DropReason::ArpRefused),
+            Some(_) => Verdict::Consumed,
         }
     }
 
@@ -1407,7 +1411,7 @@ mod tests {
     }
 
     #[test]
-    fn arp_from_real_server_updates_unknown_learns_nothing() {
+    fn arp_from_real_server_resolves_when_asked_unknown_learns_nothing() {
         let m = model(SchedulerKind::Rr, 1, 1);
         let (sh, mut w) = worker_with(&m, 64, false);
         assert_eq!(sh.neighbour(RS1), NeighState::Incomplete);
@@ -1416,17 +1420,18 @@ mod tests {
             send(&mut w, &mut f, 0),
             Verdict::Drop(DropReason::NeighUnresolved)
         );
+        assert!(asked(&mut w, 100).contains(&RS1));
         // reply from RS1 to our request
-        let mut f = arp_frame(2, RS1_MAC, RS1, DIP, PORT_MAC);
+        let mut f = answer(RS1, RS1_MAC);
         assert_eq!(send(&mut w, &mut f, 500), Verdict::Consumed);
         assert_eq!(sh.neigh.mac(sh.neigh.find(RS1).unwrap()), Some(RS1_MAC));
-        // a request from RS2 (for someone else) teaches us RS2 too
+        // a request from RS2 (for someone else) teaches nothing: only answers to ours do
         let mut f = arp_frame(1, RS2_MAC, RS2, Ipv4Addr::new(198, 18, 0, 254), [0xff; 6]);
         assert_eq!(send(&mut w, &mut f, 500), Verdict::Consumed);
-        assert_eq!(sh.neigh.mac(sh.neigh.find(RS2).unwrap()), Some(RS2_MAC));
+        assert_eq!(sh.neigh.mac(sh.neigh.find(RS2).unwrap()), None);
         // unsolicited reply from an address we do not track: nothing learned
         let stranger = Ipv4Addr::new(198, 18, 0, 99);
-        let mut f = arp_frame(2, [2, 0, 0, 0, 0, 0x99], stranger, DIP, PORT_MAC);
+        let mut f = answer(stranger, [2, 0, 0, 0, 0, 0x99]);
         assert_eq!(
             send(&mut w, &mut f, 500),
             Verdict::Drop(DropReason::ArpNotForUs)
@@ -2115,10 +2120,10 @@ mod tests {
         reqs.sort();
         assert_eq!(reqs, vec![(DIP, RS1), (DIP, RS2)]);
         // answered: no more requests; nothing before the scan interval either
-        let mut f = arp_frame(2, RS1_MAC, RS1, DIP, PORT_MAC);
-        send(&mut w, &mut f, 20);
-        let mut f = arp_frame(2, RS2_MAC, RS2, DIP, PORT_MAC);
-        send(&mut w, &mut f, 20);
+        let mut f = answer(RS1, RS1_MAC);
+        assert_eq!(send(&mut w, &mut f, 20), Verdict::Consumed);
+        let mut f = answer(RS2, RS2_MAC);
+        assert_eq!(send(&mut w, &mut f, 20), Verdict::Consumed);
         assert_eq!(w.housekeeping(50, &mut frames), 0);
         assert_eq!(w.housekeeping(5_000, &mut frames), 0);
         // a new VIP gets one gratuitous ARP
@@ -2817,5 +2822,428 @@ mod tests {
             let t = l4::TcpPacket::new_unchecked(&bytes[..]);
             let _ = (t.src_port(), t.flags());
         }
+    }
+
+    // ---- ARP spoofing and the neighbour table (issue 12, findings 1 and 3) ----
+
+    const EVIL_MAC: [u8; 6] = [0x02, 0xde, 0xad, 0xbe, 0xef, 0x01];
+    const NEW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x21];
+
+    /// An ARP frame as a host sends it (Ethernet source = sender hardware address), with the
+    /// target hardware address given.
+    fn arp_pkt(
+        op: u16,
+        sha: [u8; 6],
+        spa: Ipv4Addr,
+        tha: [u8; 6],
+        tpa: Ipv4Addr,
+        eth_dst: [u8; 6],
+    ) -> Vec<u8> {
+        let mut f = arp_frame(op, sha, spa, tpa, eth_dst);
+        arp::Packet::new_unchecked(&mut f[14..]).set_target_hardware_addr(tha);
+        f
+    }
+
+    /// `ip` answering our request: "`ip` is-at `mac`", unicast to the port, about the DIP.
+    fn answer(ip: Ipv4Addr, mac: [u8; 6]) -> Vec<u8> {
+        arp_pkt(2, mac, ip, PORT_MAC, DIP, PORT_MAC)
+    }
+
+    /// Run the ARP worker's housekeeping at `now_ms`; the addresses it asked for.
+    fn asked(w: &mut Worker, now_ms: u64) -> Vec<Ipv4Addr> {
+        let mut frames = [[0u8; 64]; 8];
+        let n = w.housekeeping(now_ms, &mut frames);
+        frames[..n]
+            .iter()
+            .filter_map(|f| {
+                let a = arp::Packet::new_checked(&f[14..42]).ok()?;
+                (a.operation() == arp::Operation::Request && a.source_protocol_addr() == DIP)
+                    .then(|| a.target_protocol_addr())
+            })
+            .collect()
+    }
+
+    /// A worker whose real servers (RS1 weight 1, RS2 weight 0: every new flow goes to RS1)
+    /// were resolved the way the wire resolves them: our requests at 0 ms, their answers at
+    /// 10 ms.
+    fn resolved_by_arp() -> (Arc<Shared>, Model, Worker) {
+        let m = model(SchedulerKind::Rr, 1, 0);
+        let (sh, mut w) = worker_with(&m, 64, false);
+        let a = asked(&mut w, 0);
+        assert!(a.contains(&RS1) && a.contains(&RS2), "{a:?}");
+        let mut f = answer(RS1, RS1_MAC);
+        assert_eq!(send(&mut w, &mut f, 10), Verdict::Consumed);
+        let mut f = answer(RS2, RS2_MAC);
+        assert_eq!(send(&mut w, &mut f, 10), Verdict::Consumed);
+        assert_eq!(sh.neigh.mac(sh.neigh.find(RS1).unwrap()), Some(RS1_MAC));
+        (sh, m, w)
+    }
+
+    /// Where a new connection's SYN goes (its destination MAC), or why not.
+    fn syn_goes_to(w: &mut Worker, sport: u16, now_ms: u64) -> Result<[u8; 6], Verdict> {
+        let mut f = syn(sport);
+        match send(w, &mut f, now_ms) {
+            Verdict::Forward => Ok(dst_mac(&f)),
+            v => Err(v),
+        }
+    }
+
+    #[test]
+    fn spoofed_arp_never_redirects_a_resolved_real_server() {
+        let bcast = [0xff; 6];
+        let other = Ipv4Addr::new(198, 18, 0, 254);
+        // (case, frame, verdict): every frame claims RS1 for another MAC (or a MAC no host
+        // can have); none may change where RS1's traffic goes.
+        let cases: Vec<(&str, Vec<u8>, Verdict)> = vec![
+            (
+                "unsolicited reply to us",
+                answer(RS1, EVIL_MAC),
+                Verdict::Drop(DropReason::ArpRefused),
+            ),
+            (
+                "unsolicited broadcast reply",
+                arp_pkt(2, EVIL_MAC, RS1, bcast, DIP, bcast),
+                Verdict::Drop(DropReason::ArpRefused),
+            ),
+            (
+                "gratuitous request",
+                arp_pkt(1, EVIL_MAC, RS1, [0; 6], RS1, bcast),
+                Verdict::Drop(DropReason::ArpRefused),
+            ),
+            (
+                "gratuitous reply",
+                arp_pkt(2, EVIL_MAC, RS1, bcast, RS1, bcast),
+                Verdict::Drop(DropReason::ArpRefused),
+            ),
+            (
+                // answered (we answer who asks for the DIP), but not learned from
+                "request for the DIP with the RS as sender",
+                arp_pkt(1, EVIL_MAC, RS1, [0; 6], DIP, bcast),
+                Verdict::Reply,
+            ),
+            (
+                "request for another host with the RS as sender",
+                arp_pkt(1, EVIL_MAC, RS1, [0; 6], other, bcast),
+                Verdict::Drop(DropReason::ArpRefused),
+            ),
+            (
+                "the port's own MAC",
+                answer(RS1, PORT_MAC),
+                Verdict::Drop(DropReason::ArpRefused),
+            ),
+            (
+                "zero MAC",
+                answer(RS1, [0; 6]),
+                Verdict::Drop(DropReason::ArpRefused),
+            ),
+            (
+                "broadcast MAC",
+                answer(RS1, bcast),
+                Verdict::Drop(DropReason::ArpRefused),
+            ),
+            (
+                "multicast MAC",
+                answer(RS1, [0x01, 0x00, 0x5e, 0, 0, 0x01]),
+                Verdict::Drop(DropReason::ArpRefused),
+            ),
+        ];
+        // each frame racing the real answer (20 ms after our request) and unasked (5 s after)
+        for at in [20, 5_000] {
+            for (i, (case, f, want)) in cases.iter().enumerate() {
+                let (sh, m, mut w) = resolved_by_arp();
+                let mut f = f.clone();
+                assert_eq!(send(&mut w, &mut f, at), *want, "{case} at {at}");
+                let slot = sh.neigh.find(RS1).unwrap();
+                assert_eq!(sh.neigh.mac(slot), Some(RS1_MAC), "{case}: MAC changed");
+                // the next connections still go to the real server
+                for n in 0..4u16 {
+                    let now = at + 10 + u64::from(n) * 100;
+                    assert_eq!(
+                        syn_goes_to(&mut w, 1000 + n, now),
+                        Ok(RS1_MAC),
+                        "{case} at {at}: connection {n}"
+                    );
+                }
+                let r = sh.stats(&m);
+                let dropped = u64::from(*want != Verdict::Reply);
+                assert_eq!(
+                    r.drops.get("arp_refused").copied().unwrap_or(0),
+                    dropped,
+                    "{case} (#{i}) at {at}"
+                );
+                assert_eq!(r.arp_refused, 1, "{case} at {at}: the refusal is counted");
+            }
+        }
+    }
+
+    #[test]
+    fn a_different_mac_is_verified_before_use_and_followed_if_only_it_answers() {
+        // RS1's NIC changed: the new NIC announces itself, then answers our requests; the old
+        // MAC is silent. Traffic stays on the old MAC during the check, then follows.
+        let (sh, m, mut w) = resolved_by_arp();
+        let slot = sh.neigh.find(RS1).unwrap();
+        assert_eq!(
+            asked(&mut w, 5_000),
+            Vec::<Ipv4Addr>::new(),
+            "resolved: quiet"
+        );
+        let mut f = arp_pkt(1, NEW_MAC, RS1, [0; 6], RS1, [0xff; 6]);
+        assert_eq!(
+            send(&mut w, &mut f, 5_010),
+            Verdict::Drop(DropReason::ArpRefused)
+        );
+        assert_eq!(sh.neigh.mac(slot), Some(RS1_MAC), "not at once");
+        assert_eq!(syn_goes_to(&mut w, 2000, 5_020), Ok(RS1_MAC));
+        // a fresh request goes out at once, and again each retry interval
+        assert_eq!(asked(&mut w, 5_110), vec![RS1]);
+        let mut f = answer(RS1, NEW_MAC);
+        assert_ne!(
+            send(&mut w, &mut f, 5_120),
+            Verdict::Drop(DropReason::ArpNotForUs)
+        );
+        assert_eq!(sh.neigh.mac(slot), Some(RS1_MAC), "still verifying");
+        assert_eq!(asked(&mut w, 6_120), vec![RS1]);
+        let mut f = answer(RS1, NEW_MAC);
+        send(&mut w, &mut f, 6_130);
+        // the window over, only the new MAC answered: followed
+        let mut now = 6_130;
+        while sh.neigh.mac(slot) == Some(RS1_MAC) && now < 9_000 {
+            now += 100;
+            asked(&mut w, now);
+        }
+        assert_eq!(sh.neigh.mac(slot), Some(NEW_MAC), "followed at {now} ms");
+        assert!(now <= 7_500, "followed within the window ({now} ms)");
+        assert_eq!(syn_goes_to(&mut w, 2001, now + 1), Ok(NEW_MAC));
+        assert!(matches!(
+            sh.neighbour(RS1),
+            NeighState::Reachable { mac, .. } if mac.0 == NEW_MAC
+        ));
+        let r = sh.stats(&m);
+        assert_eq!(
+            r.arp_refused, 1,
+            "only the unasked announcement was refused"
+        );
+        let ev = sh.neigh.events();
+        assert_eq!((ev.changes, ev.conflicts), (1, 0));
+    }
+
+    #[test]
+    fn a_conflict_keeps_the_old_mac() {
+        // An attacker claims RS1 and answers our requests too; the real RS1 answers as well.
+        let (sh, m, mut w) = resolved_by_arp();
+        let slot = sh.neigh.find(RS1).unwrap();
+        let mut f = answer(RS1, EVIL_MAC);
+        assert_eq!(
+            send(&mut w, &mut f, 1_000),
+            Verdict::Drop(DropReason::ArpRefused)
+        );
+        let mut now = 1_000;
+        for _ in 0..40 {
+            now += 100;
+            if asked(&mut w, now).contains(&RS1) {
+                for mac in [EVIL_MAC, RS1_MAC] {
+                    let mut f = answer(RS1, mac);
+                    send(&mut w, &mut f, now + 5);
+                }
+            }
+            assert_eq!(sh.neigh.mac(slot), Some(RS1_MAC), "at {now} ms");
+        }
+        assert_eq!(syn_goes_to(&mut w, 3000, now), Ok(RS1_MAC));
+        let ev = sh.neigh.events();
+        assert!(ev.conflicts >= 1, "{ev:?}");
+        assert_eq!(ev.changes, 0);
+        assert!(sh.stats(&m).arp_refused >= 1);
+        // the spoofer gave up: no more requests beyond the normal schedule
+        assert_eq!(asked(&mut w, now + 100), Vec::<Ipv4Addr>::new());
+    }
+
+    #[test]
+    fn only_an_answer_to_our_request_resolves() {
+        let m = model(SchedulerKind::Rr, 1, 0);
+        let (sh, mut w) = worker_with(&m, 64, false);
+        let slot = sh.neigh.find(RS1).unwrap();
+        // before any request of ours: an "answer", a gratuitous ARP, a request: none resolves
+        for mut f in [
+            answer(RS1, EVIL_MAC),
+            arp_pkt(1, EVIL_MAC, RS1, [0; 6], RS1, [0xff; 6]),
+            arp_pkt(1, EVIL_MAC, RS1, [0; 6], DIP, [0xff; 6]),
+        ] {
+            send(&mut w, &mut f, 0);
+            assert_eq!(sh.neigh.mac(slot), None);
+        }
+        assert!(asked(&mut w, 0).contains(&RS1));
+        // an answer to another host (not to our address and MAC) is not ours
+        let mut f = arp_pkt(2, EVIL_MAC, RS1, ROUTER_MAC, DIP, [0xff; 6]);
+        send(&mut w, &mut f, 10);
+        let mut f = arp_pkt(
+            2,
+            EVIL_MAC,
+            RS1,
+            PORT_MAC,
+            Ipv4Addr::new(198, 18, 0, 254),
+            PORT_MAC,
+        );
+        send(&mut w, &mut f, 10);
+        // nor a MAC no host has, asked or not
+        for bad in [PORT_MAC, [0; 6], [0xff; 6], [0x33, 0x33, 0, 0, 0, 1]] {
+            let mut f = answer(RS1, bad);
+            assert_eq!(
+                send(&mut w, &mut f, 10),
+                Verdict::Drop(DropReason::ArpRefused)
+            );
+        }
+        assert_eq!(sh.neigh.mac(slot), None);
+        // the real answer, in time, does
+        let mut f = answer(RS1, RS1_MAC);
+        assert_eq!(send(&mut w, &mut f, 20), Verdict::Consumed);
+        assert_eq!(sh.neigh.mac(slot), Some(RS1_MAC));
+        assert_eq!(syn_goes_to(&mut w, 1, 30), Ok(RS1_MAC));
+        // an answer long after our last request is not an answer
+        let m2 = model(SchedulerKind::Rr, 1, 0);
+        let (sh2, mut w2) = worker_with(&m2, 64, false);
+        assert!(asked(&mut w2, 0).contains(&RS1));
+        let mut f = answer(RS1, RS1_MAC);
+        send(&mut w2, &mut f, 5_000);
+        assert_eq!(sh2.neigh.mac(sh2.neigh.find(RS1).unwrap()), None);
+        assert_eq!(sh.stats(&m).arp_refused, 4);
+    }
+
+    #[test]
+    fn static_neighbours_never_change() {
+        let mut m = model(SchedulerKind::Rr, 1, 0);
+        m.set_static_neighbour(crate::model::StaticNeighbour {
+            addr: RS1,
+            mac: RS1_MAC,
+        })
+        .unwrap();
+        let (sh, mut w) = worker_with(&m, 64, false);
+        let slot = sh.neigh.find(RS1).unwrap();
+        let mut now = 0;
+        for mut f in [
+            answer(RS1, EVIL_MAC),
+            arp_pkt(1, EVIL_MAC, RS1, [0; 6], RS1, [0xff; 6]),
+        ] {
+            now += 100;
+            asked(&mut w, now);
+            assert_eq!(
+                send(&mut w, &mut f, now + 1),
+                Verdict::Drop(DropReason::ArpRefused)
+            );
+        }
+        // the static MAC's own frames are fine
+        let mut f = answer(RS1, RS1_MAC);
+        assert_eq!(send(&mut w, &mut f, now + 2), Verdict::Consumed);
+        assert_eq!(sh.neigh.mac(slot), Some(RS1_MAC));
+        assert_eq!(
+            sh.neighbour(RS1),
+            NeighState::Static {
+                mac: crate::report::MacAddr(RS1_MAC)
+            }
+        );
+        assert_eq!(sh.stats(&m).arp_refused, 2);
+    }
+
+    #[test]
+    fn add_delete_cycles_of_distinct_servers_never_fill_the_neighbour_table() {
+        // 16 neighbour entries configured, 2 servers at any time, 20,000 cycles of adding and
+        // deleting a third server with a new address each time; the worker moves on between
+        // publications as the engine's loop does.
+        let mut m = model(SchedulerKind::Rr, 1, 1);
+        let (sh, mut w) = worker_with(&m, 64, true);
+        for i in 0..20_000u32 {
+            let addr = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 19, 0, 0)) + i);
+            m.add_server(&key(), server(addr, 1)).unwrap();
+            sh.publish(&m)
+                .unwrap_or_else(|e| panic!("cycle {i}: add {addr}: {e}"));
+            w.refresh();
+            m.delete_server(&key(), addr, 0).unwrap();
+            sh.publish(&m)
+                .unwrap_or_else(|e| panic!("cycle {i}: delete {addr}: {e}"));
+            w.refresh();
+        }
+        assert!(sh.neigh.len() <= 4, "{} entries", sh.neigh.len());
+        // the two servers kept their entries all along
+        assert_eq!(syn_goes_to(&mut w, 1, 0).map(|_| ()), Ok(()));
+        assert_eq!(sh.neigh.mac(sh.neigh.find(RS1).unwrap()), Some(RS1_MAC));
+        assert_eq!(sh.neigh.mac(sh.neigh.find(RS2).unwrap()), Some(RS2_MAC));
+    }
+
+    #[test]
+    fn a_lagging_worker_keeps_the_removed_servers_mac() {
+        // Worker 1 holds a snapshot in which RS2 exists and has a flow to it; RS2 is deleted
+        // and many other servers come and go, each resolved to its own MAC. Until worker 1
+        // moves on, RS2's slot is never given to another address.
+        let mut m = model(SchedulerKind::Rr, 1, 1);
+        let (sh, mut ws) = two_workers(&m);
+        let mut sport = 0;
+        let first = loop {
+            sport += 1;
+            let mac = connect(&mut ws[1], CLIENT, sport, 80, 0);
+            if mac == RS2_MAC {
+                break sport;
+            }
+        };
+        let rs2_slot = sh.neigh.find(RS2).unwrap();
+        m.delete_server(&key(), RS2, 0).unwrap();
+        sh.publish(&m).unwrap();
+        let mut published = 0;
+        for i in 0..64u32 {
+            let addr = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 19, 1, 0)) + i);
+            m.add_server(&key(), server(addr, 1)).unwrap();
+            if sh.publish(&m).is_err() {
+                // the table may fill up while a worker lags: refused, never reused
+                m.delete_server(&key(), addr, 0).unwrap();
+                break;
+            }
+            published += 1;
+            let slot = sh.neigh.find(addr).unwrap();
+            assert_ne!(
+                slot, rs2_slot,
+                "RS2's slot reused while worker 1 may use it"
+            );
+            sh.neigh.confirm(slot, [0x02, 0, 0, 1, 0, i as u8], 0);
+            ws[0].refresh();
+            m.delete_server(&key(), addr, 0).unwrap();
+            sh.publish(&m).unwrap();
+            ws[0].refresh();
+        }
+        assert!(published >= 4, "{published}");
+        // worker 1 still forwards RS2's flow by its old snapshot, to RS2's MAC
+        let mut f = tcp_frame(CLIENT, first, VIP, 80, l4::TcpFlags::ACK);
+        assert_eq!(send(&mut ws[1], &mut f, 100), Verdict::Forward);
+        assert_eq!(dst_mac(&f), RS2_MAC);
+        // once it moves on, the entries are reclaimed
+        ws[1].refresh();
+        for _ in 0..3 {
+            sh.publish(&m).unwrap();
+            ws[0].refresh();
+            ws[1].refresh();
+        }
+        assert_eq!(sh.neigh.len(), 1, "only RS1 left");
+    }
+
+    #[test]
+    fn the_neighbour_capacity_is_the_configured_one() {
+        let n = 40u32;
+        let sh = Shared::new(8, 64, n, 1, PORT_MAC, DIP, 16);
+        let mut m = Model::new(8, 64);
+        m.add_service(ServiceSpec {
+            key: key(),
+            scheduler: SchedulerKind::Rr,
+            persistent: None,
+            netmask: Ipv4Addr::BROADCAST,
+            flags: vec![],
+        })
+        .unwrap();
+        for i in 0..n {
+            m.add_server(&key(), server(Ipv4Addr::from(0xc613_0000 + i), 1))
+                .unwrap();
+        }
+        sh.publish(&m).expect("exactly the configured number fits");
+        m.add_server(&key(), server(Ipv4Addr::from(0xc613_0000 + n), 1))
+            .unwrap();
+        let e = sh.publish(&m).unwrap_err();
+        assert_eq!(e.to_string(), "neighbour table is full (40 entries)");
+        assert_eq!(sh.neigh.capacity(), 40);
     }
 }

@@ -120,6 +120,11 @@ pub struct StatsReport {
     pub services: Vec<ServiceStats>,
     /// Drops by reason, summed over workers.
     pub drops: BTreeMap<String, u64>,
+    /// ARP updates of a neighbour entry refused (spoofing protection: a MAC change not
+    /// confirmed by our requests, an invalid MAC, a static entry), whatever became of the
+    /// frame (dropped as `arp_refused`, or answered when it asked for the DIP).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub arp_refused: u64,
 }
 
 /// Failure to publish a snapshot (the model change is then rolled back by the caller).

@@ -315,7 +315,6 @@ struct Control {
     /// Per slot: (id the baseline belongs to, counters at the last zero / slot reuse).
     svc_base: Vec<(u32, Counters)>,
     rs_base: Vec<(u32, Counters)>,
-    statics: Vec<Ipv4Addr>,
     timeouts: Timeouts,
     behaviour: Behaviour,
     /// Each worker's flow table storage, for connection listings.
@@ -372,7 +371,7 @@ impl Shared {
         Shared {
             current: ArcSwap::from_pointee(Snapshot::empty(mr)),
             epoch: AtomicU64::new(0),
-            neigh: NeighTable::new(neighbours as usize),
+            neigh: NeighTable::new(neighbours as usize).with_own_mac(port_mac),
             stats: StatsRegistry::new(nw, ms, mr),
             seen: (0..nw)
                 .map(|_| CachePadded::new(AtomicU64::new(0)))
@@ -492,47 +491,31 @@ impl Shared {
         c.retired.len()
     }
 
+    /// The oldest epoch a worker still forwards by.
+    fn min_seen(&self) -> u64 {
+        self.seen.iter().map(|s| s.load(Acquire)).min().unwrap_or(0)
+    }
+
     fn reclaim_locked(&self, c: &mut Control) {
-        let min_seen = self.seen.iter().map(|s| s.load(Acquire)).min().unwrap_or(0);
+        let min_seen = self.min_seen();
         c.retired.retain(|s| s.epoch >= min_seen);
     }
 }
 
 impl Shared {
     fn publish_locked(&self, c: &mut Control, model: &Model) -> Result<(), PublishError> {
-        // Track every real server address (keys are never removed; unused ones stop being asked).
-        let mut used = Vec::new();
-        for svc in model.services() {
-            for rs in &svc.servers {
-                match self.neigh.insert(rs.spec.addr) {
-                    Ok(slot) => used.push(slot),
-                    Err(_) => {
-                        return Err(PublishError::NeighbourTableFull(
-                            self.neigh.capacity() as u32
-                        ))
-                    }
-                }
-            }
-        }
-        for st in &model.statics {
-            if self.neigh.set_static(st.addr, st.mac).is_err() {
-                return Err(PublishError::NeighbourTableFull(
-                    self.neigh.capacity() as u32
-                ));
-            }
-        }
-        for old in std::mem::take(&mut c.statics) {
-            if !model.statics.iter().any(|s| s.addr == old) {
-                self.neigh.clear_static(old);
-            }
-        }
-        c.statics = model.statics.iter().map(|s| s.addr).collect();
-        used.sort_unstable();
-        for slot in 0..self.neigh.slots() {
-            self.neigh.set_used(slot, used.binary_search(&slot).is_ok());
-        }
-
+        // Track every real server address and static neighbour; retire the others, reclaim
+        // what no worker can still use.
         let epoch = self.epoch.load(Relaxed) + 1;
+        let servers: Vec<Ipv4Addr> = model
+            .services()
+            .iter()
+            .flat_map(|s| s.servers.iter().map(|r| r.spec.addr))
+            .collect();
+        self.neigh
+            .update(&servers, &model.statics, epoch, self.min_seen())
+            .map_err(|_| PublishError::NeighbourTableFull(self.neigh.capacity() as u32))?;
+
         let mut snap = Snapshot::build(model, epoch, self.max_servers, &self.neigh)?;
         snap.timeouts = c.timeouts;
         snap.expire_nodest_conn = c.behaviour.expire_nodest_conn;
@@ -697,7 +680,10 @@ impl Shared {
         // Also a good moment to free snapshots every worker has left behind.
         self.reclaim_locked(&mut c);
         let persist = self.persistent_conns(&self.load());
-        let mut rep = StatsReport::default();
+        let mut rep = StatsReport {
+            arp_refused: self.neigh.events().refused,
+            ..StatsReport::default()
+        };
         for w in 0..self.stats.workers() {
             let Some(wc) = self.stats.worker(w) else {
                 continue;
@@ -972,11 +958,97 @@ mod tests {
             )
             .unwrap_or(()); // model capacity 8 in total: some fail, enough succeed
         }
-        assert!(matches!(
-            sh.publish(&m),
-            Err(PublishError::NeighbourTableFull(_))
-        ));
+        let e = sh.publish(&m).unwrap_err();
+        assert_eq!(e, PublishError::NeighbourTableFull(2));
+        assert_eq!(e.to_string(), "neighbour table is full (2 entries)");
         assert_eq!(sh.epoch(), 0, "nothing published");
+    }
+
+    #[test]
+    fn neighbour_entries_of_deleted_servers_are_reclaimed() {
+        // 4 entries configured, 3 servers kept; 20,000 cycles add and delete a fourth with a
+        // new address each time. Both workers move on after each publication, as the
+        // engine's loop does between bursts.
+        let sh = shared(4);
+        let mut m = model();
+        let k = key(Protocol::Tcp, 100, 80);
+        sh.publish(&m).unwrap();
+        let base = u32::from(Ipv4Addr::new(198, 19, 0, 0));
+        let seen = |sh: &Shared| {
+            sh.mark_seen(0, sh.epoch());
+            sh.mark_seen(1, sh.epoch());
+        };
+        for i in 0..20_000u32 {
+            let addr = Ipv4Addr::from(base + i);
+            m.add_server(
+                &k,
+                ServerSpec {
+                    addr,
+                    port: 0,
+                    weight: 1,
+                    forward: Forward::Dr,
+                    upper: 0,
+                    lower: 0,
+                },
+            )
+            .unwrap();
+            sh.publish(&m)
+                .unwrap_or_else(|e| panic!("cycle {i}: add {addr}: {e}"));
+            seen(&sh);
+            m.delete_server(&k, addr, 0).unwrap();
+            sh.publish(&m)
+                .unwrap_or_else(|e| panic!("cycle {i}: delete {addr}: {e}"));
+            seen(&sh);
+        }
+        assert!(sh.neigh.len() <= 5, "{} entries", sh.neigh.len());
+        // a worker that stops moving on holds the entries of what it may still use: the
+        // table refuses new addresses rather than reuse their slots
+        sh.mark_seen(1, sh.epoch());
+        let mut refused = false;
+        for i in 0..64u32 {
+            let addr = Ipv4Addr::from(base + 100_000 + i);
+            m.add_server(
+                &k,
+                ServerSpec {
+                    addr,
+                    port: 0,
+                    weight: 1,
+                    forward: Forward::Dr,
+                    upper: 0,
+                    lower: 0,
+                },
+            )
+            .unwrap();
+            let r = sh.publish(&m);
+            sh.mark_seen(0, sh.epoch());
+            m.delete_server(&k, addr, 0).unwrap();
+            if r.is_err() {
+                refused = true;
+                break;
+            }
+            sh.publish(&m).unwrap();
+            sh.mark_seen(0, sh.epoch());
+        }
+        assert!(refused, "8 slots cannot hold 64 retired addresses");
+        // it moves on: room again
+        seen(&sh);
+        sh.publish(&m).unwrap();
+        seen(&sh);
+        sh.publish(&m).unwrap();
+        seen(&sh);
+        m.add_server(
+            &k,
+            ServerSpec {
+                addr: Ipv4Addr::new(198, 18, 0, 77),
+                port: 0,
+                weight: 1,
+                forward: Forward::Dr,
+                upper: 0,
+                lower: 0,
+            },
+        )
+        .unwrap();
+        sh.publish(&m).unwrap();
     }
 
     #[test]
