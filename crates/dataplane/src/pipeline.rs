@@ -1025,8 +1025,13 @@ impl Worker {
                 // Its real server was deleted (or its slot reused). IPVS expire_nodest_conn:
                 // on, the flow expires now and this packet is scheduled anew (as kernels >=
                 // 5.9 without conntrack do); off (the default), packets are dropped silently
-                // until the flow times out (not refreshed by the dropped packets).
-                if snap.expire_nodest_conn {
+                // until the flow times out (not refreshed by the dropped packets). Either way
+                // a SYN without ACK is a new connection from a reused client port (IPVS
+                // conn_reuse_mode): the old flow gives way and the SYN is scheduled.
+                let new_syn = flow
+                    .tcp_flags()
+                    .is_some_and(|f| f.syn() && !f.ack() && !f.rst());
+                if snap.expire_nodest_conn || new_syn {
                     self.flows.remove(hit.id, &mut on_evict);
                 } else {
                     if hit.rs_slot != NO_SLOT {
@@ -1527,12 +1532,24 @@ mod tests {
             Verdict::Drop(DropReason::NoDest),
             "still dropped: the flow is not moved to the slot's new server"
         );
+        // A SYN from the client port of such a flow is a new connection (the client reused
+        // the port): scheduled at once, not dropped until the old flow times out.
+        let reused = (0..4u16).find(|p| owner[*p as usize] == RS1_MAC).unwrap();
+        let mut f = syn(reused);
+        assert_eq!(send(&mut w, &mut f, 2000), Verdict::Forward);
+        assert_ne!(dst_mac(&f), RS1_MAC);
+        let mut f = ack(reused);
+        assert_eq!(send(&mut w, &mut f, 2000), Verdict::Forward, "the new flow");
         // dropped packets do not refresh the flow: it times out 900 s after its last good one
         let mut frames = [[0u8; 64]; 4];
         for _ in 0..w.flows.buckets() {
             w.housekeeping(901_000, &mut frames);
         }
-        assert_eq!(w.flow_count(), 2);
+        assert_eq!(
+            w.flow_count(),
+            3,
+            "the expired ones gone, the reused port's new flow kept"
+        );
         let mut f = syn(0);
         assert_eq!(send(&mut w, &mut f, 901_000), Verdict::Forward);
     }
