@@ -118,8 +118,19 @@ pub fn apply_command(model: &mut Model, cmd: &Command) -> Result<(), RuleErrorKi
 /// Apply rules in order to `model`. On error the model may be partly changed: callers apply to a
 /// clone (all-or-nothing), as [`crate::server::Control`] does.
 pub fn apply(model: &mut Model, rules: &[Rule]) -> Result<usize, RuleError> {
+    apply_checked(model, rules, |_, _| Ok(()))
+}
+
+/// [`apply`], with `check` called on the model after each command (e.g. the director's own
+/// checks, [`crate::proto::Director::check_command`]); its refusal names the line.
+pub fn apply_checked<F>(model: &mut Model, rules: &[Rule], mut check: F) -> Result<usize, RuleError>
+where
+    F: FnMut(&Model, &Command) -> Result<(), ModelError>,
+{
     for r in rules {
-        apply_command(model, &r.cmd).map_err(|kind| RuleError { line: r.line, kind })?;
+        apply_command(model, &r.cmd)
+            .and_then(|()| check(model, &r.cmd).map_err(RuleErrorKind::from))
+            .map_err(|kind| RuleError { line: r.line, kind })?;
     }
     Ok(rules.len())
 }
