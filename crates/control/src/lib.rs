@@ -19,4 +19,7 @@ pub mod rules;
 pub mod server;
 mod strict;
 
+#[cfg(test)]
+mod bad_requests;
+
 pub use rvs_dataplane::model::Model;
