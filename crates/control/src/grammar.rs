@@ -816,8 +816,11 @@ fn build(cmd: Cmd, raw: Raw, names: Names) -> Result<Command, AdmError> {
             let rs = raw.server.as_deref().unwrap_or("");
             let (addr, port) =
                 parse_addr_port(rs, key.proto, names).map_err(|d| addr_error("real server", d))?;
-            // No port given: the service port (ipvsadm copies vport to dport).
-            let mut port = port.unwrap_or(key.port);
+            // No port given, or port 0: the service port (ipvsadm copies vport to dport).
+            let mut port = match port {
+                Some(p) if p != 0 => p,
+                _ => key.port,
+            };
             if cmd == Cmd::DelDest {
                 return Ok(Command::DeleteServer(key, addr, port));
             }

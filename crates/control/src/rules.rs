@@ -339,6 +339,21 @@ mod tests {
         assert_eq!(parse(&emit_rules(&ok)).unwrap()[0].cmd, ok[0].cmd);
     }
 
+    /// Found by the `rules` fuzz target, whose input held the line
+    /// `-a -t 198.18.0.100:80 -r 198.18.0.12:00 -my 5`: with masquerading the explicit port 0
+    /// stayed 0, was written back as the service port (80), and parsed again as 80. Port 0 of a
+    /// real server now means the service port when parsed, as it does in the model.
+    #[test]
+    fn fuzz_regression_real_server_port_zero() {
+        let input = "-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r 198.18.0.12:00 -my 5\n";
+        let rules = parse(input).unwrap();
+        let Command::AddServer(_, rs) = rules[1].cmd else {
+            panic!("{:?}", rules[1].cmd)
+        };
+        assert_eq!((rs.port, rs.forward, rs.lower), (80, Forward::Masq, 5));
+        assert_eq!(parse(&emit_rules(&rules)).unwrap(), rules);
+    }
+
     #[test]
     fn emit_from_model_round_trips() {
         let mut m = Model::new(16, 16);
