@@ -671,8 +671,8 @@ pub fn serve_with(
 /// A connected client as the accept loop and the client's thread share it.
 #[derive(Debug, Default)]
 struct ClientState {
-    /// When the client last completed a request (or connected), in ms since the server started.
-    last_ms: AtomicU64,
+    /// When the client last completed a request (or connected), in µs since the server started.
+    last_us: AtomicU64,
     /// A request is being handled: never evicted then.
     busy: AtomicBool,
     /// Chosen to make room for a newcomer: the client's thread says so and ends.
@@ -691,7 +691,7 @@ fn evict_idlest(clients: &mut Vec<Client>, leaving: &mut Vec<std::thread::JoinHa
         .iter()
         .enumerate()
         .filter(|(_, c)| !c.state.busy.load(Ordering::Acquire))
-        .min_by_key(|(_, c)| c.state.last_ms.load(Ordering::Acquire))
+        .min_by_key(|(_, c)| c.state.last_us.load(Ordering::Acquire))
         .map(|(i, _)| i);
     match idlest {
         Some(i) => {
@@ -743,7 +743,7 @@ fn accept_loop(
                     continue;
                 }
                 let state = Arc::new(ClientState::default());
-                state.last_ms.store(millis_since(start), Ordering::Release);
+                state.last_us.store(micros_since(start), Ordering::Release);
                 let (c, s, st) = (control.clone(), stop.clone(), state.clone());
                 let spawned = std::thread::Builder::new()
                     .name("rvs-control-client".into())
@@ -768,8 +768,8 @@ fn accept_loop(
     let _ = std::fs::remove_file(&path);
 }
 
-fn millis_since(start: Instant) -> u64 {
-    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+fn micros_since(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 fn serve_client(
@@ -846,8 +846,9 @@ fn serve_client(
             state.busy.store(true, Ordering::Release);
             let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
             let reply = control.handle_bytes(line);
+            // Before the reply is out: whoever reads it sees this client as active from then.
+            state.last_us.store(micros_since(start), Ordering::Release);
             let sent = writeln!(reader.get_mut(), "{reply}").and_then(|_| reader.get_mut().flush());
-            state.last_ms.store(millis_since(start), Ordering::Release);
             state.busy.store(false, Ordering::Release);
             if sent.is_err() {
                 return;
@@ -1709,9 +1710,14 @@ mod tests {
         serde_json::from_str(&l).unwrap_or_else(|e| panic!("{l:?}: {e}"))
     }
 
+    /// The server closed the connection: end of file, or a reset when the server closed it
+    /// with bytes of ours still unread.
     fn closed(r: &mut BufReader<UnixStream>) -> bool {
         let mut l = String::new();
-        r.read_line(&mut l).map(|n| n == 0).unwrap_or(false)
+        match r.read_line(&mut l) {
+            Ok(n) => n == 0,
+            Err(e) => e.kind() == io::ErrorKind::ConnectionReset,
+        }
     }
 
     /// Idle clients are closed after the idle timeout (here 300 ms), told why; a client that
