@@ -3,7 +3,7 @@
 //! what only the daemon knows: the port's counters and the lcore each worker runs on.
 
 use crate::dpdk::{self, PortId};
-use rvs_control::proto::Dataplane;
+use rvs_control::proto::{Dataplane, Director};
 use rvs_dataplane::model::{Model, Timeouts};
 use rvs_dataplane::report::{ConnEntry, NeighState, PortStats, PublishError, StatsReport};
 use rvs_dataplane::snapshot::Shared;
@@ -79,6 +79,13 @@ impl Dataplane for Adapter {
     fn connections(&self, limit: usize) -> Vec<ConnEntry> {
         self.shared.connections(limit)
     }
+    fn director(&self) -> Director {
+        Director {
+            dip: self.shared.dip(),
+            prefix_len: u32::from(self.shared.dip_netmask()).leading_ones() as u8,
+            mac: self.shared.port_mac(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -125,5 +132,14 @@ mod tests {
         })
         .unwrap();
         assert_eq!(a.timeouts().udp, 30);
+        // The control plane learns the director's link from the shared state.
+        assert_eq!(
+            a.director(),
+            Director {
+                dip: Ipv4Addr::new(198, 18, 0, 2),
+                prefix_len: 24,
+                mac: [2, 0, 0, 0, 0, 1],
+            }
+        );
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::proto::{DEFAULT_PERSISTENT_TIMEOUT, DEFAULT_SCHEDULER, MAX_TIMEOUT};
 use rvs_dataplane::model::{
-    Forward, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec, Timeouts,
+    parse_flags, Forward, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec, Timeouts,
 };
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -785,14 +785,18 @@ fn build(cmd: Cmd, raw: Raw, names: Names) -> Result<Command, AdmError> {
                 msg: "Scheduler or persistence engine not found".to_string(),
                 code: EXIT_REFUSED,
             })?;
-            let flags = match &raw.flags {
+            let flags: Vec<String> = match &raw.flags {
                 None => Vec::new(),
                 Some(f) => f
                     .split(',')
+                    .map(str::trim)
                     .filter(|s| !s.is_empty())
                     .map(str::to_string)
                     .collect(),
             };
+            // As ipvsadm: only known flags, and only the scheduler's own (so that every flag
+            // accepted here can be written back as a rules line, too).
+            parse_flags(scheduler, &flags).map_err(|e| AdmError::usage_error(e.to_string()))?;
             let spec = ServiceSpec {
                 key,
                 scheduler,
@@ -812,8 +816,11 @@ fn build(cmd: Cmd, raw: Raw, names: Names) -> Result<Command, AdmError> {
             let rs = raw.server.as_deref().unwrap_or("");
             let (addr, port) =
                 parse_addr_port(rs, key.proto, names).map_err(|d| addr_error("real server", d))?;
-            // No port given: the service port (ipvsadm copies vport to dport).
-            let mut port = port.unwrap_or(key.port);
+            // No port given, or port 0: the service port (ipvsadm copies vport to dport).
+            let mut port = match port {
+                Some(p) if p != 0 => p,
+                _ => key.port,
+            };
             if cmd == Cmd::DelDest {
                 return Ok(Command::DeleteServer(key, addr, port));
             }
@@ -943,7 +950,7 @@ mod tests {
         };
         assert_eq!(s.persistent, Some(300));
         let Command::AddService(s) =
-            p("-A -t 198.18.0.100:443 -p 600 -M 255.255.255.0 -s rr -b sh-port,sh-fallback")
+            p("-A -t 198.18.0.100:443 -p 600 -M 255.255.255.0 -s sh -b sh-port,sh-fallback")
                 .unwrap()
         else {
             panic!()
@@ -1156,6 +1163,17 @@ mod tests {
                 "connection synchronisation daemons are not supported",
             ),
             ("-L --daemon=1", "option `--daemon' does not take a value"),
+            (
+                "-A -t 198.18.0.100:80 -s sh -b sh-port,nope",
+                "invalid scheduler flag `nope'",
+            ),
+            (
+                "-A -t 198.18.0.100:80 -s sh -b mh-port",
+                "incompatible scheduler flag `mh-port'",
+            ),
+            // Found by the `rules` fuzz target: the flag "#" was accepted, but written back
+            // ("-b # -p 300") the '#' starts a comment and the line no longer parses.
+            ("-Au1.8.0.0 -b# -p", "invalid scheduler flag `#'"),
         ];
         for (line, want) in cases {
             let err = e(line);
@@ -1166,6 +1184,21 @@ mod tests {
             );
             assert_eq!(err.code, EXIT_USAGE, "{line}");
         }
+        // Found by the `adm_args` fuzz target (arguments split at NUL, bytes read as lossy
+        // UTF-8): a flag with a bell and U+FFFD characters, which the rules writer cannot
+        // write back as one word.
+        let args = [
+            "--add-service",
+            "--tcp-service=198.18.0.100:http",
+            "-b=w-%v\u{7}\u{fffd}\u{fffd}]\u{fffd}",
+        ];
+        let err = parse_args(&args, Names::NumericHosts).unwrap_err();
+        assert_eq!(err.code, EXIT_USAGE);
+        assert!(
+            err.msg.starts_with("invalid scheduler flag `=w-%v"),
+            "{}",
+            err.msg
+        );
         let err = e("-A -t 198.18.0.100:80 -s nosuch");
         assert_eq!(err.msg, "Scheduler or persistence engine not found");
         assert_eq!(err.code, EXIT_REFUSED);

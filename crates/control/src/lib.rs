@@ -3,6 +3,7 @@
 //!
 //! - [`proto`]: the protocol shared by server and client: error codes, defaults, reply types,
 //!   and the [`proto::Dataplane`] trait the server publishes to.
+//! - [`director`]: what the director's link allows (real servers on its subnet, not itself).
 //! - [`grammar`]: ipvsadm's command-line grammar (`rvsadm`'s, and each line of a rules file).
 //! - [`rules`]: `ipvsadm -S` rules: saving the model as text, restoring it all-or-nothing.
 //! - [`server`]: the JSON-RPC 2.0 server on a Unix socket, owning the [`Model`].
@@ -11,9 +12,14 @@
 //! [`rvs_dataplane::model`]: the snapshot the workers forward by is a picture of it.
 #![forbid(unsafe_code)]
 
+pub mod director;
 pub mod grammar;
 pub mod proto;
 pub mod rules;
 pub mod server;
+mod strict;
+
+#[cfg(test)]
+mod bad_requests;
 
 pub use rvs_dataplane::model::Model;

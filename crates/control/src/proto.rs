@@ -29,8 +29,12 @@ pub const ERR_PUBLISH: i64 = 2;
 
 /// Longest request line accepted on the socket (rules texts can be long).
 pub const MAX_LINE: usize = 16 * 1024 * 1024;
-/// Clients served at the same time.
-pub const MAX_CLIENTS: usize = 32;
+/// Clients connected at the same time. When all are taken, the one idle longest is closed to
+/// make room for the newcomer, so a full table never locks anyone out. Each client costs a
+/// thread (a small stack) and its unfinished request line (at most [`MAX_LINE`]).
+pub const MAX_CLIENTS: usize = 128;
+/// A client that sends no complete request for this long is closed (told why first).
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Entries `connections` returns without a `limit`, and the largest `limit` accepted.
 pub const DEFAULT_CONNECTIONS: usize = 100_000;
 pub const MAX_CONNECTIONS: usize = 10_000_000;
@@ -231,6 +235,32 @@ pub struct ListReply {
     pub services: Vec<ListedService>,
 }
 
+/// Who the director is on its link: its own address (DIP), the prefix length of its subnet, and
+/// its port's MAC. The control plane checks real servers and static neighbours against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Director {
+    pub dip: Ipv4Addr,
+    pub prefix_len: u8,
+    pub mac: [u8; 6],
+}
+
+impl Director {
+    /// The subnet mask of [`Director::prefix_len`] (a prefix above 32 counts as 32).
+    pub fn netmask(&self) -> Ipv4Addr {
+        let bits = u32::from(self.prefix_len.min(32));
+        Ipv4Addr::from(u32::MAX.checked_shl(32 - bits).unwrap_or(0))
+    }
+    /// The subnet's network address.
+    pub fn network(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.dip) & u32::from(self.netmask()))
+    }
+    /// Whether `addr` is on the director's subnet (reachable on its link, as DR needs).
+    pub fn on_link(&self, addr: Ipv4Addr) -> bool {
+        let m = u32::from(self.netmask());
+        u32::from(addr) & m == u32::from(self.dip) & m
+    }
+}
+
 /// What the control plane needs from the dataplane.
 pub trait Dataplane: Send + Sync {
     /// Build an immutable snapshot of `model` and hand it to every worker.
@@ -248,6 +278,8 @@ pub trait Dataplane: Send + Sync {
     fn timeouts(&self) -> Timeouts;
     /// Up to `limit` connections and persistence templates (`ipvsadm -L -c`).
     fn connections(&self, limit: usize) -> Vec<ConnEntry>;
+    /// The director's address, subnet and MAC (fixed for the process).
+    fn director(&self) -> Director;
 }
 
 #[cfg(test)]

@@ -118,8 +118,19 @@ pub fn apply_command(model: &mut Model, cmd: &Command) -> Result<(), RuleErrorKi
 /// Apply rules in order to `model`. On error the model may be partly changed: callers apply to a
 /// clone (all-or-nothing), as [`crate::server::Control`] does.
 pub fn apply(model: &mut Model, rules: &[Rule]) -> Result<usize, RuleError> {
+    apply_checked(model, rules, |_, _| Ok(()))
+}
+
+/// [`apply`], with `check` called on the model after each command (e.g. the director's own
+/// checks, [`crate::proto::Director::check_command`]); its refusal names the line.
+pub fn apply_checked<F>(model: &mut Model, rules: &[Rule], mut check: F) -> Result<usize, RuleError>
+where
+    F: FnMut(&Model, &Command) -> Result<(), ModelError>,
+{
     for r in rules {
-        apply_command(model, &r.cmd).map_err(|kind| RuleError { line: r.line, kind })?;
+        apply_command(model, &r.cmd)
+            .and_then(|()| check(model, &r.cmd).map_err(RuleErrorKind::from))
+            .map_err(|kind| RuleError { line: r.line, kind })?;
     }
     Ok(rules.len())
 }
@@ -298,7 +309,7 @@ mod tests {
 -A -t 198.18.0.100:80 -s rr
 -a -t 198.18.0.100:80 -r 198.18.0.11:80 -g -w 1
 -a -t 198.18.0.100:80 -r 198.18.0.12:80 -g -w 3 -x 100 -y 10
--A -u 198.18.0.101:0 -s wrr -b sh-port,sh-fallback -p 600 -M 255.255.255.0
+-A -u 198.18.0.101:0 -s sh -b sh-port,sh-fallback -p 600 -M 255.255.255.0
 -a -u 198.18.0.101:0 -r 198.18.0.13:0 -i -w 0
 -a -u 198.18.0.101:0 -r 198.18.0.14:0 -m -w 65535
 -E -t 198.18.0.100:80 -s wrr -p 300
@@ -312,6 +323,35 @@ mod tests {
         assert_eq!(emit_rules(&rules), text);
         let again = parse(&emit_rules(&rules)).unwrap();
         assert_eq!(again, rules);
+    }
+
+    /// Found by the `rules` fuzz target (its input, 17 bytes): `-Au1.8.0.0 -b# -p` parsed,
+    /// with the scheduler flag "#", but was written back as `-A -u 1.8.0.0:0 -s wlc -b # -p
+    /// 300`, where '#' starts a comment, so the written line did not parse. Flags are now
+    /// checked as ipvsadm does (known names, the scheduler's own).
+    #[test]
+    fn fuzz_regression_a_flag_that_cannot_be_written_back() {
+        let input: &[u8] = b"-Au1.8.0.0 -b# -p";
+        let e = parse(std::str::from_utf8(input).unwrap()).unwrap_err();
+        assert_eq!(e.to_string(), "line 1: invalid scheduler flag `#'");
+        // What does parse is written back as a line that parses to the same command.
+        let ok = parse("-Au1.8.0.0 -s sh -b sh-port -p").unwrap();
+        assert_eq!(parse(&emit_rules(&ok)).unwrap()[0].cmd, ok[0].cmd);
+    }
+
+    /// Found by the `rules` fuzz target, whose input held the line
+    /// `-a -t 198.18.0.100:80 -r 198.18.0.12:00 -my 5`: with masquerading the explicit port 0
+    /// stayed 0, was written back as the service port (80), and parsed again as 80. Port 0 of a
+    /// real server now means the service port when parsed, as it does in the model.
+    #[test]
+    fn fuzz_regression_real_server_port_zero() {
+        let input = "-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r 198.18.0.12:00 -my 5\n";
+        let rules = parse(input).unwrap();
+        let Command::AddServer(_, rs) = rules[1].cmd else {
+            panic!("{:?}", rules[1].cmd)
+        };
+        assert_eq!((rs.port, rs.forward, rs.lower), (80, Forward::Masq, 5));
+        assert_eq!(parse(&emit_rules(&rules)).unwrap(), rules);
     }
 
     #[test]

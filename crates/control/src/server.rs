@@ -12,6 +12,7 @@
 
 use crate::proto::*;
 use crate::rules;
+use crate::strict::{self, StrictError};
 use rvs_dataplane::model::{
     Forward, Model, ModelError, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec,
     StaticNeighbour, Timeouts, MAX_WEIGHT,
@@ -23,9 +24,9 @@ use std::net::Ipv4Addr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A JSON-RPC error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,6 +89,13 @@ impl Control {
 
     /// Handle one request line, return one response line (no trailing newline). Never panics.
     pub fn handle_line(&self, line: &str) -> String {
+        self.handle_bytes(line.as_bytes())
+    }
+
+    /// [`Control::handle_line`] for a line as read from the socket (without its `\n`; a
+    /// trailing `\r` is ignored): bytes that are not UTF-8 get a parse error.
+    pub fn handle_bytes(&self, line: &[u8]) -> String {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(line)));
         match out {
             Ok(s) => s,
@@ -104,10 +112,27 @@ impl Control {
         self.restore(text)
     }
 
-    fn handle(&self, line: &str) -> String {
-        let req: Value = match serde_json::from_str(line) {
+    fn handle(&self, line: &[u8]) -> String {
+        if std::str::from_utf8(line).is_err() {
+            return error_line(&Value::Null, ERR_PARSE, "request is not valid UTF-8");
+        }
+        let req: Value = match strict::parse(line) {
             Ok(v) => v,
-            Err(e) => return error_line(&Value::Null, ERR_PARSE, &format!("parse error: {e}")),
+            Err(StrictError::Json(e)) => {
+                return error_line(&Value::Null, ERR_PARSE, &format!("parse error: {e}"))
+            }
+            Err(StrictError::Duplicate(path)) => {
+                let (code, part) = if path.starts_with("params.") {
+                    (ERR_PARAMS, "params")
+                } else {
+                    (ERR_INVALID_REQUEST, "the request")
+                };
+                return error_line(
+                    &Value::Null,
+                    code,
+                    &format!("duplicate key '{path}' in {part}"),
+                );
+            }
         };
         let obj = match req {
             Value::Object(o) => o,
@@ -175,9 +200,12 @@ impl Control {
             "service.add" | "service.edit" => {
                 let spec = service_spec(p)?;
                 let add = method == "service.add";
+                let director = self.dp.director();
                 self.mutate(|m| {
+                    let vip = spec.key.vip;
                     if add {
                         m.add_service(spec)
+                            .and_then(|()| director.check_vip(m, vip))
                     } else {
                         m.edit_service(spec)
                     }
@@ -194,12 +222,14 @@ impl Control {
                 let key = nested_key(p)?;
                 let spec = server_spec(p)?;
                 let add = method == "server.add";
+                let director = self.dp.director();
                 self.mutate(|m| {
                     if add {
                         m.add_server(&key, spec)
                     } else {
                         m.edit_server(&key, spec)
                     }
+                    .and_then(|()| director.check_server(m, &spec))
                     .map_err(RpcError::refused)
                 })
             }
@@ -273,10 +303,12 @@ impl Control {
                 let mac: MacAddr = mac
                     .parse()
                     .map_err(|e: String| RpcError::params(format!("mac: {e}")))?;
-                self.mutate(|m| {
-                    m.set_static_neighbour(StaticNeighbour { addr, mac: mac.0 })
-                        .map_err(RpcError::refused)
-                })
+                let n = StaticNeighbour { addr, mac: mac.0 };
+                self.dp
+                    .director()
+                    .check_static(&n)
+                    .map_err(RpcError::refused)?;
+                self.mutate(|m| m.set_static_neighbour(n).map_err(RpcError::refused))
             }
             "rules.save" => {
                 fields(p, &["sort"])?;
@@ -351,9 +383,11 @@ impl Control {
 
     fn restore(&self, text: &str) -> Result<usize, RpcError> {
         let parsed = rules::parse(text).map_err(|e| RpcError::params(e.to_string()))?;
+        let director = self.dp.director();
         let mut n = 0;
         self.mutate(|m| {
-            n = rules::apply(m, &parsed).map_err(|e| RpcError::new(ERR_REFUSED, e.to_string()))?;
+            n = rules::apply_checked(m, &parsed, |m, cmd| director.check_command(m, cmd))
+                .map_err(|e| RpcError::new(ERR_REFUSED, e.to_string()))?;
             Ok(())
         })?;
         Ok(n)
@@ -579,14 +613,45 @@ fn remove_stale(path: &Path) -> io::Result<()> {
     }
 }
 
+/// How the control socket treats its clients; [`serve`] uses the defaults ([`MAX_CLIENTS`],
+/// [`IDLE_TIMEOUT`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// Clients connected at once. When all are taken, the one idle longest is closed (told why)
+    /// to make room for the newcomer.
+    pub max_clients: usize,
+    /// A client that completes no request for this long is closed (told why).
+    pub idle_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            max_clients: MAX_CLIENTS,
+            idle_timeout: IDLE_TIMEOUT,
+        }
+    }
+}
+
 /// Bind the control socket and serve it on its own thread until `stop` is set.
 ///
 /// The parent directory is created, a stale socket file removed, the socket made 0600. Each
-/// client gets a thread (at most [`MAX_CLIENTS`] at once); the socket file is removed on stop.
+/// client gets a thread (see [`ServeOptions`] for how many, and how long an idle one stays);
+/// the socket file is removed on stop.
 pub fn serve(
     path: &Path,
     control: Arc<Control>,
     stop: Arc<AtomicBool>,
+) -> io::Result<std::thread::JoinHandle<()>> {
+    serve_with(path, control, stop, ServeOptions::default())
+}
+
+/// [`serve`] with other client limits than the defaults.
+pub fn serve_with(
+    path: &Path,
+    control: Arc<Control>,
+    stop: Arc<AtomicBool>,
+    opts: ServeOptions,
 ) -> io::Result<std::thread::JoinHandle<()>> {
     if let Some(parent) = path.parent() {
         if !parent.as_os_str().is_empty() {
@@ -600,7 +665,43 @@ pub fn serve(
     let path: PathBuf = path.to_path_buf();
     std::thread::Builder::new()
         .name("rvs-control".into())
-        .spawn(move || accept_loop(listener, path, control, stop))
+        .spawn(move || accept_loop(listener, path, control, stop, opts))
+}
+
+/// A connected client as the accept loop and the client's thread share it.
+#[derive(Debug, Default)]
+struct ClientState {
+    /// When the client last completed a request (or connected), in µs since the server started.
+    last_us: AtomicU64,
+    /// A request is being handled: never evicted then.
+    busy: AtomicBool,
+    /// Chosen to make room for a newcomer: the client's thread says so and ends.
+    evicted: AtomicBool,
+}
+
+struct Client {
+    state: Arc<ClientState>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// The longest idle client that is not handling a request is told to go; its thread moves to
+/// `leaving`. False when every client is busy.
+fn evict_idlest(clients: &mut Vec<Client>, leaving: &mut Vec<std::thread::JoinHandle<()>>) -> bool {
+    let idlest = clients
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !c.state.busy.load(Ordering::Acquire))
+        .min_by_key(|(_, c)| c.state.last_us.load(Ordering::Acquire))
+        .map(|(i, _)| i);
+    match idlest {
+        Some(i) => {
+            let c = clients.swap_remove(i);
+            c.state.evicted.store(true, Ordering::Release);
+            leaving.push(c.thread);
+            true
+        }
+        None => false,
+    }
 }
 
 fn accept_loop(
@@ -608,37 +709,49 @@ fn accept_loop(
     path: PathBuf,
     control: Arc<Control>,
     stop: Arc<AtomicBool>,
+    opts: ServeOptions,
 ) {
-    let active = Arc::new(AtomicUsize::new(0));
-    let mut clients = Vec::new();
+    let start = Instant::now();
+    let max = opts.max_clients.max(1);
+    let mut clients: Vec<Client> = Vec::new();
+    let mut leaving: Vec<std::thread::JoinHandle<()>> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((mut stream, _)) => {
-                if active.load(Ordering::Relaxed) >= MAX_CLIENTS {
+                let (done, live): (Vec<Client>, Vec<Client>) =
+                    clients.into_iter().partition(|c| c.thread.is_finished());
+                clients = live;
+                for c in done {
+                    let _ = c.thread.join();
+                }
+                leaving.retain(|h| !h.is_finished());
+                // Evicted threads end within a read timeout (or a bounded write): cap them too.
+                let full = clients.len() >= max
+                    && (leaving.len() >= max || !evict_idlest(&mut clients, &mut leaving));
+                if full {
                     let _ = stream.set_nonblocking(false);
+                    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
                     let _ = writeln!(
                         stream,
                         "{}",
-                        error_line(&Value::Null, ERR_INTERNAL, "too many control clients")
+                        error_line(
+                            &Value::Null,
+                            ERR_INTERNAL,
+                            "too many control clients, all busy; try again"
+                        )
                     );
                     continue;
                 }
-                active.fetch_add(1, Ordering::Relaxed);
-                let (c, s, a) = (control.clone(), stop.clone(), active.clone());
+                let state = Arc::new(ClientState::default());
+                state.last_us.store(micros_since(start), Ordering::Release);
+                let (c, s, st) = (control.clone(), stop.clone(), state.clone());
                 let spawned = std::thread::Builder::new()
                     .name("rvs-control-client".into())
-                    .spawn(move || {
-                        serve_client(stream, &c, &s);
-                        a.fetch_sub(1, Ordering::Relaxed);
-                    });
+                    .spawn(move || serve_client(stream, &c, &s, &st, start, opts.idle_timeout));
                 match spawned {
-                    Ok(h) => clients.push(h),
-                    Err(e) => {
-                        active.fetch_sub(1, Ordering::Relaxed);
-                        tracing::warn!("control: cannot spawn client thread: {e}");
-                    }
+                    Ok(thread) => clients.push(Client { state, thread }),
+                    Err(e) => tracing::warn!("control: cannot spawn client thread: {e}"),
                 }
-                clients.retain(|h: &std::thread::JoinHandle<()>| !h.is_finished());
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(50));
@@ -649,30 +762,55 @@ fn accept_loop(
             }
         }
     }
-    for h in clients {
+    for h in clients.into_iter().map(|c| c.thread).chain(leaving) {
         let _ = h.join();
     }
     let _ = std::fs::remove_file(&path);
 }
 
-fn serve_client(stream: UnixStream, control: &Control, stop: &AtomicBool) {
+fn micros_since(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+fn serve_client(
+    stream: UnixStream,
+    control: &Control,
+    stop: &AtomicBool,
+    state: &ClientState,
+    start: Instant,
+    idle_timeout: Duration,
+) {
+    let poll = idle_timeout.clamp(Duration::from_millis(1), Duration::from_millis(200));
     if stream.set_nonblocking(false).is_err()
-        || stream
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .is_err()
+        || stream.set_read_timeout(Some(poll)).is_err()
         || stream
             .set_write_timeout(Some(Duration::from_secs(5)))
             .is_err()
     {
         return;
     }
-    let Ok(mut writer) = stream.try_clone() else {
-        return;
-    };
     let mut reader = BufReader::new(stream);
     let mut buf: Vec<u8> = Vec::new();
+    let mut last = Instant::now();
     loop {
         if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        if state.evicted.load(Ordering::Acquire) {
+            let msg = format!(
+                "connection closed to make room for a new client (this one was idle longest, \
+                 {} ms)",
+                last.elapsed().as_millis()
+            );
+            say_line(&mut reader, ERR_INTERNAL, &msg);
+            return;
+        }
+        if last.elapsed() >= idle_timeout {
+            let msg = format!(
+                "connection closed: idle, no complete request for {} ms",
+                idle_timeout.as_millis()
+            );
+            say_line(&mut reader, ERR_INTERNAL, &msg);
             return;
         }
         let room = (MAX_LINE + 1).saturating_sub(buf.len()) as u64;
@@ -694,14 +832,10 @@ fn serve_client(stream: UnixStream, control: &Control, stop: &AtomicBool) {
         };
         let complete = buf.last() == Some(&b'\n');
         if !complete && buf.len() > MAX_LINE {
-            let _ = writeln!(
-                writer,
-                "{}",
-                error_line(
-                    &Value::Null,
-                    ERR_INVALID_REQUEST,
-                    &format!("request line longer than {MAX_LINE} bytes")
-                )
+            say_line(
+                &mut reader,
+                ERR_INVALID_REQUEST,
+                &format!("request line longer than {MAX_LINE} bytes"),
             );
             return;
         }
@@ -709,16 +843,17 @@ fn serve_client(stream: UnixStream, control: &Control, stop: &AtomicBool) {
             continue;
         }
         if !buf.iter().all(u8::is_ascii_whitespace) {
-            let reply = match std::str::from_utf8(&buf) {
-                Ok(s) => control.handle_line(s.trim_end_matches(['\n', '\r'])),
-                Err(_) => error_line(&Value::Null, ERR_PARSE, "request is not valid UTF-8"),
-            };
-            if writeln!(writer, "{reply}")
-                .and_then(|_| writer.flush())
-                .is_err()
-            {
+            state.busy.store(true, Ordering::Release);
+            let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+            let reply = control.handle_bytes(line);
+            // Before the reply is out: whoever reads it sees this client as active from then.
+            state.last_us.store(micros_since(start), Ordering::Release);
+            let sent = writeln!(reader.get_mut(), "{reply}").and_then(|_| reader.get_mut().flush());
+            state.busy.store(false, Ordering::Release);
+            if sent.is_err() {
                 return;
             }
+            last = Instant::now();
         }
         buf.clear();
         if eof {
@@ -727,18 +862,21 @@ fn serve_client(stream: UnixStream, control: &Control, stop: &AtomicBool) {
     }
 }
 
+fn say_line(reader: &mut BufReader<UnixStream>, code: i64, msg: &str) {
+    let _ = writeln!(reader.get_mut(), "{}", error_line(&Value::Null, code, msg));
+}
+
 /// A fake dataplane for tests (here and in `rvsadm`, through the `testing` feature): records
 /// publishes, can be told to fail.
 #[cfg(any(test, feature = "testing"))]
 pub mod testing {
-    use crate::proto::Dataplane;
+    use crate::proto::{Dataplane, Director};
     use rvs_dataplane::model::{Model, ServiceKey, Timeouts};
     use rvs_dataplane::report::*;
     use std::net::Ipv4Addr;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Mutex;
 
-    #[derive(Default)]
     pub struct FakeDataplane {
         pub publishes: Mutex<Vec<Model>>,
         pub fail: AtomicBool,
@@ -749,6 +887,29 @@ pub mod testing {
         pub timeouts: Mutex<Timeouts>,
         /// What `connections` reports.
         pub conns: Mutex<Vec<ConnEntry>>,
+        /// The director on its link; by default the lab's ([`LAB_DIRECTOR`]).
+        pub director: Director,
+    }
+
+    /// The lab director: DIP 198.18.0.2/24, port MAC 02:00:00:00:00:01.
+    pub const LAB_DIRECTOR: Director = Director {
+        dip: Ipv4Addr::new(198, 18, 0, 2),
+        prefix_len: 24,
+        mac: [2, 0, 0, 0, 0, 1],
+    };
+
+    impl Default for FakeDataplane {
+        fn default() -> Self {
+            FakeDataplane {
+                publishes: Mutex::default(),
+                fail: AtomicBool::default(),
+                zeroed: Mutex::default(),
+                calls: Mutex::default(),
+                timeouts: Mutex::default(),
+                conns: Mutex::default(),
+                director: LAB_DIRECTOR,
+            }
+        }
     }
 
     impl FakeDataplane {
@@ -830,6 +991,9 @@ pub mod testing {
         fn connections(&self, limit: usize) -> Vec<ConnEntry> {
             let c = self.conns.lock().unwrap();
             c.iter().take(limit).cloned().collect()
+        }
+        fn director(&self) -> Director {
+            self.director
         }
     }
 }
@@ -1477,5 +1641,271 @@ mod tests {
         let (c, _) = setup();
         assert!(serve(&path, Arc::new(c), Arc::new(AtomicBool::new(false))).is_err());
         assert!(path.exists());
+    }
+
+    /// Issue 12, finding 2: a table full of silent clients must not lock out a new request.
+    #[test]
+    fn a_full_table_of_idle_clients_never_locks_out_a_new_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let (c, _) = setup();
+        let stop = Arc::new(AtomicBool::new(false));
+        let h = serve(&path, Arc::new(c), stop.clone()).unwrap();
+        let version = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"version\"}\n";
+        // MAX_CLIENTS clients, each served once (so each is surely accepted), then silent.
+        let mut idle: Vec<(UnixStream, BufReader<UnixStream>)> = (0..MAX_CLIENTS)
+            .map(|_| {
+                let s = UnixStream::connect(&path).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let r = BufReader::new(s.try_clone().unwrap());
+                (s, r)
+            })
+            .collect();
+        for (s, r) in &mut idle {
+            s.write_all(version).unwrap();
+            let mut l = String::new();
+            r.read_line(&mut l).unwrap();
+            assert!(l.contains("\"result\""), "{l}");
+        }
+        // A newcomer is still answered.
+        let mut s = UnixStream::connect(&path).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(version).unwrap();
+        let mut l = String::new();
+        BufReader::new(s).read_line(&mut l).unwrap();
+        assert!(l.contains("\"result\""), "newcomer refused: {l}");
+        // The client idle longest (the first) made room: told why, then closed.
+        let (_, r) = &mut idle[0];
+        let mut l = String::new();
+        r.read_line(&mut l).unwrap();
+        let v: Value = serde_json::from_str(&l).unwrap();
+        assert_eq!(v["error"]["code"], ERR_INTERNAL, "{l}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("idle"),
+            "{l}"
+        );
+        l.clear();
+        assert_eq!(r.read_line(&mut l).unwrap(), 0, "still open: {l}");
+        // The others are still served.
+        let (s, r) = &mut idle[1];
+        s.write_all(version).unwrap();
+        let mut l = String::new();
+        r.read_line(&mut l).unwrap();
+        assert!(l.contains("\"result\""), "{l}");
+        drop(idle);
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
+    }
+
+    fn connect(path: &Path) -> (UnixStream, BufReader<UnixStream>) {
+        let s = UnixStream::connect(path).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let r = BufReader::new(s.try_clone().unwrap());
+        (s, r)
+    }
+
+    fn next_line(r: &mut BufReader<UnixStream>) -> Value {
+        let mut l = String::new();
+        r.read_line(&mut l).unwrap();
+        serde_json::from_str(&l).unwrap_or_else(|e| panic!("{l:?}: {e}"))
+    }
+
+    /// The server closed the connection: end of file, or a reset when the server closed it
+    /// with bytes of ours still unread.
+    fn closed(r: &mut BufReader<UnixStream>) -> bool {
+        let mut l = String::new();
+        match r.read_line(&mut l) {
+            Ok(n) => n == 0,
+            Err(e) => e.kind() == io::ErrorKind::ConnectionReset,
+        }
+    }
+
+    /// Idle clients are closed after the idle timeout (here 300 ms), told why; a client that
+    /// only sends part of a line, or blank lines, is idle too; a client with requests stays.
+    #[test]
+    fn idle_clients_are_closed_after_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let (c, _) = setup();
+        let stop = Arc::new(AtomicBool::new(false));
+        let opts = ServeOptions {
+            max_clients: 8,
+            idle_timeout: Duration::from_millis(300),
+        };
+        let h = serve_with(&path, Arc::new(c), stop.clone(), opts).unwrap();
+        let version = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"version\"}\n";
+        let (_idle, mut idle_r) = connect(&path);
+        let (mut partial, mut partial_r) = connect(&path);
+        let (mut blank, mut blank_r) = connect(&path);
+        let (mut busy, mut busy_r) = connect(&path);
+        partial.write_all(b"{\"jsonrpc\":").unwrap();
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_millis(900) {
+            busy.write_all(version).unwrap();
+            assert!(next_line(&mut busy_r).get("result").is_some());
+            let _ = partial.write_all(b" ");
+            let _ = blank.write_all(b"\n");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for r in [&mut idle_r, &mut partial_r, &mut blank_r] {
+            let v = next_line(r);
+            assert_eq!(v["error"]["code"], ERR_INTERNAL, "{v}");
+            let msg = v["error"]["message"].as_str().unwrap();
+            assert!(
+                msg.contains("idle, no complete request for 300 ms"),
+                "{msg}"
+            );
+            assert!(closed(r));
+        }
+        busy.write_all(version).unwrap();
+        assert!(next_line(&mut busy_r).get("result").is_some());
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
+    }
+
+    /// With the table full, each newcomer closes the client idle longest, in order; clients
+    /// that just made a request stay.
+    #[test]
+    fn the_longest_idle_client_makes_room_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let (c, _) = setup();
+        let stop = Arc::new(AtomicBool::new(false));
+        let opts = ServeOptions {
+            max_clients: 3,
+            idle_timeout: Duration::from_secs(60),
+        };
+        let h = serve_with(&path, Arc::new(c), stop.clone(), opts).unwrap();
+        let version = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"version\"}\n";
+        let mut conns: Vec<_> = (0..3)
+            .map(|_| {
+                let (mut s, mut r) = connect(&path);
+                s.write_all(version).unwrap();
+                assert!(next_line(&mut r).get("result").is_some());
+                std::thread::sleep(Duration::from_millis(20));
+                (s, r)
+            })
+            .collect();
+        // The first client is active again: the second is now the idlest.
+        conns[0].0.write_all(version).unwrap();
+        assert!(next_line(&mut conns[0].1).get("result").is_some());
+        for gone in [1, 2] {
+            let (mut s, mut r) = connect(&path);
+            s.write_all(version).unwrap();
+            assert!(next_line(&mut r).get("result").is_some());
+            let v = next_line(&mut conns[gone].1);
+            let msg = v["error"]["message"].as_str().unwrap_or_default();
+            assert!(msg.contains("to make room for a new client"), "{v}");
+            assert!(closed(&mut conns[gone].1));
+            conns.push((s, r));
+        }
+        conns[0].0.write_all(version).unwrap();
+        assert!(next_line(&mut conns[0].1).get("result").is_some());
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
+    }
+
+    /// Issue 12, finding 7: a duplicated key is refused, not silently the last one.
+    #[test]
+    fn duplicated_keys_are_refused_naming_the_key() {
+        let (c, dp) = setup();
+        let reply = |line: &str| -> Value { serde_json::from_str(&c.handle_line(line)).unwrap() };
+        let v = reply(r#"{"jsonrpc":"2.0","id":1,"method":"clear","method":"version"}"#);
+        assert_eq!(v["error"]["code"], ERR_INVALID_REQUEST, "{v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("'method'"),
+            "{v}"
+        );
+        let v = reply(
+            r#"{"jsonrpc":"2.0","id":2,"method":"service.add","params":{"proto":"tcp","vip":"198.18.0.100","vip":"198.18.0.101","port":80}}"#,
+        );
+        assert_eq!(v["error"]["code"], ERR_PARAMS, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("'params.vip'"),
+            "{v}"
+        );
+        let v = reply(
+            r#"{"jsonrpc":"2.0","id":3,"method":"server.add","params":{"service":{"proto":"tcp","vip":"198.18.0.100","port":80,"port":81},"addr":"198.18.0.11"}}"#,
+        );
+        assert_eq!(v["error"]["code"], ERR_PARAMS, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("'params.service.port'"),
+            "{v}"
+        );
+        assert_eq!(dp.publish_count(), 0);
+    }
+
+    /// Issue 12, finding 6: the VIP, the DIP and off-link addresses are no DR real servers.
+    /// The fake dataplane's director is the lab's: 198.18.0.2/24.
+    #[test]
+    fn vip_dip_and_off_link_real_servers_are_refused() {
+        let (c, dp) = setup();
+        lab(&c);
+        let before = rules::emit(&c.model(), true);
+        let publishes = dp.publish_count();
+        let cases = [
+            ("198.18.0.100", "is a virtual service address"),
+            ("198.18.0.2", "is the director's own address"),
+            (
+                "198.18.1.11",
+                "is not on the director's subnet 198.18.0.0/24",
+            ),
+            ("10.0.0.1", "is not on the director's subnet"),
+            ("127.0.0.1", "loopback"),
+            ("198.18.0.255", "broadcast"),
+            ("198.18.0.0", "network address"),
+        ];
+        for (addr, want) in cases {
+            let (code, msg) = err(&c, "server.add", json!({"service": svc(), "addr": addr}));
+            assert_eq!(code, ERR_REFUSED, "{addr}: {msg}");
+            assert!(msg.contains(addr) && msg.contains(want), "{addr}: {msg}");
+            let text = format!("-a -t 198.18.0.100:80 -r {addr}:80 -g -w 1\n");
+            let (code, msg) = err(&c, "rules.restore", json!({ "text": text }));
+            assert_eq!(code, ERR_REFUSED, "{addr}: {msg}");
+            assert!(msg.starts_with("line 1: ") && msg.contains(want), "{msg}");
+            assert!(c.apply_rules(&text).is_err());
+        }
+        // A VIP equal to a real server or to the DIP.
+        for (vip, want) in [
+            ("198.18.0.11", "is a real server address"),
+            ("198.18.0.2", "is the director's own address"),
+        ] {
+            let (code, msg) = err(
+                &c,
+                "service.add",
+                json!({"proto": "udp", "vip": vip, "port": 53, "scheduler": "rr"}),
+            );
+            assert_eq!(code, ERR_REFUSED, "{vip}: {msg}");
+            assert!(msg.contains(vip) && msg.contains(want), "{vip}: {msg}");
+        }
+        // Static neighbours: never the port's own MAC, a group or zero MAC, nor the DIP.
+        for (addr, mac, want) in [
+            ("198.18.0.13", "02:00:00:00:00:01", "the director's own MAC"),
+            ("198.18.0.13", "ff:ff:ff:ff:ff:ff", "multicast"),
+            ("198.18.0.13", "00:00:00:00:00:00", "zero"),
+            (
+                "198.18.0.2",
+                "02:00:00:00:00:13",
+                "the director's own address",
+            ),
+        ] {
+            let (code, msg) = err(&c, "neighbour.set", json!({"addr": addr, "mac": mac}));
+            assert_eq!(code, ERR_REFUSED, "{addr} {mac}: {msg}");
+            assert!(msg.contains(want), "{addr} {mac}: {msg}");
+        }
+        assert_eq!(rules::emit(&c.model(), true), before);
+        assert_eq!(dp.publish_count(), publishes);
+        // What is fine stays fine.
+        ok(
+            &c,
+            "server.add",
+            json!({"service": svc(), "addr": "198.18.0.13"}),
+        );
     }
 }

@@ -1113,4 +1113,167 @@ UDP  198.18.0.100:53                     0        0        0        0        0
             "{err}"
         );
     }
+
+    /// Bad command lines (issue 12): each gets a clear error on stderr and the usage exit code,
+    /// and nothing reaches the daemon (a listener on the socket path sees no connection).
+    #[test]
+    fn bad_command_lines_fail_before_sending_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("control.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let env = Some(sock.display().to_string());
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["-A", "-t", "198.18.0.100:80", "-w", "1"],
+                "Illegal 'weight' option with the 'add-service' command",
+            ),
+            (
+                &["-a", "-t", "198.18.0.100:80"],
+                "You need to supply the 'real-server' option for the 'add-server' command",
+            ),
+            (
+                &["-d", "-t", "198.18.0.100:80"],
+                "You need to supply the 'real-server' option for the 'delete-server' command",
+            ),
+            (
+                &["-A", "-s", "rr"],
+                "You need to supply the 'service-address' option",
+            ),
+            (
+                &["-A", "-D", "-t", "198.18.0.100:80"],
+                "multiple commands specified",
+            ),
+            (
+                &["-A", "-t", "198.18.0.100:80", "-s", "rr", "-s", "wrr"],
+                "multiple 'scheduler' options specified",
+            ),
+            (
+                &["-L", "-c", "--timeout"],
+                "The option 'timeout' conflicts with the 'connection' option",
+            ),
+            (
+                &["-A", "-t", "198.18.0.100:0", "-s", "rr"],
+                "Zero port specified for non-persistent service",
+            ),
+            (
+                &["-A", "-t", "198.18.0.300:80"],
+                "illegal virtual server address[:port] specified",
+            ),
+            (
+                &["-A", "-t", "198.18.0.100:99999"],
+                "illegal virtual server address[:port] specified",
+            ),
+            (
+                &[
+                    "-a",
+                    "-t",
+                    "198.18.0.100:80",
+                    "-r",
+                    "198.18.0.11",
+                    "-w",
+                    "65536",
+                ],
+                "illegal weight specified",
+            ),
+            (
+                &[
+                    "-a",
+                    "-t",
+                    "198.18.0.100:80",
+                    "-r",
+                    "198.18.0.11",
+                    "-w",
+                    "-1",
+                ],
+                "illegal weight specified",
+            ),
+            (
+                &[
+                    "-a",
+                    "-t",
+                    "198.18.0.100:80",
+                    "-r",
+                    "198.18.0.11",
+                    "-x",
+                    "-1",
+                ],
+                "illegal u_threshold specified",
+            ),
+            (
+                &["-a", "-t", "198.18.0.100:80", "-r", "198.18.0.11:99999"],
+                "illegal real server address[:port] specified",
+            ),
+            (
+                &["-A", "-t", "198.18.0.100:80", "-p", "0"],
+                "invalid timeout value `0' specified",
+            ),
+            (
+                &["-A", "-t", "198.18.0.100:80", "-M", "255.0.0.300"],
+                "illegal virtual server persistent mask specified",
+            ),
+            (
+                &["--set", "1", "2"],
+                "--set option requires 3 timeout values",
+            ),
+            (&["-L", "extra"], "unexpected argument extra"),
+            (&["-L", "--bogus"], "unknown option `--bogus'"),
+            (&["-Q"], "unknown option `-Q'"),
+            (&["-n"], "no command specified"),
+            (&["-A", "-t"], "option `-t' requires a value"),
+            (
+                &["-A", "-t", "198.18.0.100:80", "-s"],
+                "option `-s' requires a value",
+            ),
+            (
+                &["-A", "-f", "1"],
+                "firewall-mark services (-f) are not supported",
+            ),
+            (
+                &["-A", "-t", "[::1]:80"],
+                "IPv6 addresses are not supported",
+            ),
+            (
+                &["-L", "--daemon=1"],
+                "option `--daemon' does not take a value",
+            ),
+            (&["-L", "--socket"], "option `--socket' requires a value"),
+            (
+                &["--start-daemon", "master"],
+                "connection synchronisation daemons are not supported",
+            ),
+        ];
+        assert!(cases.len() >= 20);
+        for (line, want) in cases {
+            let args: Vec<String> = line.iter().map(|s| s.to_string()).collect();
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let code = run(&args, env.clone(), &mut &b""[..], &mut out, &mut err);
+            let err = String::from_utf8(err).unwrap();
+            assert_eq!(code, EXIT_USAGE, "{line:?}: {err}");
+            assert!(err.starts_with(want), "{line:?}: {err:?} (want {want:?})");
+            assert!(out.is_empty(), "{line:?}");
+        }
+        match listener.accept() {
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock),
+            Ok(_) => panic!("a bad command line reached the daemon"),
+        }
+        // The listener is live: a good command does connect (so the check above could fail).
+        let good: Vec<String> = ["-C"].iter().map(|s| s.to_string()).collect();
+        let h = std::thread::spawn(move || {
+            run(&good, env, &mut &b""[..], &mut Vec::new(), &mut Vec::new())
+        });
+        let t0 = std::time::Instant::now();
+        let accepted = loop {
+            match listener.accept() {
+                Ok((s, _)) => break Some(s),
+                Err(_) if t0.elapsed() < Duration::from_secs(10) => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(_) => break None,
+            }
+        };
+        assert!(accepted.is_some(), "rvsadm -C never connected");
+        drop(accepted);
+        assert_eq!(h.join().unwrap(), EXIT_USAGE);
+    }
 }
