@@ -166,12 +166,21 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
     );
 
     let mut model = Model::new(cfg.tables.max_services, cfg.tables.max_servers);
+    // The configuration's static neighbours pass the same checks as the control socket's
+    // (the port's own MAC, group and zero MACs, the DIP and off-link addresses refused).
+    let director = rvs_control::proto::Director {
+        dip: cfg.network.dip,
+        prefix_len: cfg.network.prefix_len,
+        mac,
+    };
     for n in &cfg.neighbours {
-        model
-            .set_static_neighbour(StaticNeighbour {
-                addr: n.addr,
-                mac: n.mac.0,
-            })
+        let st = StaticNeighbour {
+            addr: n.addr,
+            mac: n.mac.0,
+        };
+        director
+            .check_static(&st)
+            .and_then(|()| model.set_static_neighbour(st))
             .map_err(EngineError::StaticNeighbour)?;
     }
     shared.publish(&model)?;
