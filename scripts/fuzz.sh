@@ -7,7 +7,9 @@
 # Needs a nightly toolchain (RVS_FUZZ_TOOLCHAIN, default "nightly") and cargo-fuzz (installed
 # with `cargo install cargo-fuzz --locked` when missing). What the fuzzer learns goes to a
 # temporary corpus, so the checked-in seeds stay as they are; a crashing input is kept under
-# fuzz/artifacts/<target>/ (replay it with `cargo +nightly fuzz run <target> <file>`). The fuzz
+# fuzz/artifacts/<target>/ (replay it with `cargo +nightly fuzz run -s none <target> <file>`).
+# No sanitizer: the code under test is safe Rust (libFuzzer still finds panics, overflows
+# where checked, hangs and broken invariants), and a sanitizer slows the pipeline target ~100x. The fuzz
 # build goes to $CARGO_TARGET_DIR/fuzz when CARGO_TARGET_DIR is set, else fuzz/target.
 set -euo pipefail
 # shellcheck source=scripts/common.sh
@@ -39,7 +41,7 @@ work=$(mktemp -d /tmp/rvs-fuzz.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
 log "building the fuzz targets"
-cargo "+$TOOLCHAIN" fuzz build --target-dir "$target_dir"
+cargo "+$TOOLCHAIN" fuzz build -s none --target-dir "$target_dir"
 
 failed=()
 for src in fuzz/fuzz_targets/*.rs; do
@@ -49,7 +51,7 @@ for src in fuzz/fuzz_targets/*.rs; do
     mkdir -p "$work/$t" "fuzz/artifacts/$t"
     out=$work/$t.log
     rc=0
-    cargo "+$TOOLCHAIN" fuzz run --target-dir "$target_dir" "$t" "${corpus[@]}" -- \
+    cargo "+$TOOLCHAIN" fuzz run -s none --target-dir "$target_dir" "$t" "${corpus[@]}" -- \
         -max_total_time="$EACH" -timeout=10 -print_final_stats=1 \
         -artifact_prefix="fuzz/artifacts/$t/" >"$out" 2>&1 || rc=$?
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out" | tail -1)

@@ -15,6 +15,8 @@
 //! - [`stats`]: per-worker counters; [`report`]: what is read back from them.
 //! - [`pipeline`]: one worker's classify / ARP / forward loop.
 //! - [`mem`]: prefetch and huge-page advice, the crate's only `unsafe`.
+//! - `testing` (feature `testing`): a small fixed configuration, the malformed-frame corpus and
+//!   the pipeline fuzz target's checks, for tests outside this crate.
 #![deny(unsafe_code)]
 
 pub mod flow;
@@ -28,4 +30,6 @@ pub mod report;
 pub mod sched;
 pub mod snapshot;
 pub mod stats;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod wire;
