@@ -1,0 +1,520 @@
+#!/usr/bin/env python3
+"""The soak's client load, its sampler and its verdict (tests/soak.sh drives them).
+
+    soak_load.py load --vip IP --port N --out FILE --stop FILE --seconds S
+                      [--rate R] [--conc C] [--downloads D] [--slow-path P] [--slow-bytes B]
+        Short HTTP/1.0 GETs of "/" (a new connection each) at about R per second over C threads,
+        plus D threads downloading P (B bytes) one after another. One line per request:
+        `KIND T0 T1 RESULT SERVER BYTES WHY` (KIND short|long, RESULT ok|fail|abort, times in
+        epoch seconds). Runs until FILE --stop exists or S seconds passed (then running
+        downloads are aborted, not failed).
+    soak_load.py sample --socket PATH --pid PID --out CSV --requests FILE --stop FILE
+                        --interval S --seconds MAX
+        Every S seconds until --stop exists (at most MAX seconds): one CSV row of the daemon's
+        RSS, mempool, flows per worker, neighbour entries, drops by reason and the requests so
+        far.
+    soak_load.py stats --socket PATH --pid PID
+        One reading (as JSON) of the same figures, e.g. at idle.
+    soak_load.py neigh --socket PATH --addr IP
+        The MAC the daemon holds for real server IP ("-" when unresolved).
+    soak_load.py analyse --samples CSV --requests FILE --events FILE --idle-start JSON
+                         --idle-end JSON [--table OUT] [--pool-slack N]
+        Classify every failed request against the deliberate breaks in the events file, check
+        that nothing grows, print the table and the verdict; exit 1 when the soak failed.
+
+Standard library only; every socket operation has a timeout.
+"""
+
+import argparse
+import csv
+import json
+import os
+import socket
+import sys
+import threading
+import time
+
+RPC_TIMEOUT = 5.0
+
+# --- the daemon: JSON-RPC and /proc -------------------------------------------------------------
+
+
+def rpc(path, method, params=None):
+    """One JSON-RPC call on the control socket; the result, or an exception."""
+    req = {"jsonrpc": "2.0", "id": 1, "method": method}
+    if params is not None:
+        req["params"] = params
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(RPC_TIMEOUT)
+    try:
+        s.connect(path)
+        s.sendall(json.dumps(req).encode() + b"\n")
+        buf = b""
+        while b"\n" not in buf:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                raise OSError("control socket closed without an answer")
+            buf += chunk
+    finally:
+        s.close()
+    msg = json.loads(buf.split(b"\n", 1)[0])
+    if "error" in msg:
+        raise OSError(f"{method}: {msg['error']}")
+    return msg["result"]
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def reading(sock, pid):
+    """The figures the soak follows, from one `stats` call and /proc."""
+    st = rpc(sock, "stats")
+    pool = st.get("mempool", {})
+    neigh = st.get("neighbours", {})
+    return {
+        "rss_kb": rss_kb(pid),
+        "pool_in_use": pool.get("in_use", 0),
+        "pool_free": pool.get("free", 0),
+        "pool_size": pool.get("size", 0),
+        "pool_cache": pool.get("cache_size", 0),
+        "flows": [w.get("flows", 0) for w in st.get("workers", [])],
+        "neigh": neigh.get("entries", 0),
+        "drops": {k: v for k, v in sorted(st.get("drops", {}).items()) if v},
+        "rx_nombuf": st.get("port", {}).get("rx_nombuf", 0),
+    }
+
+
+# --- the load -------------------------------------------------------------------------------------
+
+
+class Log:
+    """Request lines, appended and flushed one at a time (the sampler counts them)."""
+
+    def __init__(self, path):
+        self.f = open(path, "a", buffering=1)
+        self.lock = threading.Lock()
+
+    def write(self, kind, t0, t1, result, server, nbytes, why):
+        with self.lock:
+            self.f.write(f"{kind} {t0:.3f} {t1:.3f} {result} {server} {nbytes} {why}\n")
+
+
+def http_get(vip, port, path, timeout, stopped=None, stall=None, chunk_timeout=0.5):
+    """GET path over a new connection: (status, server, body bytes, why). `why` is '-' on a
+    complete answer; 'stalled' when nothing arrived for `stall` seconds (a connection the
+    director dropped hangs rather than fails); 'abort' when `stopped()` became true while data
+    still flowed."""
+    deadline = time.monotonic() + timeout
+    last_data = time.monotonic()
+    try:
+        s = socket.create_connection((vip, port), timeout=timeout)
+    except socket.timeout:
+        return 0, "-", 0, "connect-timeout"
+    except OSError as e:
+        return 0, "-", 0, f"connect-{e.errno}"
+    try:
+        s.sendall(f"GET {path} HTTP/1.0\r\nHost: {vip}\r\nUser-Agent: rvs-soak\r\n\r\n".encode())
+        buf = b""
+        head = None
+        body_len = 0
+        first_body = b""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return 0, server_of(buf if head is None else head), body_len, "timeout"
+            quiet = time.monotonic() - last_data
+            if stall is not None and quiet > stall:
+                return 0, server_of(buf if head is None else head), body_len, "stalled"
+            if stopped is not None and stopped():
+                return 0, server_of(buf if head is None else head), body_len, \
+                    "abort" if quiet < 3.0 else "stalled"
+            s.settimeout(min(left, chunk_timeout) if stopped is not None else left)
+            try:
+                data = s.recv(65536)
+            except socket.timeout:
+                continue
+            if not data:
+                break
+            last_data = time.monotonic()
+            if head is None:
+                buf += data
+                if b"\r\n\r\n" in buf:
+                    head, rest = buf.split(b"\r\n\r\n", 1)
+                    body_len = len(rest)
+                    first_body = rest[:64]
+                    buf = b""
+            else:
+                body_len += len(data)
+                if len(first_body) < 64:
+                    first_body += data[: 64 - len(first_body)]
+        if head is None:
+            return 0, "-", 0, "no-header"
+        lines = head.decode(errors="replace").split("\r\n")
+        try:
+            status = int(lines[0].split()[1])
+        except (IndexError, ValueError):
+            return 0, "-", body_len, "bad-status"
+        server = "-"
+        for h in lines[1:]:
+            k, _, v = h.partition(":")
+            if k.strip().lower() == "x-server":
+                server = v.strip()
+        if server == "-" and first_body.strip():
+            server = first_body.strip().decode(errors="replace").split()[0]
+        return status, server, body_len, "-"
+    except OSError as e:
+        return 0, "-", 0, f"io-{e.errno}"
+    finally:
+        s.close()
+
+
+def server_of(head):
+    """The X-Server header's value in (the start of) a response, or '-'."""
+    for h in head.split(b"\r\n")[1:]:
+        k, _, v = h.partition(b":")
+        if k.strip().lower() == b"x-server":
+            return v.strip().decode(errors="replace") or "-"
+    return "-"
+
+
+def cmd_load(a):
+    log = Log(a.out)
+    end = time.monotonic() + a.seconds
+    done = threading.Event()
+
+    def stopped():
+        return done.is_set() or time.monotonic() >= end or os.path.exists(a.stop)
+
+    def short_worker():
+        interval = a.conc / a.rate
+        nxt = time.monotonic()
+        while not stopped():
+            t0 = time.time()
+            status, server, n, why = http_get(a.vip, a.port, "/", a.timeout)
+            t1 = time.time()
+            ok = status == 200 and server.startswith("rs")
+            log.write("short", t0, t1, "ok" if ok else "fail", server, n,
+                      why if not ok and why != "-" else ("-" if ok else f"status-{status}"))
+            nxt = max(nxt + interval, time.monotonic())
+            while not stopped() and time.monotonic() < nxt:
+                time.sleep(min(0.05, nxt - time.monotonic()))
+
+    def long_worker():
+        while not stopped():
+            t0 = time.time()
+            status, server, n, why = http_get(a.vip, a.port, a.slow_path, a.long_timeout,
+                                              stopped, stall=a.stall)
+            t1 = time.time()
+            if why == "abort":
+                result = "abort"
+            elif status == 200 and n == a.slow_bytes:
+                result, why = "ok", "-"
+            else:
+                result = "fail"
+                if why == "-":
+                    why = f"status-{status}-bytes-{n}"
+            log.write("long", t0, t1, result, server, n, why)
+            if result != "ok":
+                time.sleep(0.5)  # a failing path is not hammered
+
+    threads = [threading.Thread(target=short_worker, daemon=True) for _ in range(a.conc)]
+    threads += [threading.Thread(target=long_worker, daemon=True) for _ in range(a.downloads)]
+    for t in threads:
+        t.start()
+    try:
+        while not stopped():
+            time.sleep(0.2)
+    finally:
+        done.set()
+        for t in threads:
+            t.join(timeout=a.timeout + 2)
+    return 0
+
+
+# --- sampling -------------------------------------------------------------------------------------
+
+
+def count_requests(path):
+    c = {"ok": 0, "fail": 0, "long_ok": 0, "long_fail": 0}
+    try:
+        with open(path) as f:
+            for line in f:
+                p = line.split()
+                if len(p) < 4:
+                    continue
+                if p[0] == "short" and p[3] in ("ok", "fail"):
+                    c[p[3]] += 1
+                elif p[0] == "long" and p[3] in ("ok", "fail"):
+                    c["long_" + p[3]] += 1
+    except FileNotFoundError:
+        pass
+    return c
+
+
+FIELDS = ["t", "rss_kb", "pool_in_use", "pool_free", "flows", "flows_total", "neigh",
+          "req_ok", "req_fail", "dl_ok", "dl_fail", "rx_nombuf", "drops"]
+
+
+def cmd_sample(a):
+    start = time.monotonic()
+    t_wall = time.time()
+    with open(a.out, "w", newline="", buffering=1) as f:
+        w = csv.writer(f)
+        w.writerow(["epoch"] + FIELDS)
+        k = 0
+        while True:
+            target = start + k * a.interval
+            while time.monotonic() < target:
+                if os.path.exists(a.stop):
+                    return 0
+                time.sleep(min(0.2, target - time.monotonic()))
+            if os.path.exists(a.stop) or time.monotonic() - start > a.seconds:
+                return 0
+            try:
+                r = reading(a.socket, a.pid)
+            except (OSError, ValueError) as e:
+                print(f"sample: {e}", file=sys.stderr)
+                r = None
+            c = count_requests(a.requests)
+            now = time.time()
+            if r is not None:
+                w.writerow([f"{now:.3f}", f"{now - t_wall:.0f}", r["rss_kb"], r["pool_in_use"],
+                            r["pool_free"], "/".join(str(x) for x in r["flows"]), sum(r["flows"]),
+                            r["neigh"], c["ok"], c["fail"], c["long_ok"], c["long_fail"],
+                            r["rx_nombuf"],
+                            " ".join(f"{k2}={v}" for k2, v in r["drops"].items()) or "-"])
+            k += 1
+
+
+def cmd_stats(a):
+    print(json.dumps(reading(a.socket, a.pid)))
+    return 0
+
+
+def cmd_neigh(a):
+    for svc in rpc(a.socket, "list").get("services", []):
+        for rs in svc.get("servers", []):
+            if rs.get("addr") == a.addr:
+                n = rs.get("neighbour", {})
+                print(n.get("mac", "-"))
+                return 0
+    print("-")
+    return 0
+
+
+# --- the verdict ------------------------------------------------------------------------------------
+
+# A failed request that overlaps a deliberate break is excused when it started before the break
+# ended plus this grace (a SYN lost in the break is retried ~1 s later; the short timeout is 3 s).
+GRACE = 1.5
+
+
+def load_events(path):
+    """Windows (kind, begin, end, detail) and instants (kind, at, detail) from the events file:
+    lines `EPOCH KIND begin|end|at DETAIL...`. A window never closed ends at +inf."""
+    open_w, windows, instants = {}, [], []
+    with open(path) as f:
+        for line in f:
+            p = line.split()
+            if len(p) < 3:
+                continue
+            t, kind, phase, detail = float(p[0]), p[1], p[2], " ".join(p[3:])
+            if phase == "begin":
+                open_w[kind] = (t, detail)
+            elif phase == "end" and kind in open_w:
+                b, d = open_w.pop(kind)
+                windows.append((kind, b, t, d))
+            elif phase == "at":
+                instants.append((kind, t, detail))
+    for kind, (b, d) in open_w.items():
+        windows.append((kind, b, float("inf"), d))
+    return windows, instants
+
+
+def excuse(kind, t0, t1, server, windows, instants):
+    """The deliberate break that explains a failed request, or None."""
+    for wk, b, e, d in windows:
+        if not (t0 <= e + GRACE and t1 >= b):
+            continue
+        if wk in ("link", "restore"):
+            return wk
+        # The MAC change breaks only requests to that server (or whose server is unknown).
+        if wk == "mac" and (server == "-" or server == d.split()[0]):
+            return wk
+    for ik, t, d in instants:
+        # A download from a removed server breaks when its server goes.
+        if ik == "remove" and t0 <= t <= t1 + GRACE and (server == "-" or server == d.split()[0]):
+            return "remove"
+    return None
+
+
+def mean(xs):
+    return sum(xs) / len(xs) if xs else 0.0
+
+
+def trend(rows, key, rel, slack):
+    """(ok, second-third mean, last-third mean): the last third of the run must not sit above
+    the second third by more than rel * mean + slack (the load's own working set is reached
+    within the first third)."""
+    vals = [float(r[key]) for r in rows]
+    n = len(vals)
+    if n < 3:
+        return True, mean(vals), mean(vals)
+    mid = vals[n // 3: 2 * n // 3]
+    last = vals[2 * n // 3:]
+    m, l2 = mean(mid), mean(last)
+    return l2 <= m * (1 + rel) + slack, m, l2
+
+
+def cmd_analyse(a):
+    with open(a.samples) as f:
+        rows = list(csv.DictReader(f))
+    windows, instants = load_events(a.events)
+    idle0 = json.loads(open(a.idle_start).read())
+    idle1 = json.loads(open(a.idle_end).read())
+    problems = []
+
+    # Requests.
+    tally = {"short_ok": 0, "long_ok": 0, "abort": 0}
+    excused, unexplained = {}, []
+    with open(a.requests) as f:
+        for line in f:
+            p = line.split()
+            if len(p) < 7:
+                continue
+            kind, t0, t1, result, server = p[0], float(p[1]), float(p[2]), p[3], p[4]
+            if p[6] == "stalled":
+                # It broke when its data stopped: `stall` seconds before it was given up.
+                t0, t1 = max(t0, t1 - a.stall - 2.0), t1 - a.stall + 1.0
+            if result == "ok":
+                tally[f"{kind}_ok"] += 1
+                continue
+            if result == "abort":
+                tally["abort"] += 1
+                continue
+            why = excuse(kind, t0, t1, server, windows, instants)
+            if why is None:
+                unexplained.append(line.strip())
+            else:
+                excused[f"{kind}/{why}"] = excused.get(f"{kind}/{why}", 0) + 1
+    if unexplained:
+        problems.append(f"{len(unexplained)} request(s) failed outside the deliberate breaks")
+
+    # Growth.
+    checks = [
+        ("rss_kb", "RSS (kB)", 0.03, 2048),
+        ("pool_in_use", "mempool in use", 0.5, 64),
+        ("flows_total", "flows", 0.25, 100),
+        ("neigh", "neighbour entries", 0.0, 0.5),
+    ]
+    trend_lines = []
+    for key, label, rel, slack in checks:
+        ok, m, l2 = trend(rows, key, rel, slack)
+        trend_lines.append(f"  {label:18} second third {m:10.1f}   last third {l2:10.1f}   "
+                           f"{'flat' if ok else 'GROWING'}")
+        if not ok:
+            problems.append(f"{label} grows: {m:.1f} -> {l2:.1f}")
+    leaked = idle1["pool_in_use"] - idle0["pool_in_use"]
+    if leaked > a.pool_slack:
+        problems.append(f"mbufs leaked: in use {idle0['pool_in_use']} at idle before the load, "
+                        f"{idle1['pool_in_use']} after (slack {a.pool_slack})")
+
+    # The table.
+    out = []
+    nw = max((len(r["flows"].split("/")) for r in rows), default=1)
+    flows_hdr = "flows" if nw == 1 else "flows/worker"
+    out.append(f"{'t(s)':>5} {'RSS(MB)':>8} {'pool use':>8} {'pool free':>9} {flows_hdr:>12} "
+               f"{'neigh':>5} {'req ok':>7} {'failed':>6} {'dl ok':>5} {'dl fail':>7}  drops (cumulative)")
+    for r in rows:
+        out.append(f"{r['t']:>5} {int(r['rss_kb']) / 1024:8.1f} {r['pool_in_use']:>8} "
+                   f"{r['pool_free']:>9} {r['flows']:>12} {r['neigh']:>5} {r['req_ok']:>7} "
+                   f"{r['req_fail']:>6} {r['dl_ok']:>5} {r['dl_fail']:>7}  {r['drops']}")
+    out.append("")
+    out.append(f"idle before the load: mempool in use {idle0['pool_in_use']} of {idle0['pool_size']} "
+               f"(cache {idle0['pool_cache']}/lcore), RSS {idle0['rss_kb'] / 1024:.1f} MB, "
+               f"neighbours {idle0['neigh']}")
+    out.append(f"idle after the load:  mempool in use {idle1['pool_in_use']}, RSS "
+               f"{idle1['rss_kb'] / 1024:.1f} MB, neighbours {idle1['neigh']}, flows {sum(idle1['flows'])}, "
+               f"rx_nombuf {idle1['rx_nombuf']}")
+    out.append(f"requests: {tally['short_ok']} short ok, {tally['long_ok']} downloads ok, "
+               f"{tally['abort']} downloads cut by the end of the run")
+    kinds = {}
+    for wk, b, e, d in windows:
+        kinds.setdefault(wk, []).append(e - b)
+    for ik, t, d in instants:
+        if ik == "remove":
+            kinds.setdefault(ik, []).append(0.0)
+    out.append("deliberate breaks: " + (", ".join(
+        f"{k} x{len(v)}" + (f" (longest {max(v):.1f} s)" if max(v) > 0 else "")
+        for k, v in sorted(kinds.items())) or "none"))
+    out.append("failed in a deliberate break: " + (", ".join(
+        f"{k} {v}" for k, v in sorted(excused.items())) or "none"))
+    out.append(f"failed otherwise: {len(unexplained)}")
+    for line in unexplained[:20]:
+        out.append(f"    {line}")
+    out.append("growth (mean of the second third vs the last third of the samples):")
+    out.extend(trend_lines)
+    out.append(f"mbufs: in use at idle {idle0['pool_in_use']} before, {idle1['pool_in_use']} after "
+               f"({'no leak' if leaked <= a.pool_slack else 'LEAK'}, slack {a.pool_slack})")
+    out.append("verdict: " + ("PASS" if not problems else "FAIL: " + "; ".join(problems)))
+    text = "\n".join(out)
+    print(text)
+    if a.table:
+        with open(a.table, "w") as f:
+            f.write(text + "\n")
+    return 0 if not problems else 1
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("load")
+    p.add_argument("--vip", required=True)
+    p.add_argument("--port", type=int, default=80)
+    p.add_argument("--out", required=True)
+    p.add_argument("--stop", required=True)
+    p.add_argument("--seconds", type=float, required=True)
+    p.add_argument("--rate", type=float, default=40.0)
+    p.add_argument("--conc", type=int, default=8)
+    p.add_argument("--downloads", type=int, default=2)
+    p.add_argument("--slow-path", default="/big.bin")
+    p.add_argument("--slow-bytes", type=int, default=1572864)
+    p.add_argument("--timeout", type=float, default=3.0)
+    p.add_argument("--long-timeout", type=float, default=60.0)
+    p.add_argument("--stall", type=float, default=8.0,
+                   help="a download with no data for this long has failed")
+    p = sub.add_parser("sample")
+    p.add_argument("--socket", required=True)
+    p.add_argument("--pid", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--requests", required=True)
+    p.add_argument("--stop", required=True)
+    p.add_argument("--interval", type=float, default=10.0)
+    p.add_argument("--seconds", type=float, required=True)
+    p = sub.add_parser("stats")
+    p.add_argument("--socket", required=True)
+    p.add_argument("--pid", type=int, required=True)
+    p = sub.add_parser("neigh")
+    p.add_argument("--socket", required=True)
+    p.add_argument("--addr", required=True)
+    p = sub.add_parser("analyse")
+    p.add_argument("--samples", required=True)
+    p.add_argument("--requests", required=True)
+    p.add_argument("--events", required=True)
+    p.add_argument("--idle-start", required=True)
+    p.add_argument("--idle-end", required=True)
+    p.add_argument("--table")
+    p.add_argument("--pool-slack", type=int, default=32)
+    p.add_argument("--stall", type=float, default=8.0)
+    a = ap.parse_args()
+    return {"load": cmd_load, "sample": cmd_sample, "stats": cmd_stats, "neigh": cmd_neigh,
+            "analyse": cmd_analyse}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
