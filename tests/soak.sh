@@ -360,6 +360,7 @@ cleanup() {
 }
 
 lab_require_bins
+python3 "$LOAD" selftest >/dev/null || die "the soak's verdict fails its own checks (soak_load.py selftest)"
 command -v nginx >/dev/null || die "nginx not found (run: scripts/deps.sh)"
 if [[ -f $LAB_NETNS_FILE ]]; then
     log "cleaning up an earlier soak's lab"

@@ -21,6 +21,9 @@
                          --idle-end JSON [--table OUT] [--pool-slack N]
         Classify every failed request against the deliberate breaks in the events file, check
         that nothing grows, print the table and the verdict; exit 1 when the soak failed.
+    soak_load.py selftest
+        Checks of the verdict's own rules on made-up requests and samples (soak.sh runs it
+        first: a verdict that cannot fail proves nothing).
 
 Standard library only; every socket operation has a timeout.
 """
@@ -348,7 +351,7 @@ def excuse(kind, t0, t1, server, windows, instants):
             return wk
     for ik, t, d in instants:
         # A download from a removed server breaks when its server goes.
-        if ik == "remove" and t0 <= t <= t1 + GRACE and (server == "-" or server == d.split()[0]):
+        if ik == "remove" and t0 <= t <= t1 and (server == "-" or server == d.split()[0]):
             return "remove"
     return None
 
@@ -470,6 +473,44 @@ def cmd_analyse(a):
     return 0 if not problems else 1
 
 
+def cmd_selftest(_a):
+    inf = float("inf")
+    windows = [("link", 100.0, 102.0, ""), ("mac", 200.0, 230.0, "rs2 02:00:00:00:00:01"),
+               ("restore", 300.0, 300.2, ""), ("mac", 400.0, inf, "rs2 x")]
+    instants = [("remove", 500.0, "rs3"), ("drain", 490.0, "rs3")]
+    cases = [
+        # (kind, t0, t1, server, expected excuse)
+        ("short", 50.0, 53.0, "-", None),           # no break near it
+        ("short", 99.0, 102.0, "-", "link"),        # overlaps the link window
+        ("short", 103.0, 106.0, "-", "link"),       # starts within the grace after it
+        ("short", 104.0, 107.0, "-", None),         # after the grace
+        ("short", 210.0, 213.0, "-", "mac"),        # server unknown, in the MAC window
+        ("short", 210.0, 213.0, "rs1", None),       # rs1 is not the server whose MAC changed
+        ("long", 290.0, 310.0, "rs1", "restore"),
+        ("long", 495.0, 501.0, "rs3", "remove"),
+        ("long", 495.0, 501.0, "rs1", None),        # rs1 was not removed
+        ("long", 480.0, 499.0, "rs3", None),        # ended before the removal
+        ("short", 450.0, 453.0, "-", "mac"),        # a window never closed lasts to the end
+    ]
+    bad = []
+    for kind, t0, t1, server, want in cases:
+        got = excuse(kind, t0, t1, server, windows, instants)
+        if got != want:
+            bad.append(f"excuse({kind}, {t0}, {t1}, {server}) = {got}, want {want}")
+    flat = [{"v": 100 + (i % 3)} for i in range(30)]
+    rising = [{"v": 100 + 10 * i} for i in range(30)]
+    if not trend(flat, "v", 0.05, 0)[0]:
+        bad.append("a flat series was called growing")
+    if trend(rising, "v", 0.05, 0)[0]:
+        bad.append("a rising series was called flat")
+    if not trend(rising[:2], "v", 0.0, 0)[0]:
+        bad.append("too few samples must not fail")
+    for b in bad:
+        print(f"selftest: {b}", file=sys.stderr)
+    print(f"selftest: {len(cases) + 3 - len(bad)} of {len(cases) + 3} checks hold")
+    return 1 if bad else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -511,9 +552,10 @@ def main():
     p.add_argument("--table")
     p.add_argument("--pool-slack", type=int, default=32)
     p.add_argument("--stall", type=float, default=8.0)
+    sub.add_parser("selftest")
     a = ap.parse_args()
     return {"load": cmd_load, "sample": cmd_sample, "stats": cmd_stats, "neigh": cmd_neigh,
-            "analyse": cmd_analyse}[a.cmd](a)
+            "analyse": cmd_analyse, "selftest": cmd_selftest}[a.cmd](a)
 
 
 if __name__ == "__main__":
