@@ -30,8 +30,10 @@ Standard library only; every socket operation has a timeout.
 
 import argparse
 import csv
+import errno
 import json
 import os
+import select
 import socket
 import sys
 import threading
@@ -74,13 +76,34 @@ def rss_kb(pid):
     return 0
 
 
+def dpdk_rss_kb(pid):
+    """Resident kB of DPDK's own memory (hugepage or --no-huge memfd segments and the runtime
+    files under /run/dpdk): fixed in size by the EAL's -m, it fills as mbufs are first used.
+    The rest of the RSS is the daemon's heap, stacks and libraries."""
+    total, dpdk = 0, False
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            first = line.split(None, 1)[0]
+            if "-" in first and not first.endswith(":"):
+                name = line.split()[5] if len(line.split()) > 5 else ""
+                dpdk = (name.startswith(("/memfd:nohuge", "/dev/hugepages", "/run/dpdk/",
+                                         "/var/run/dpdk/")) or "rtemap" in name)
+            elif dpdk and first == "Rss:":
+                total += int(line.split()[1])
+    return total
+
+
 def reading(sock, pid):
     """The figures the soak follows, from one `stats` call and /proc."""
     st = rpc(sock, "stats")
     pool = st.get("mempool", {})
     neigh = st.get("neighbours", {})
+    rss = rss_kb(pid)
+    dpdk = dpdk_rss_kb(pid)
     return {
-        "rss_kb": rss_kb(pid),
+        "rss_kb": rss,
+        "rss_dpdk_kb": dpdk,
+        "rss_other_kb": rss - dpdk,
         "pool_in_use": pool.get("in_use", 0),
         "pool_free": pool.get("free", 0),
         "pool_size": pool.get("size", 0),
@@ -89,6 +112,8 @@ def reading(sock, pid):
         "neigh": neigh.get("entries", 0),
         "drops": {k: v for k, v in sorted(st.get("drops", {}).items()) if v},
         "rx_nombuf": st.get("port", {}).get("rx_nombuf", 0),
+        "imissed": st.get("port", {}).get("imissed", 0),
+        "oerrors": st.get("port", {}).get("oerrors", 0),
     }
 
 
@@ -102,40 +127,60 @@ class Log:
         self.f = open(path, "a", buffering=1)
         self.lock = threading.Lock()
 
-    def write(self, kind, t0, t1, result, server, nbytes, why):
+    def write(self, kind, t0, t1, result, r):
         with self.lock:
-            self.f.write(f"{kind} {t0:.3f} {t1:.3f} {result} {server} {nbytes} {why}\n")
+            self.f.write(f"{kind} {t0:.3f} {t1:.3f} {result} {r.server} {r.nbytes} {r.cport} "
+                         f"{r.why}\n")
+
+
+class Answer:
+    """What one GET got: HTTP status (0: none), the server that answered ("-": unknown), body
+    bytes, the client port, and why it is incomplete ("-": it is not)."""
+
+    def __init__(self, status=0, server="-", nbytes=0, cport=0, why="-"):
+        self.status, self.server, self.nbytes, self.cport, self.why = \
+            status, server, nbytes, cport, why
 
 
 def http_get(vip, port, path, timeout, stopped=None, stall=None, chunk_timeout=0.5):
-    """GET path over a new connection: (status, server, body bytes, why). `why` is '-' on a
-    complete answer; 'stalled' when nothing arrived for `stall` seconds (a connection the
-    director dropped hangs rather than fails); 'abort' when `stopped()` became true while data
-    still flowed."""
+    """GET path over a new connection. `why` is 'stalled' when nothing arrived for `stall`
+    seconds (a connection the director drops hangs rather than fails), 'abort' when
+    `stopped()` became true while data still flowed."""
     deadline = time.monotonic() + timeout
-    last_data = time.monotonic()
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    a = Answer()
     try:
-        s = socket.create_connection((vip, port), timeout=timeout)
-    except socket.timeout:
-        return 0, "-", 0, "connect-timeout"
-    except OSError as e:
-        return 0, "-", 0, f"connect-{e.errno}"
-    try:
+        # Non-blocking connect: the kernel picks the port as usual and we learn it at once.
+        s.setblocking(False)
+        err = s.connect_ex((vip, port))
+        a.cport = s.getsockname()[1]
+        if err not in (0, errno.EINPROGRESS):
+            a.why = f"connect-{err}"
+            return a
+        _, w, _ = select.select([], [s], [], timeout)
+        if not w:
+            a.why = "connect-timeout"
+            return a
+        err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            a.why = f"connect-{err}"
+            return a
+        s.setblocking(True)
         s.sendall(f"GET {path} HTTP/1.0\r\nHost: {vip}\r\nUser-Agent: rvs-soak\r\n\r\n".encode())
-        buf = b""
-        head = None
-        body_len = 0
-        first_body = b""
+        buf, head, first_body = b"", None, b""
+        last_data = time.monotonic()
         while True:
             left = deadline - time.monotonic()
-            if left <= 0:
-                return 0, server_of(buf if head is None else head), body_len, "timeout"
             quiet = time.monotonic() - last_data
-            if stall is not None and quiet > stall:
-                return 0, server_of(buf if head is None else head), body_len, "stalled"
-            if stopped is not None and stopped():
-                return 0, server_of(buf if head is None else head), body_len, \
-                    "abort" if quiet < 3.0 else "stalled"
+            if left <= 0:
+                a.why = "timeout"
+            elif stall is not None and quiet > stall:
+                a.why = "stalled"
+            elif stopped is not None and stopped():
+                a.why = "abort" if quiet < 3.0 else "stalled"
+            if a.why != "-":
+                a.server = server_of(buf if head is None else head)
+                return a
             s.settimeout(min(left, chunk_timeout) if stopped is not None else left)
             try:
                 data = s.recv(65536)
@@ -148,32 +193,43 @@ def http_get(vip, port, path, timeout, stopped=None, stall=None, chunk_timeout=0
                 buf += data
                 if b"\r\n\r\n" in buf:
                     head, rest = buf.split(b"\r\n\r\n", 1)
-                    body_len = len(rest)
+                    a.nbytes = len(rest)
                     first_body = rest[:64]
-                    buf = b""
             else:
-                body_len += len(data)
+                a.nbytes += len(data)
                 if len(first_body) < 64:
                     first_body += data[: 64 - len(first_body)]
         if head is None:
-            return 0, "-", 0, "no-header"
-        lines = head.decode(errors="replace").split("\r\n")
+            a.why = "no-header"
+            return a
+        a.server = server_of(head)
         try:
-            status = int(lines[0].split()[1])
+            a.status = int(head.split(b"\r\n")[0].split()[1])
         except (IndexError, ValueError):
-            return 0, "-", body_len, "bad-status"
-        server = "-"
-        for h in lines[1:]:
-            k, _, v = h.partition(":")
-            if k.strip().lower() == "x-server":
-                server = v.strip()
-        if server == "-" and first_body.strip():
-            server = first_body.strip().decode(errors="replace").split()[0]
-        return status, server, body_len, "-"
+            a.why = "bad-status"
+            return a
+        if a.server == "-" and first_body.strip():
+            a.server = first_body.strip().decode(errors="replace").split()[0]
+        return a
     except OSError as e:
-        return 0, "-", 0, f"io-{e.errno}"
+        a.why = f"io-{e.errno}"
+        return a
     finally:
         s.close()
+
+
+def director_flow(sock, client, cport):
+    """What the director lists for the flow from client:cport, e.g. 'rs=198.18.0.13/SYN_RECV';
+    'unlisted' when `connections` has no such flow (never seen, or its server is gone); then
+    the drop counters at that moment, e.g. 'unlisted;no_dest=118'."""
+    try:
+        for c in rpc(sock, "connections", {"limit": 1000000}).get("connections", []):
+            if c.get("client") == client and c.get("cport") == cport:
+                return f"rs={c.get('rs')}/{c.get('state')}"
+        drops = rpc(sock, "stats").get("drops", {})
+        return "unlisted;" + (",".join(f"{k}={v}" for k, v in sorted(drops.items())) or "-")
+    except (OSError, ValueError):
+        return "unknown"
 
 
 def server_of(head):
@@ -198,11 +254,14 @@ def cmd_load(a):
         nxt = time.monotonic()
         while not stopped():
             t0 = time.time()
-            status, server, n, why = http_get(a.vip, a.port, "/", a.timeout)
+            r = http_get(a.vip, a.port, "/", a.timeout)
             t1 = time.time()
-            ok = status == 200 and server.startswith("rs")
-            log.write("short", t0, t1, "ok" if ok else "fail", server, n,
-                      why if not ok and why != "-" else ("-" if ok else f"status-{status}"))
+            ok = r.why == "-" and r.status == 200 and r.server.startswith("rs")
+            if not ok and r.why == "-":
+                r.why = f"status-{r.status}"
+            if r.why == "connect-timeout" and a.socket:
+                r.why += ":" + director_flow(a.socket, a.client, r.cport)
+            log.write("short", t0, t1, "ok" if ok else "fail", r)
             nxt = max(nxt + interval, time.monotonic())
             while not stopped() and time.monotonic() < nxt:
                 time.sleep(min(0.05, nxt - time.monotonic()))
@@ -210,18 +269,17 @@ def cmd_load(a):
     def long_worker():
         while not stopped():
             t0 = time.time()
-            status, server, n, why = http_get(a.vip, a.port, a.slow_path, a.long_timeout,
-                                              stopped, stall=a.stall)
+            r = http_get(a.vip, a.port, a.slow_path, a.long_timeout, stopped, stall=a.stall)
             t1 = time.time()
-            if why == "abort":
+            if r.why == "abort":
                 result = "abort"
-            elif status == 200 and n == a.slow_bytes:
-                result, why = "ok", "-"
+            elif r.why == "-" and r.status == 200 and r.nbytes == a.slow_bytes:
+                result = "ok"
             else:
                 result = "fail"
-                if why == "-":
-                    why = f"status-{status}-bytes-{n}"
-            log.write("long", t0, t1, result, server, n, why)
+                if r.why == "-":
+                    r.why = f"status-{r.status}-bytes-{r.nbytes}"
+            log.write("long", t0, t1, result, r)
             if result != "ok":
                 time.sleep(0.5)  # a failing path is not hammered
 
@@ -259,8 +317,8 @@ def count_requests(path):
     return c
 
 
-FIELDS = ["t", "rss_kb", "pool_in_use", "pool_free", "flows", "flows_total", "neigh",
-          "req_ok", "req_fail", "dl_ok", "dl_fail", "rx_nombuf", "drops"]
+FIELDS = ["t", "rss_kb", "rss_dpdk_kb", "rss_other_kb", "pool_in_use", "pool_free", "flows", "flows_total", "neigh",
+          "req_ok", "req_fail", "dl_ok", "dl_fail", "rx_nombuf", "imissed", "oerrors", "drops"]
 
 
 def cmd_sample(a):
@@ -286,10 +344,11 @@ def cmd_sample(a):
             c = count_requests(a.requests)
             now = time.time()
             if r is not None:
-                w.writerow([f"{now:.3f}", f"{now - t_wall:.0f}", r["rss_kb"], r["pool_in_use"],
+                w.writerow([f"{now:.3f}", f"{now - t_wall:.0f}", r["rss_kb"], r["rss_dpdk_kb"],
+                            r["rss_other_kb"], r["pool_in_use"],
                             r["pool_free"], "/".join(str(x) for x in r["flows"]), sum(r["flows"]),
                             r["neigh"], c["ok"], c["fail"], c["long_ok"], c["long_fail"],
-                            r["rx_nombuf"],
+                            r["rx_nombuf"], r["imissed"], r["oerrors"],
                             " ".join(f"{k2}={v}" for k2, v in r["drops"].items()) or "-"])
             k += 1
 
@@ -374,6 +433,86 @@ def trend(rows, key, rel, slack):
     return l2 <= m * (1 + rel) + slack, m, l2
 
 
+# A flow the director left without a server (a restore or a removal while it lived) stays in the
+# table until it times out and takes every new connection that reuses its client port: the SYN
+# is dropped as no_dest. A connection broken mid-way leaves an ESTABLISHED flow (900 s); one that
+# had just ended leaves its FIN_WAIT flow (--fin-timeout after its last packet). Such a failure
+# is the break's doing, counted apart as "<break>-dead-port".
+DEAD_FLOW_S = 900 + 30
+
+
+class Request:
+    def __init__(self, kind, t0, t1, result, server, cport, why, line):
+        self.kind, self.t0, self.t1, self.result = kind, t0, t1, result
+        self.server, self.cport, self.why, self.line = server, cport, why, line
+
+
+def parse_request(line):
+    p = line.split()
+    if len(p) < 8:
+        return None
+    try:
+        return Request(p[0], float(p[1]), float(p[2]), p[3], p[4], int(p[6]), p[7], line.strip())
+    except ValueError:
+        return None
+
+
+def dead_flow(r, windows, instants, fin_s):
+    """(since, until, cause) when a break may have left r's flow without a server, else None."""
+    for wk, b, e, _ in windows:
+        if wk != "restore":
+            continue
+        if r.t0 <= e + GRACE and r.t1 >= b:
+            return b, r.t1 + DEAD_FLOW_S, "restore"
+        if r.t1 < b <= r.t1 + fin_s + GRACE:
+            return b, r.t1 + fin_s + GRACE, "restore"
+    for ik, t, d in instants:
+        if ik != "remove" or d.split()[:1] != [r.server]:
+            continue
+        if r.t0 <= t <= r.t1 + GRACE:
+            return t, r.t1 + DEAD_FLOW_S, "remove"
+        if r.t1 < t <= r.t1 + fin_s + GRACE:
+            return t, r.t1 + fin_s + GRACE, "remove"
+    return None
+
+
+def classify(records, windows, instants, stall, fin_s=10.0, strict_restore=False):
+    """(tally of good ones, {kind/break: n} of excused failures, [unexplained lines]).
+    `fin_s`: the director's FIN_WAIT timeout; `strict_restore`: a rules restore must not break
+    connections (nothing is excused for it)."""
+    tally = {"short_ok": 0, "long_ok": 0, "abort": 0}
+    excused, unexplained = {}, []
+    # Ports whose flow a break may have left without a server: port -> (since, until, cause).
+    killed = {}
+    for r in sorted(records, key=lambda r: r.t0):
+        t0, t1 = r.t0, r.t1
+        if r.why == "stalled":
+            # It broke when its data stopped: `stall` seconds before it was given up.
+            t0, t1 = max(t0, t1 - stall - 2.0), t1 - stall + 1.0
+        why = None
+        if r.result == "ok":
+            tally[f"{r.kind}_ok"] += 1
+        elif r.result == "abort":
+            tally["abort"] += 1
+        else:
+            why = excuse(r.kind, t0, t1, r.server, windows, instants)
+            since, until, cause = killed.get(r.cport, (0.0, -1.0, ""))
+            if why is None and r.why.startswith("connect-timeout") and since <= r.t0 <= until:
+                why = f"{cause}-dead-port"
+            if strict_restore and why in ("restore", "restore-dead-port"):
+                why = None
+            if why is None:
+                unexplained.append(r.line)
+            else:
+                excused[f"{r.kind}/{why}"] = excused.get(f"{r.kind}/{why}", 0) + 1
+        dead = dead_flow(r, windows, instants, fin_s) if r.cport else None
+        # A connect that hit a dead flow made no flow of its own: the older, longer-lived
+        # dead flow stays the one that counts.
+        if dead is not None and dead[1] > killed.get(r.cport, (0.0, -1.0, ""))[1]:
+            killed[r.cport] = dead
+    return tally, excused, unexplained
+
+
 def cmd_analyse(a):
     with open(a.samples) as f:
         rows = list(csv.DictReader(f))
@@ -383,34 +522,18 @@ def cmd_analyse(a):
     problems = []
 
     # Requests.
-    tally = {"short_ok": 0, "long_ok": 0, "abort": 0}
-    excused, unexplained = {}, []
     with open(a.requests) as f:
-        for line in f:
-            p = line.split()
-            if len(p) < 7:
-                continue
-            kind, t0, t1, result, server = p[0], float(p[1]), float(p[2]), p[3], p[4]
-            if p[6] == "stalled":
-                # It broke when its data stopped: `stall` seconds before it was given up.
-                t0, t1 = max(t0, t1 - a.stall - 2.0), t1 - a.stall + 1.0
-            if result == "ok":
-                tally[f"{kind}_ok"] += 1
-                continue
-            if result == "abort":
-                tally["abort"] += 1
-                continue
-            why = excuse(kind, t0, t1, server, windows, instants)
-            if why is None:
-                unexplained.append(line.strip())
-            else:
-                excused[f"{kind}/{why}"] = excused.get(f"{kind}/{why}", 0) + 1
+        records = [r for r in (parse_request(line) for line in f) if r is not None]
+    tally, excused, unexplained = classify(records, windows, instants, a.stall, a.fin_timeout,
+                                           a.strict_restore)
     if unexplained:
         problems.append(f"{len(unexplained)} request(s) failed outside the deliberate breaks")
 
     # Growth.
+    # The daemon's own memory must be flat; DPDK's (fixed by -m) may fill as more mbufs of
+    # the pool are first used, which the mempool's in-use count (and the leak check) covers.
     checks = [
-        ("rss_kb", "RSS (kB)", 0.03, 2048),
+        ("rss_other_kb", "RSS w/o DPDK (kB)", 0.02, 1024),
         ("pool_in_use", "mempool in use", 0.5, 64),
         ("flows_total", "flows", 0.25, 100),
         ("neigh", "neighbour entries", 0.0, 0.5),
@@ -431,19 +554,24 @@ def cmd_analyse(a):
     out = []
     nw = max((len(r["flows"].split("/")) for r in rows), default=1)
     flows_hdr = "flows" if nw == 1 else "flows/worker"
-    out.append(f"{'t(s)':>5} {'RSS(MB)':>8} {'pool use':>8} {'pool free':>9} {flows_hdr:>12} "
+    out.append(f"{'t(s)':>5} {'RSS(MB)':>8} {'DPDK':>6} {'other':>6} {'pool use':>8} {'pool free':>9} {flows_hdr:>12} "
                f"{'neigh':>5} {'req ok':>7} {'failed':>6} {'dl ok':>5} {'dl fail':>7}  drops (cumulative)")
     for r in rows:
-        out.append(f"{r['t']:>5} {int(r['rss_kb']) / 1024:8.1f} {r['pool_in_use']:>8} "
+        out.append(f"{r['t']:>5} {int(r['rss_kb']) / 1024:8.1f} "
+                   f"{int(r['rss_dpdk_kb']) / 1024:6.1f} {int(r['rss_other_kb']) / 1024:6.1f} "
+                   f"{r['pool_in_use']:>8} "
                    f"{r['pool_free']:>9} {r['flows']:>12} {r['neigh']:>5} {r['req_ok']:>7} "
                    f"{r['req_fail']:>6} {r['dl_ok']:>5} {r['dl_fail']:>7}  {r['drops']}")
     out.append("")
     out.append(f"idle before the load: mempool in use {idle0['pool_in_use']} of {idle0['pool_size']} "
-               f"(cache {idle0['pool_cache']}/lcore), RSS {idle0['rss_kb'] / 1024:.1f} MB, "
+               f"(cache {idle0['pool_cache']}/lcore), RSS {idle0['rss_kb'] / 1024:.1f} MB "
+               f"(DPDK {idle0['rss_dpdk_kb'] / 1024:.1f}, other {idle0['rss_other_kb'] / 1024:.1f}), "
                f"neighbours {idle0['neigh']}")
     out.append(f"idle after the load:  mempool in use {idle1['pool_in_use']}, RSS "
-               f"{idle1['rss_kb'] / 1024:.1f} MB, neighbours {idle1['neigh']}, flows {sum(idle1['flows'])}, "
-               f"rx_nombuf {idle1['rx_nombuf']}")
+               f"{idle1['rss_kb'] / 1024:.1f} MB (DPDK {idle1['rss_dpdk_kb'] / 1024:.1f}, other "
+               f"{idle1['rss_other_kb'] / 1024:.1f}), neighbours {idle1['neigh']}, flows {sum(idle1['flows'])}, "
+               f"port rx_nombuf {idle1['rx_nombuf']} imissed {idle1.get('imissed', 0)} "
+               f"oerrors {idle1.get('oerrors', 0)}")
     out.append(f"requests: {tally['short_ok']} short ok, {tally['long_ok']} downloads ok, "
                f"{tally['abort']} downloads cut by the end of the run")
     kinds = {}
@@ -497,6 +625,40 @@ def cmd_selftest(_a):
         got = excuse(kind, t0, t1, server, windows, instants)
         if got != want:
             bad.append(f"excuse({kind}, {t0}, {t1}, {server}) = {got}, want {want}")
+    # A port whose connection a restore broke blackholes a later connect from it (900 s).
+    def req(t0, t1, result, cport, why="-", server="rs1", kind="short"):
+        return Request(kind, t0, t1, result, server, cport, why, f"{kind} {t0} {cport} {why}")
+    recs = [
+        req(299.0, 299.9, "ok", 40001),                     # ended just before the restore
+        req(290.0, 310.0, "fail", 40002, "stalled", kind="long"),  # broken by it
+        req(299.5, 300.1, "ok", 40003),                     # straddled it: its flow may be dead
+        req(495.0, 508.5, "fail", 40004, "stalled", "rs3", "long"),  # rs3 removed under it
+        req(700.0, 703.0, "fail", 40002, "connect-timeout:unlisted"),
+        req(700.0, 703.0, "fail", 40003, "connect-timeout:unlisted"),
+        req(900.0, 903.0, "fail", 40004, "connect-timeout:unlisted"),
+        req(700.0, 703.0, "fail", 40005, "connect-timeout:unlisted"),   # never used before
+        req(1300.0, 1303.0, "fail", 40001, "connect-timeout:unlisted"),
+        req(1300.0, 1303.0, "fail", 40003, "connect-timeout:unlisted"),  # > 900 s later
+        req(701.0, 702.0, "fail", 40002, "status-500"),    # not a connect failure
+        req(292.0, 292.1, "ok", 40006),                     # its FIN_WAIT flow lives at 300
+        req(302.0, 305.0, "fail", 40006, "connect-timeout:unlisted"),  # so this SYN hit it
+        req(320.0, 323.0, "fail", 40006, "connect-timeout:unlisted"),  # but it was gone by 320
+        req(280.0, 280.1, "ok", 40007),                     # ended 20 s before: flow gone
+        req(305.0, 308.0, "fail", 40007, "connect-timeout:unlisted"),
+        req(497.0, 499.0, "fail", 40002, "connect-timeout:unlisted"),  # hit the dead flow, made
+        req(1000.0, 1003.0, "fail", 40002, "connect-timeout:unlisted"),  # none: still dead
+    ]
+    _, exc, unexp = classify(recs, windows, instants, 8.0)
+    want_exc = {"long/restore": 1, "long/remove": 1, "short/restore-dead-port": 5,
+                "short/remove-dead-port": 1}
+    if exc != want_exc:
+        bad.append(f"classify excused {exc}, want {want_exc}")
+    if len(unexp) != 6:
+        bad.append(f"classify left {len(unexp)} unexplained, want 6: {unexp}")
+    _, exc, unexp = classify(recs, windows, instants, 8.0, strict_restore=True)
+    if exc != {"long/remove": 1, "short/remove-dead-port": 1} or len(unexp) != 12:
+        bad.append(f"strict: excused {exc}, {len(unexp)} unexplained; want remove 1, "
+                   f"remove-dead-port 1, 12 unexplained")
     flat = [{"v": 100 + (i % 3)} for i in range(30)]
     rising = [{"v": 100 + 10 * i} for i in range(30)]
     if not trend(flat, "v", 0.05, 0)[0]:
@@ -507,7 +669,7 @@ def cmd_selftest(_a):
         bad.append("too few samples must not fail")
     for b in bad:
         print(f"selftest: {b}", file=sys.stderr)
-    print(f"selftest: {len(cases) + 3 - len(bad)} of {len(cases) + 3} checks hold")
+    print(f"selftest: {len(cases) + 6 - len(bad)} of {len(cases) + 6} checks hold")
     return 1 if bad else 0
 
 
@@ -529,6 +691,9 @@ def main():
     p.add_argument("--long-timeout", type=float, default=60.0)
     p.add_argument("--stall", type=float, default=8.0,
                    help="a download with no data for this long has failed")
+    p.add_argument("--socket", help="the director's control socket: a failed connect is "
+                   "looked up in its flow table")
+    p.add_argument("--client", default="198.18.0.10", help="this client's address")
     p = sub.add_parser("sample")
     p.add_argument("--socket", required=True)
     p.add_argument("--pid", type=int, required=True)
@@ -552,6 +717,10 @@ def main():
     p.add_argument("--table")
     p.add_argument("--pool-slack", type=int, default=32)
     p.add_argument("--stall", type=float, default=8.0)
+    p.add_argument("--fin-timeout", type=float, default=10.0,
+                   help="the director's FIN_WAIT timeout (seconds)")
+    p.add_argument("--strict-restore", action="store_true",
+                   help="failures in a rules restore (and on ports it left dead) count")
     sub.add_parser("selftest")
     a = ap.parse_args()
     return {"load": cmd_load, "sample": cmd_sample, "stats": cmd_stats, "neigh": cmd_neigh,
