@@ -405,11 +405,14 @@ python3 "$LOAD" sample --socket "$RVS_SOCK" --pid "$RVS_PID" --out "$SAMPLES" \
     --requests "$REQUESTS" --stop "$LAB_DIR/sample.stop" --interval "$INTERVAL" \
     --seconds "$((DURATION + 60))" 2>>"$LAB_DIR/sample.err" &
 echo $! >"$LAB_PID_DIR/sampler.pid"
+# SOAK_LOOKUP=1: each failed connect is looked up in rvs's flow table (a `connections` call,
+# whose allocations then show in the daemon's RSS: off by default).
+lookup=()
+[[ ${SOAK_LOOKUP:-0} == 1 ]] && lookup=(--socket "$RVS_SOCK" --client "$CLIENT_IP")
 ip netns exec "$NS_CLIENT" python3 "$LOAD" load --vip "$VIP" --port "$VIP_PORT" \
     --out "$REQUESTS" --stop "$LAB_DIR/load.stop" --seconds "$((DURATION + 30))" \
     --rate "$SOAK_RATE" --conc "$SOAK_CONC" --downloads "$SOAK_DOWNLOADS" \
-    --slow-path "$SLOW_PATH" --slow-bytes "$SLOW_BYTES" --socket "$RVS_SOCK" --client "$CLIENT_IP" \
-    2>>"$LAB_DIR/load.err" &
+    --slow-path "$SLOW_PATH" --slow-bytes "$SLOW_BYTES" "${lookup[@]}" 2>>"$LAB_DIR/load.err" &
 LOAD_PID=$!
 echo "$LOAD_PID" >"$LAB_PID_DIR/load.pid"
 log "load: ~$SOAK_RATE short connections/s over $SOAK_CONC threads, $SOAK_DOWNLOADS downloads"
