@@ -534,7 +534,7 @@ def cmd_analyse(a):
     # the pool are first used, which the mempool's in-use count (and the leak check) covers.
     checks = [
         ("rss_other_kb", "RSS w/o DPDK (kB)", 0.02, 1024),
-        ("pool_in_use", "mempool in use", 0.5, 64),
+        ("pool_in_use", "mempool in use", 0.1, 32),
         ("flows_total", "flows", 0.25, 100),
         ("neigh", "neighbour entries", 0.0, 0.5),
     ]
