@@ -457,6 +457,7 @@ done
 sleep 3
 if pid_alive "$RVS_PID"; then
     python3 "$LOAD" stats --socket "$RVS_SOCK" --pid "$RVS_PID" >"$LAB_DIR/idle-end.json"
+    python3 "$LOAD" census --socket "$RVS_SOCK" >"$LAB_DIR/census.txt" || true
 else
     problem "rvs is not running at the end"
     cp "$LAB_DIR/idle-start.json" "$LAB_DIR/idle-end.json"
@@ -476,6 +477,9 @@ if [[ -s $PROBLEMS ]]; then
     rc=1
 fi
 grep -h "mac end" "$EVENTS" | sed 's/^/  rs2 MAC change: /' || true
+if [[ -s $LAB_DIR/census.txt ]]; then
+    echo "  after the load: $(cat "$LAB_DIR/census.txt")" | tee -a "$OUT/table.txt"
+fi
 if ((rc == 0)); then
     echo "soak ${DURATION}s: PASS (results in $OUT)"
 else
