@@ -1,11 +1,14 @@
 //! The one adapter between the control crate and the dataplane: it answers
 //! [`rvs_control::proto::Dataplane`] with the dataplane's shared state ([`Shared`]) and adds
-//! what only the daemon knows: the port's counters and the lcore each worker runs on.
+//! what only the daemon knows: the port's counters, the mbuf pool's fill and the lcore each
+//! worker runs on.
 
-use crate::dpdk::{self, PortId};
+use crate::dpdk::{self, MempoolWatch, PortId};
 use rvs_control::proto::{Dataplane, Director};
 use rvs_dataplane::model::{Model, Timeouts};
-use rvs_dataplane::report::{ConnEntry, NeighState, PortStats, PublishError, StatsReport};
+use rvs_dataplane::report::{
+    ConnEntry, MempoolStats, NeighState, NeighbourTableStats, PortStats, PublishError, StatsReport,
+};
 use rvs_dataplane::snapshot::Shared;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +21,8 @@ pub struct Adapter {
     port: PortId,
     /// Worker i runs on lcore `lcores[i]`.
     lcores: Vec<u32>,
+    /// The mbuf pool, read without keeping it alive (none in tests without an EAL).
+    pool: Option<MempoolWatch>,
     /// A failure to read the port's counters was logged already.
     port_error_logged: AtomicBool,
 }
@@ -28,8 +33,15 @@ impl Adapter {
             shared,
             port,
             lcores,
+            pool: None,
             port_error_logged: AtomicBool::new(false),
         }
+    }
+
+    /// Report this pool's fill in `stats` (`mempool`).
+    pub fn with_pool(mut self, pool: MempoolWatch) -> Self {
+        self.pool = Some(pool);
+        self
     }
 }
 
@@ -61,6 +73,18 @@ impl Dataplane for Adapter {
                 PortStats::default()
             }
         };
+        if let Some(c) = self.pool.as_ref().and_then(MempoolWatch::counts) {
+            r.mempool = MempoolStats {
+                size: c.size,
+                cache_size: c.cache_size,
+                in_use: c.in_use,
+                free: c.free,
+            };
+        }
+        r.neighbours = NeighbourTableStats {
+            entries: self.shared.neigh.len() as u64,
+            capacity: self.shared.neigh.capacity() as u64,
+        };
         r
     }
     fn neighbour(&self, addr: Ipv4Addr) -> NeighState {
@@ -91,7 +115,9 @@ impl Dataplane for Adapter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rvs_dataplane::model::{Protocol, SchedulerKind, ServiceKey, ServiceSpec};
+    use rvs_dataplane::model::{
+        Forward, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec,
+    };
 
     #[test]
     fn stats_name_each_workers_lcore_and_publish_reaches_the_workers_picture() {
@@ -106,17 +132,30 @@ mod tests {
         ));
         let a = Adapter::new(Arc::clone(&shared), PortId(0), vec![5, 7]);
         let mut m = Model::new(4, 4);
+        let key = ServiceKey {
+            proto: Protocol::Tcp,
+            vip: Ipv4Addr::new(198, 18, 0, 100),
+            port: 80,
+        };
         m.add_service(ServiceSpec {
-            key: ServiceKey {
-                proto: Protocol::Tcp,
-                vip: Ipv4Addr::new(198, 18, 0, 100),
-                port: 80,
-            },
+            key,
             scheduler: SchedulerKind::Rr,
             persistent: None,
             netmask: Ipv4Addr::BROADCAST,
             flags: vec![],
         })
+        .unwrap();
+        m.add_server(
+            &key,
+            ServerSpec {
+                addr: Ipv4Addr::new(198, 18, 0, 11),
+                port: 80,
+                weight: 1,
+                forward: Forward::default(),
+                upper: 0,
+                lower: 0,
+            },
+        )
         .unwrap();
         a.publish(&m).unwrap();
         assert_eq!(shared.load().services.len(), 1);
@@ -125,6 +164,11 @@ mod tests {
         assert_eq!(lcores, vec![(0, 5), (1, 7)]);
         // No EAL in this test: the port's counters cannot be read and are reported as zeros.
         assert_eq!(r.port, PortStats::default());
+        // No pool given: zeros. The neighbour table tracks the one real server.
+        assert_eq!(r.mempool, MempoolStats::default());
+        assert_eq!(r.neighbours.entries, 1);
+        assert_eq!(r.neighbours.capacity, shared.neigh.capacity() as u64);
+        assert!(r.neighbours.capacity >= 16);
         a.set_timeouts(Timeouts {
             tcp: 10,
             tcp_fin: 20,

@@ -184,7 +184,9 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
             .map_err(EngineError::StaticNeighbour)?;
     }
     shared.publish(&model)?;
-    let dp = Arc::new(Adapter::new(Arc::clone(&shared), port.id(), lcores.clone()));
+    let dp = Arc::new(
+        Adapter::new(Arc::clone(&shared), port.id(), lcores.clone()).with_pool(pool.watch()),
+    );
     let control = Arc::new(Control::new(model, dp).with_build(crate::BUILD));
 
     if let Some(path) = ov.rules.clone().or_else(|| cfg.rules.file.clone()) {

@@ -2,10 +2,17 @@
 //! hugepages, no PCI. The EAL can be initialised once per process, so everything lives in one
 //! test function, in steps. Needs root (run as `cargo test --test dpdk_wrapper`).
 
-use rvs::dpdk::{self, Burst, Eal, LcoreId, Mempool, Port, PortConfig, BURST};
+use rvs::adapter::Adapter;
+use rvs::dpdk::{self, Burst, Eal, LcoreId, Mempool, MempoolCounts, Port, PortConfig, BURST};
+use rvs_control::proto::Dataplane;
+use rvs_dataplane::model::Model;
+use rvs_dataplane::snapshot::Shared;
+use std::net::Ipv4Addr;
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// A 64-byte Ethernet/IPv4/UDP frame whose payload carries `tag`.
 fn frame(tag: u8) -> Vec<u8> {
@@ -150,6 +157,9 @@ fn dpdk_wrapper() {
     let pcap = eal.port_by_name("net_pcap0").expect("net_pcap0 port");
     assert_ne!(ring, pcap);
     assert_eq!(eal.port_by_name("net_nothing9"), None);
+
+    // --- a second primary on our file-prefix is told who holds it ----------------------------
+    second_daemon_names_the_holder(tmp.path(), &prefix, pid);
 
     // --- Mempool -----------------------------------------------------------------------------
     let pool = Mempool::create("rvs_test_pool", 4095, 0, 2048 + 128, -1).expect("mempool");
@@ -377,9 +387,151 @@ fn dpdk_wrapper() {
     }
     assert_eq!(pool.in_use(), 0);
 
+    // --- counts of a pool with per-lcore caches; stats report them ----------------------------
+    cached_pool_counts(&eal, rport.id(), &pool);
+
     drop(rport);
     drop(pool);
     drop(eal);
+}
+
+/// `rvs run` on the file-prefix this process's EAL holds exits non-zero, naming this process
+/// and the prefix, instead of DPDK's "Success (errno 0)".
+fn second_daemon_names_the_holder(dir: &Path, prefix: &str, pid: u32) {
+    let cfg = dir.join("second.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[eal]\nargs = [\"-l\", \"0\", \"--no-huge\", \"--no-pci\", \"-m\", \"64\", \
+             \"--file-prefix\", \"{prefix}\", \"--vdev\", \"net_null0\"]\n\
+             [network]\ndip = \"198.18.0.2\"\n"
+        ),
+    )
+    .expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rvs"))
+        .arg("run")
+        .arg("-c")
+        .arg(&cfg)
+        .arg("--socket")
+        .arg(dir.join("second.sock"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rvs");
+    // Bounded: a daemon that started after all is killed (and the test fails below).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait rvs") {
+            break Some(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    let status = status.unwrap_or_else(|| panic!("a second rvs on '{prefix}' kept running: {err}"));
+    assert!(!status.success(), "second rvs must fail: {err}");
+    let want = format!(
+        "another DPDK primary process (pid {pid}) already holds file-prefix '{prefix}' \
+         (/var/run/dpdk/{prefix}/config): is rvs already running? Use a different \
+         --file-prefix to run two"
+    );
+    assert!(err.contains(&want), "stderr lacks '{want}':\n{err}");
+    assert!(!err.contains("Success (errno 0)"), "{err}");
+}
+
+/// A pool with per-lcore caches: mbufs freed into a cache count as free again (DPDK's
+/// avail_count adds the caches), on the main lcore and on a worker; the adapter's `stats`
+/// carries the same counts; the watch handle does not keep a pool alive.
+fn cached_pool_counts(eal: &Eal, port: dpdk::PortId, rpool: &Mempool) {
+    let pool = Mempool::create("rvs_test_cached", 1023, 32, 2048 + 128, -1).expect("mempool");
+    let idle = MempoolCounts {
+        size: 1023,
+        cache_size: 32,
+        in_use: 0,
+        free: 1023,
+    };
+    assert_eq!(pool.counts(), idle);
+    assert_eq!((pool.size(), pool.cache_size()), (1023, 32));
+    let watch = pool.watch();
+    let mut held = Vec::new();
+    for i in 1..=100u32 {
+        held.push(pool.alloc().expect("mbuf"));
+        let c = pool.counts();
+        assert_eq!((c.in_use, c.free), (i, 1023 - i), "after {i} allocations");
+    }
+    assert_eq!(watch.counts().map(|c| c.in_use), Some(100));
+    // The first 32 go back into the main lcore's cache, the rest to the ring: all free again.
+    held.truncate(68);
+    assert_eq!(pool.counts().in_use, 68);
+    held.clear();
+    assert_eq!(
+        pool.counts(),
+        idle,
+        "mbufs in the lcore cache count as free"
+    );
+    // The same from a worker lcore, whose cache is its own; read from here while it holds them.
+    let w = eal.workers()[0];
+    let wpool = pool.clone();
+    let (tx, rx) = std::sync::mpsc::channel::<u32>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    dpdk::remote_launch(w, move || {
+        let mut b = Burst::new();
+        assert!(wpool.alloc_bulk(&mut b, BURST));
+        let _ = tx.send(wpool.in_use());
+        let _ = go_rx.recv_timeout(Duration::from_secs(10));
+        drop(b);
+        let _ = tx.send(wpool.in_use());
+    })
+    .expect("launch");
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(BURST as u32));
+    assert_eq!(
+        pool.counts().in_use,
+        BURST as u32,
+        "seen from another thread"
+    );
+    go_tx.send(()).expect("worker waits");
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(0));
+    dpdk::wait_lcore(w).expect("worker ok");
+    assert_eq!(pool.counts(), idle);
+
+    // The adapter reports the pool it was given in `stats`.
+    let shared = Arc::new(Shared::new(
+        4,
+        4,
+        16,
+        1,
+        [2, 0, 0, 0, 0, 1],
+        Ipv4Addr::new(198, 18, 0, 2),
+        24,
+    ));
+    let adapter = Adapter::new(shared, port, vec![0]).with_pool(rpool.watch());
+    let model = Model::new(4, 4);
+    let held: Vec<_> = (0..7).map(|_| rpool.alloc().expect("mbuf")).collect();
+    let r = adapter.stats(&model);
+    assert_eq!(r.mempool.size, 4095);
+    assert_eq!(r.mempool.in_use, 7);
+    assert_eq!(r.mempool.free, 4095 - 7);
+    drop(held);
+    assert_eq!(adapter.stats(&model).mempool.in_use, 0);
+    let json = serde_json::to_value(adapter.stats(&model)).expect("json");
+    assert_eq!(json["mempool"]["in_use"], 0, "{json}");
+    assert_eq!(json["mempool"]["free"], 4095, "{json}");
+    assert_eq!(json["mempool"]["size"], 4095, "{json}");
+
+    drop(pool);
+    assert_eq!(
+        watch.counts(),
+        None,
+        "the watch does not keep the pool alive"
+    );
 }
 
 /// Removes the EAL's runtime directory of this test, also when the test fails.

@@ -6,6 +6,8 @@ use super::{errno, DpdkError, PortId};
 use dpdk_sys as sys;
 use std::ffi::{c_char, c_int, CString};
 use std::marker::PhantomData;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 use std::ptr;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
@@ -86,7 +88,7 @@ impl Eal {
         // makes this the only call in the process.
         let ret = unsafe { sys::rte_eal_init(argc, argv.as_mut_ptr()) };
         if ret < 0 {
-            let e = DpdkError::last(OP);
+            let e = init_error(args, rte_errno_now());
             EAL_STATE.store(EAL_NONE, Ordering::Release);
             return Err(e);
         }
@@ -160,6 +162,125 @@ impl Drop for Eal {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Why rte_eal_init failed
+
+fn rte_errno_now() -> i32 {
+    super::rte_errno()
+}
+
+/// The error for a failed `rte_eal_init` with `args` and rte_errno `errno`. DPDK fails without
+/// setting rte_errno when another primary process holds the file-prefix's runtime config (it
+/// only logs "Cannot create lock"), so that case is recognised here and named, with the
+/// holder's pid; an rte_errno of 0 is never reported as "Success".
+fn init_error(args: &[String], errno: i32) -> DpdkError {
+    const OP: &str = "eal_init";
+    if let Some(shared) = SharedConfig::of(args, &runtime_base()) {
+        if let Some(pid) = lock_holder(&shared.config) {
+            return DpdkError::new(OP, errno::EBUSY, shared.held_message(pid));
+        }
+    }
+    if errno == 0 {
+        return DpdkError::new(
+            OP,
+            0,
+            "rte_eal_init failed without giving a reason (rte_errno is 0); the EAL's own \
+             messages above say what went wrong",
+        );
+    }
+    DpdkError::from_errno(OP, errno)
+}
+
+/// Where DPDK keeps its runtime directories: `/var/run/dpdk` for root, else
+/// `$XDG_RUNTIME_DIR/dpdk` or `/tmp/dpdk` (as `eal_create_runtime_dir` chooses).
+fn runtime_base() -> PathBuf {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let dir = if uid == 0 {
+        PathBuf::from("/var/run")
+    } else {
+        std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/tmp"))
+    };
+    dir.join("dpdk")
+}
+
+/// The runtime config file a primary process with these EAL arguments locks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SharedConfig {
+    prefix: String,
+    config: PathBuf,
+}
+
+impl SharedConfig {
+    /// DPDK's default `--file-prefix`.
+    const DEFAULT_PREFIX: &'static str = "rte";
+
+    /// The config file for `args` (program name first) under `base`, or `None` when these
+    /// arguments take no lock: `--in-memory`, `--no-shconf`, or a secondary process.
+    fn of(args: &[String], base: &Path) -> Option<SharedConfig> {
+        let mut prefix = Self::DEFAULT_PREFIX.to_string();
+        let mut it = args.iter().skip(1);
+        while let Some(a) = it.next() {
+            let (name, inline) = match a.split_once('=') {
+                Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
+                _ => (a.as_str(), None),
+            };
+            match name {
+                "--" => break,
+                "--in-memory" | "--no-shconf" => return None,
+                "--file-prefix" | "--proc-type" => {
+                    let value = match inline {
+                        Some(v) => v,
+                        None => it.next()?.clone(),
+                    };
+                    if name == "--file-prefix" {
+                        prefix = value;
+                    } else if value != "primary" {
+                        return None;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let config = base.join(&prefix).join("config");
+        Some(SharedConfig { prefix, config })
+    }
+
+    fn held_message(&self, pid: i32) -> String {
+        let who = if pid > 0 {
+            format!("another DPDK primary process (pid {pid})")
+        } else {
+            "another DPDK primary process (in another PID namespace)".to_string()
+        };
+        format!(
+            "{who} already holds file-prefix '{}' ({}): is rvs already running? Use a \
+             different --file-prefix to run two",
+            self.prefix,
+            self.config.display()
+        )
+    }
+}
+
+/// The pid of the process holding a write lock (fcntl, as DPDK's primary takes it) on `path`,
+/// `Some(0)` if the holder is in another PID namespace, `None` if nobody holds it (or the file
+/// cannot be opened).
+fn lock_holder(path: &Path) -> Option<i32> {
+    let f = std::fs::File::open(path).ok()?;
+    let mut fl = libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    // SAFETY: the fd is open for the whole call and fl is a valid, writable flock; F_GETLK
+    // only fills fl in.
+    let ret = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut fl) };
+    (ret == 0 && fl.l_type != libc::F_UNLCK as libc::c_short).then_some(fl.l_pid)
+}
+
+// ---------------------------------------------------------------------------------------------
 // Time and lcore id
 
 /// TSC cycles (`rte_get_tsc_cycles`).
@@ -187,4 +308,114 @@ pub fn lcore_id() -> u32 {
 pub fn pause() {
     // SAFETY: a pause instruction; no preconditions.
     unsafe { sys::rvs_pause() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        std::iter::once("rvs")
+            .chain(a.iter().copied())
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn shared_config_follows_the_file_prefix() {
+        let base = Path::new("/var/run/dpdk");
+        let of = |a: &[&str]| SharedConfig::of(&args(a), base).map(|c| c.config);
+        let at = |p: &str| Some(PathBuf::from(p));
+        assert_eq!(of(&["-l", "0"]), at("/var/run/dpdk/rte/config"));
+        assert_eq!(
+            of(&["-l", "0", "--file-prefix", "rvs"]),
+            at("/var/run/dpdk/rvs/config")
+        );
+        assert_eq!(of(&["--file-prefix=lab2"]), at("/var/run/dpdk/lab2/config"));
+        assert_eq!(
+            of(&["--file-prefix", "a", "--file-prefix", "b"]),
+            at("/var/run/dpdk/b/config"),
+            "the last one wins, as with getopt"
+        );
+        assert_eq!(
+            of(&["--proc-type", "primary", "--file-prefix", "x"]),
+            at("/var/run/dpdk/x/config")
+        );
+        // No lock taken: nothing to report.
+        assert_eq!(of(&["--in-memory", "--file-prefix", "x"]), None);
+        assert_eq!(of(&["--no-shconf"]), None);
+        assert_eq!(of(&["--proc-type=secondary"]), None);
+        assert_eq!(of(&["--proc-type", "auto"]), None);
+        // A dangling option has no value to read.
+        assert_eq!(of(&["--file-prefix"]), None);
+        // Application arguments after "--" are not the EAL's.
+        assert_eq!(
+            of(&["-l", "0", "--", "--file-prefix", "app"]),
+            at("/var/run/dpdk/rte/config")
+        );
+    }
+
+    #[test]
+    fn a_held_lock_names_its_holder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config");
+        std::fs::write(&path, [0u8; 64]).expect("write");
+        assert_eq!(lock_holder(&path), None, "nobody holds it");
+        assert_eq!(lock_holder(&dir.path().join("missing")), None);
+        // A child process takes the lock the way DPDK's primary does (fcntl F_SETLK, write);
+        // our own locks would be invisible to F_GETLK.
+        let script = format!(
+            "import fcntl, os, sys, time\n\
+             f = os.open({path:?}, os.O_RDWR)\n\
+             fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB, 64, 0)\n\
+             print('locked', flush=True)\n\
+             sys.stdin.read()\n",
+            path = path.display().to_string()
+        );
+        let mut child = match std::process::Command::new("python3")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("a_held_lock_names_its_holder: skipped, no python3: {e}");
+                return;
+            }
+        };
+        let mut line = String::new();
+        let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        std::io::BufRead::read_line(&mut out, &mut line).expect("read");
+        assert_eq!(line.trim(), "locked");
+        let holder = lock_holder(&path);
+        drop(child.stdin.take()); // EOF: the child exits and its lock goes with it
+        let _ = child.wait();
+        assert_eq!(holder, Some(child.id() as i32));
+        assert_eq!(lock_holder(&path), None, "released when the holder exits");
+
+        let cfg = SharedConfig {
+            prefix: "rvs".into(),
+            config: path.clone(),
+        };
+        let msg = cfg.held_message(4242);
+        assert!(
+            msg.starts_with(
+                "another DPDK primary process (pid 4242) already holds file-prefix 'rvs' ("
+            ),
+            "{msg}"
+        );
+        assert!(msg.ends_with("is rvs already running? Use a different --file-prefix to run two"));
+    }
+
+    #[test]
+    fn an_unexplained_failure_is_not_called_success() {
+        let e = init_error(&args(&["--in-memory"]), 0);
+        assert_eq!(e.errno, 0);
+        assert!(!e.to_string().contains("Success"), "{e}");
+        assert!(!e.to_string().contains("errno 0"), "{e}");
+        assert!(e.to_string().contains("the EAL's own messages"), "{e}");
+        let e = init_error(&args(&["--in-memory"]), errno::EINVAL);
+        assert_eq!(e.to_string(), "eal_init: Invalid argument (errno 22)");
+    }
 }

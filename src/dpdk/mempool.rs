@@ -8,13 +8,16 @@ use dpdk_sys as sys;
 use std::ffi::{c_uint, CString};
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 /// The pool proper; freed when the last [`Mempool`] clone and [`Port`](super::Port) using it
 /// are gone.
 pub(super) struct PoolInner {
     pub(super) raw: NonNull<sys::rte_mempool>,
     name: String,
+    /// Mbufs in the pool and the per-lcore cache size, as created.
+    size: u32,
+    cache_size: u32,
 }
 
 // SAFETY: an rte_mempool is designed for concurrent use from many threads (the default ring
@@ -75,6 +78,8 @@ impl Mempool {
             inner: Arc::new(PoolInner {
                 raw,
                 name: name.to_string(),
+                size: n,
+                cache_size: cache,
             }),
         })
     }
@@ -123,5 +128,69 @@ impl Mempool {
 
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// Mbufs in the pool (`n` at creation).
+    pub fn size(&self) -> u32 {
+        self.inner.size
+    }
+
+    /// Mbufs each lcore may keep in its cache (`cache` at creation).
+    pub fn cache_size(&self) -> u32 {
+        self.inner.cache_size
+    }
+
+    /// Size, cache size, in use and free, read together. Slow: not for the fast path.
+    pub fn counts(&self) -> MempoolCounts {
+        self.inner.counts()
+    }
+
+    /// A handle that reads this pool's counts without keeping the pool alive (for reporting
+    /// from threads that may outlive the engine's pool).
+    pub fn watch(&self) -> MempoolWatch {
+        MempoolWatch {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+}
+
+/// What a pool holds at one moment. DPDK counts the mbufs sitting in the per-lcore caches as
+/// free (`rte_mempool_avail_count` adds every cache's length to the ring's count), so `in_use`
+/// is exactly the mbufs allocated and not yet freed: in the NIC's rx/tx rings, in a worker's
+/// burst, or leaked. `in_use + free == size` always. The caches are read without stopping the
+/// lcores that own them, so a reading taken under traffic is a snapshot, not a sum at one
+/// instant; at idle it is exact.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MempoolCounts {
+    pub size: u32,
+    pub cache_size: u32,
+    pub in_use: u32,
+    pub free: u32,
+}
+
+impl PoolInner {
+    fn counts(&self) -> MempoolCounts {
+        // SAFETY: the pool is live (we hold it); the count reads only plain fields.
+        let free = unsafe { sys::rte_mempool_avail_count(self.raw.as_ptr()) };
+        MempoolCounts {
+            size: self.size,
+            cache_size: self.cache_size,
+            // The same arithmetic as rte_mempool_in_use_count, from the one reading.
+            in_use: self.size.saturating_sub(free),
+            free,
+        }
+    }
+}
+
+/// A [`Mempool`]'s counts, readable while the pool lives; `None` once it is gone.
+#[derive(Debug, Clone)]
+pub struct MempoolWatch {
+    inner: Weak<PoolInner>,
+}
+
+impl MempoolWatch {
+    /// The pool's counts, or `None` if the pool was freed.
+    pub fn counts(&self) -> Option<MempoolCounts> {
+        self.inner.upgrade().map(|p| p.counts())
     }
 }

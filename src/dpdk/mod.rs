@@ -36,7 +36,7 @@ mod port;
 pub use eal::{lcore_id, pause, tsc, tsc_hz, Eal, LCORE_ID_ANY};
 pub use lcore::{remote_launch, remote_launch_result, wait_lcore, LcoreId};
 pub use mbuf::{Burst, IpCsum, Mbuf, MbufRef};
-pub use mempool::Mempool;
+pub use mempool::{Mempool, MempoolCounts, MempoolWatch};
 pub use port::{port_stats, Link, Port, PortConfig, PortStats, Queue};
 
 /// Linux errno values used for errors this wrapper detects itself.
@@ -53,11 +53,20 @@ pub const BURST: usize = 32;
 
 /// A failed DPDK call: which operation, the (positive) errno, and `rte_strerror`'s text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{op}: {msg} (errno {errno})")]
+#[error("{op}: {msg}{}", errno_note(*.errno))]
 pub struct DpdkError {
     pub op: &'static str,
     pub errno: i32,
     pub msg: String,
+}
+
+/// " (errno N)", or nothing when there is no errno (0) to show.
+fn errno_note(errno: i32) -> String {
+    if errno == 0 {
+        String::new()
+    } else {
+        format!(" (errno {errno})")
+    }
 }
 
 impl DpdkError {

@@ -112,6 +112,30 @@ pub struct PortStats {
     pub rx_nombuf: u64,
 }
 
+/// The packet mbuf pool shared by the port and the workers, read when the report is made.
+/// Mbufs in the per-lcore caches count as free (as DPDK counts them), so `in_use` is what sits
+/// in the NIC's rings, in a worker's hands, or leaked; `in_use + free == size`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct MempoolStats {
+    /// Mbufs in the pool (fixed at start).
+    pub size: u32,
+    /// Mbufs each lcore may keep in its cache.
+    pub cache_size: u32,
+    /// Mbufs allocated and not yet freed.
+    pub in_use: u32,
+    /// Mbufs free (in the pool and in the per-lcore caches).
+    pub free: u32,
+}
+
+/// The neighbour (ARP) table: entries held and the configured capacity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct NeighbourTableStats {
+    pub entries: u64,
+    pub capacity: u64,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct StatsReport {
@@ -125,6 +149,11 @@ pub struct StatsReport {
     /// frame (dropped as `arp_refused`, or answered when it asked for the DIP).
     #[cfg_attr(feature = "serde", serde(default))]
     pub arp_refused: u64,
+    /// The mbuf pool (zeros where the dataplane has none, e.g. in tests).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub mempool: MempoolStats,
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub neighbours: NeighbourTableStats,
 }
 
 /// Failure to publish a snapshot (the model change is then rolled back by the caller).
