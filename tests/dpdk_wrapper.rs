@@ -2,6 +2,8 @@
 //! hugepages, no PCI. The EAL can be initialised once per process, so everything lives in one
 //! test function, in steps. Needs root (run as `cargo test --test dpdk_wrapper`).
 
+mod common;
+use common::{is_root, read_pcap, write_pcap};
 use rvs::adapter::Adapter;
 use rvs::dpdk::{self, Burst, Eal, LcoreId, Mempool, MempoolCounts, Port, PortConfig, BURST};
 use rvs_control::proto::Dataplane;
@@ -28,56 +30,6 @@ fn frame(tag: u8) -> Vec<u8> {
     // payload: 22 bytes of tag
     f.resize(64, tag);
     f
-}
-
-/// A classic pcap file (microsecond timestamps, Ethernet link type) holding `frames`.
-fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
-    let mut out = Vec::new();
-    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes()); // magic
-    out.extend_from_slice(&2u16.to_le_bytes()); // version major
-    out.extend_from_slice(&4u16.to_le_bytes()); // version minor
-    out.extend_from_slice(&0i32.to_le_bytes()); // thiszone
-    out.extend_from_slice(&0u32.to_le_bytes()); // sigfigs
-    out.extend_from_slice(&65535u32.to_le_bytes()); // snaplen
-    out.extend_from_slice(&1u32.to_le_bytes()); // LINKTYPE_ETHERNET
-    for (i, f) in frames.iter().enumerate() {
-        out.extend_from_slice(&(i as u32).to_le_bytes()); // ts_sec
-        out.extend_from_slice(&0u32.to_le_bytes()); // ts_usec
-        out.extend_from_slice(&(f.len() as u32).to_le_bytes()); // incl_len
-        out.extend_from_slice(&(f.len() as u32).to_le_bytes()); // orig_len
-        out.extend_from_slice(f);
-    }
-    std::fs::write(path, out).expect("write pcap");
-}
-
-/// The frames of a little-endian pcap file (micro- or nanosecond timestamps).
-fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
-    let b = std::fs::read(path).expect("read pcap");
-    assert!(b.len() >= 24, "pcap too short");
-    let magic = u32::from_le_bytes(b[0..4].try_into().unwrap());
-    assert!(
-        magic == 0xa1b2_c3d4 || magic == 0xa1b2_3c4d,
-        "unexpected pcap magic {magic:#x}"
-    );
-    let mut frames = Vec::new();
-    let mut at = 24;
-    while at + 16 <= b.len() {
-        let incl = u32::from_le_bytes(b[at + 8..at + 12].try_into().unwrap()) as usize;
-        at += 16;
-        assert!(at + incl <= b.len(), "truncated pcap record");
-        frames.push(b[at..at + incl].to_vec());
-        at += incl;
-    }
-    frames
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
 }
 
 fn config(rx: u16, tx: u16) -> PortConfig {

@@ -4,6 +4,8 @@
 //!
 //! One test function: the EAL can be initialised once per process.
 
+mod common;
+use common::{is_root, read_pcap, write_pcap};
 use rvs::dpdk::{Eal, Mempool, Port, PortConfig};
 use rvs::engine::WorkerLoop;
 use rvs_dataplane::model::{
@@ -89,50 +91,6 @@ fn ipv6_frame() -> Vec<u8> {
     f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 0, 0x3b, 0x40]);
     f.resize(60, 0);
     f
-}
-
-fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
-    // Classic pcap: magic, v2.4, tz 0, sigfigs 0, snaplen 65535, linktype 1 (Ethernet).
-    let mut out = Vec::new();
-    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&4u16.to_le_bytes());
-    for v in [0u32, 0, 65535, 1] {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    for (i, f) in frames.iter().enumerate() {
-        for v in [1u32, i as u32, f.len() as u32, f.len() as u32] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        out.extend_from_slice(f);
-    }
-    std::fs::write(path, out).expect("write pcap");
-}
-
-fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
-    let b = std::fs::read(path).expect("read out.pcap");
-    assert!(b.len() >= 24, "out.pcap too short");
-    let mut at = 24;
-    let mut frames = Vec::new();
-    while at + 16 <= b.len() {
-        let incl = u32::from_le_bytes(b[at + 8..at + 12].try_into().unwrap()) as usize;
-        at += 16;
-        assert!(at + incl <= b.len(), "truncated pcap record");
-        frames.push(b[at..at + incl].to_vec());
-        at += incl;
-    }
-    frames
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
 }
 
 #[test]

@@ -6,64 +6,20 @@
 //!
 //! One test function: the EAL can be initialised once per process. Needs root.
 
+mod common;
+use common::{is_root, read_pcap, write_pcap};
 use rvs::dpdk::{Eal, Mempool, Port, PortConfig};
 use rvs::engine::WorkerLoop;
 use rvs_dataplane::pipeline::{DropReason, RxCsum, Verdict};
 use rvs_dataplane::testing::corpus::{self, Case};
 use rvs_dataplane::testing::fixture::{self, Fixture, Options, PORT_MAC, RS1_MAC, RS2_MAC};
 use rvs_dataplane::testing::{check_frame, Tally};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Mbuf data room: a 9000-byte jumbo frame in one segment, after the 128-byte headroom.
 const DATA_ROOM: u16 = 9216 + 128;
-
-fn write_pcap(path: &Path, frames: &[&[u8]]) {
-    // Classic pcap: magic, v2.4, tz 0, sigfigs 0, snaplen 65535, linktype 1 (Ethernet).
-    let mut out = Vec::new();
-    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&4u16.to_le_bytes());
-    for v in [0u32, 0, 65535, 1] {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    for (i, f) in frames.iter().enumerate() {
-        // Record header: seconds, microseconds, captured length, original length.
-        for v in [1u32, i as u32, f.len() as u32, f.len() as u32] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        out.extend_from_slice(f);
-    }
-    std::fs::write(path, out).expect("write pcap");
-}
-
-fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
-    let b = std::fs::read(path).expect("read out.pcap");
-    assert!(b.len() >= 24, "out.pcap too short");
-    let mut at = 24;
-    let mut frames = Vec::new();
-    while at + 16 <= b.len() {
-        let incl = u32::from_le_bytes(b[at + 8..at + 12].try_into().unwrap()) as usize;
-        at += 16;
-        assert!(at + incl <= b.len(), "truncated pcap record");
-        frames.push(b[at..at + incl].to_vec());
-        at += incl;
-    }
-    frames
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
 
 /// A frame the ARP worker writes itself: a broadcast ARP request from the port.
 fn is_housekeeping(f: &[u8]) -> bool {

@@ -1236,6 +1236,26 @@ mod tests {
         (sh, w)
     }
 
+    /// [`worker_with`] (1024 flows, both servers resolved) with the settings `b`.
+    fn worker_behaving(m: &Model, b: crate::snapshot::Behaviour) -> (Arc<Shared>, Worker) {
+        let sh = Arc::new(
+            Shared::new(8, 8, 16, 1, PORT_MAC, DIP, 16)
+                .with_settings(crate::flow::Timeouts::default(), b),
+        );
+        sh.publish(m).unwrap();
+        sh.neigh.confirm(sh.neigh.find(RS1).unwrap(), RS1_MAC, 0);
+        sh.neigh.confirm(sh.neigh.find(RS2).unwrap(), RS2_MAC, 0);
+        let w = Worker::new(
+            WorkerConfig {
+                worker: 0,
+                flow_capacity: 1024,
+                is_arp_worker: true,
+            },
+            sh.clone(),
+        );
+        (sh, w)
+    }
+
     fn setup(kind: SchedulerKind, w1: u32, w2: u32) -> (Arc<Shared>, Model, Worker) {
         let m = model(kind, w1, w2);
         let (sh, w) = worker_with(&m, 1024, true);
@@ -1557,25 +1577,14 @@ mod tests {
     #[test]
     fn deleted_servers_flows_are_rescheduled_with_expire_nodest_conn() {
         let m = model(SchedulerKind::Rr, 1, 1);
-        let sh = Arc::new(Shared::new(8, 8, 16, 1, PORT_MAC, DIP, 16).with_settings(
-            crate::flow::Timeouts::default(),
-            // sloppy_tcp: the ACKs of the flows are scheduled anew (without it they are
-            // dropped as tcp_not_syn, as IPVS does: see the test after this one).
+        // sloppy_tcp: the ACKs of the flows are scheduled anew (without it they are
+        // dropped as tcp_not_syn, as IPVS does: see the test after this one).
+        let (sh, mut w) = worker_behaving(
+            &m,
             crate::snapshot::Behaviour {
                 expire_nodest_conn: true,
                 sloppy_tcp: true,
             },
-        ));
-        sh.publish(&m).unwrap();
-        sh.neigh.confirm(sh.neigh.find(RS1).unwrap(), RS1_MAC, 0);
-        sh.neigh.confirm(sh.neigh.find(RS2).unwrap(), RS2_MAC, 0);
-        let mut w = Worker::new(
-            WorkerConfig {
-                worker: 0,
-                flow_capacity: 1024,
-                is_arp_worker: true,
-            },
-            sh.clone(),
         );
         assert!(w.snapshot().expire_nodest_conn);
         let mut m = m;
@@ -2416,23 +2425,12 @@ mod tests {
         ];
         for sloppy in [false, true] {
             let m = model(SchedulerKind::Rr, 1, 1);
-            let sh = Arc::new(Shared::new(8, 8, 16, 1, PORT_MAC, DIP, 16).with_settings(
-                crate::flow::Timeouts::default(),
+            let (sh, mut w) = worker_behaving(
+                &m,
                 crate::snapshot::Behaviour {
                     expire_nodest_conn: false,
                     sloppy_tcp: sloppy,
                 },
-            ));
-            sh.publish(&m).unwrap();
-            sh.neigh.confirm(sh.neigh.find(RS1).unwrap(), RS1_MAC, 0);
-            sh.neigh.confirm(sh.neigh.find(RS2).unwrap(), RS2_MAC, 0);
-            let mut w = Worker::new(
-                WorkerConfig {
-                    worker: 0,
-                    flow_capacity: 1024,
-                    is_arp_worker: true,
-                },
-                sh.clone(),
             );
             let mut refused = 0u64;
             for (i, &(flags, plain, with_sloppy)) in table.iter().enumerate() {
@@ -2515,23 +2513,12 @@ mod tests {
         // deleted server expires at its next segment, which is not a SYN: dropped, and the
         // client's next SYN is scheduled anew.
         let m = model(SchedulerKind::Rr, 1, 1);
-        let sh = Arc::new(Shared::new(8, 8, 16, 1, PORT_MAC, DIP, 16).with_settings(
-            crate::flow::Timeouts::default(),
+        let (sh, mut w) = worker_behaving(
+            &m,
             crate::snapshot::Behaviour {
                 expire_nodest_conn: true,
                 sloppy_tcp: false,
             },
-        ));
-        sh.publish(&m).unwrap();
-        sh.neigh.confirm(sh.neigh.find(RS1).unwrap(), RS1_MAC, 0);
-        sh.neigh.confirm(sh.neigh.find(RS2).unwrap(), RS2_MAC, 0);
-        let mut w = Worker::new(
-            WorkerConfig {
-                worker: 0,
-                flow_capacity: 1024,
-                is_arp_worker: true,
-            },
-            sh.clone(),
         );
         let owners = establish(&mut w, 0..4, 0);
         let mut m = m;
