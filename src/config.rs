@@ -388,8 +388,7 @@ impl Config {
 
     /// The network mask of the DIP's subnet.
     pub fn netmask(&self) -> Ipv4Addr {
-        let len = u32::from(self.network.prefix_len.min(32));
-        Ipv4Addr::from(u32::MAX.checked_shl(32 - len).unwrap_or(0))
+        rvs_dataplane::wire::ipv4::prefix_netmask(self.network.prefix_len)
     }
 }
 

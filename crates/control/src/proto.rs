@@ -247,8 +247,7 @@ pub struct Director {
 impl Director {
     /// The subnet mask of [`Director::prefix_len`] (a prefix above 32 counts as 32).
     pub fn netmask(&self) -> Ipv4Addr {
-        let bits = u32::from(self.prefix_len.min(32));
-        Ipv4Addr::from(u32::MAX.checked_shl(32 - bits).unwrap_or(0))
+        rvs_dataplane::wire::ipv4::prefix_netmask(self.prefix_len)
     }
     /// The subnet's network address.
     pub fn network(&self) -> Ipv4Addr {

@@ -366,8 +366,7 @@ impl Shared {
     ) -> Self {
         let (ms, mr) = (max_services as usize, max_servers as usize);
         let nw = workers.max(1);
-        let bits = u32::from(dip_prefix_len.min(32));
-        let dip_netmask = Ipv4Addr::from(u32::MAX.checked_shl(32 - bits).unwrap_or(0));
+        let dip_netmask = crate::wire::ipv4::prefix_netmask(dip_prefix_len);
         Shared {
             current: ArcSwap::from_pointee(Snapshot::empty(mr)),
             epoch: AtomicU64::new(0),

@@ -161,13 +161,7 @@ pub fn fix_ip_csum(f: &mut [u8]) {
     if hl < 20 || f.len() < at::IP + hl {
         return;
     }
-    put16(f, at::IP_CSUM, 0);
-    let sum = f[at::IP..at::IP + hl]
-        .chunks_exact(2)
-        .fold(0u32, |s, w| s + u32::from(u16::from_be_bytes([w[0], w[1]])));
-    let folded = (sum & 0xffff) + (sum >> 16);
-    let folded = (folded & 0xffff) + (folded >> 16);
-    put16(f, at::IP_CSUM, !(folded as u16));
+    crate::wire::ipv4::Packet::new_unchecked(&mut f[at::IP..]).fill_checksum();
 }
 
 /// A client's TCP segment to VIP:80 from port `sport` with `flags`, checksummed, padded to 60.

@@ -200,6 +200,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
+/// The network mask of a prefix of `len` bits (a length above 32 counts as 32).
+pub fn prefix_netmask(len: u8) -> Ipv4Addr {
+    let bits = u32::from(len.min(32));
+    Ipv4Addr::from(u32::MAX.checked_shl(32 - bits).unwrap_or(0))
+}
+
 /// RFC 1071 Internet checksum of `data`: the one's complement of the folded one's complement
 /// sum (0 over a header whose checksum field is correct).
 fn checksum(data: &[u8]) -> u16 {
@@ -316,6 +322,23 @@ mod tests {
         let p = Packet::new_checked(&b[..]).unwrap();
         assert!(p.is_fragment());
         assert_eq!(p.frag_offset(), 8);
+    }
+
+    #[test]
+    fn prefix_netmasks() {
+        for (len, mask) in [
+            (0, [0, 0, 0, 0]),
+            (8, [255, 0, 0, 0]),
+            (24, [255, 255, 255, 0]),
+        ] {
+            assert_eq!(prefix_netmask(len), Ipv4Addr::from(mask), "/{len}");
+        }
+        assert_eq!(prefix_netmask(32), Ipv4Addr::BROADCAST);
+        assert_eq!(
+            prefix_netmask(40),
+            Ipv4Addr::BROADCAST,
+            "above 32 counts as 32"
+        );
     }
 
     #[test]
