@@ -3,6 +3,7 @@
 //!
 //! - [`proto`]: the protocol shared by server and client: error codes, defaults, reply types,
 //!   and the [`proto::Dataplane`] trait the server publishes to.
+//! - [`check`]: health checks as configured (keepalived's checkers, names and defaults).
 //! - [`director`]: what the director's link allows (real servers on its subnet, not itself).
 //! - [`grammar`]: ipvsadm's command-line grammar (`rvsadm`'s, and each line of a rules file).
 //! - [`rules`]: `ipvsadm -S` rules: saving the model as text, restoring it all-or-nothing.
@@ -12,6 +13,7 @@
 //! [`rvs_dataplane::model`]: the snapshot the workers forward by is a picture of it.
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod director;
 pub mod grammar;
 pub mod proto;
