@@ -21,7 +21,9 @@
 //!   Transitions give the `quorum_up`/`quorum_down` commands to run ([`QuorumAction`]); those
 //!   caused by an operator's change are handed out with the next probe report.
 
-use crate::check::{CheckSpec, ProbeKey, ProbeStatus, QuorumAction, ServerHealth, ServiceHealth};
+use crate::check::{
+    CheckKind, CheckSpec, ProbeKey, ProbeStatus, QuorumAction, ServerHealth, ServiceHealth,
+};
 use crate::proto::{ListedCheck, ListedHealth};
 use rvs_dataplane::model::{Health, Model, ModelError, RealServer, ServiceKey};
 use std::collections::{HashMap, HashSet};
@@ -205,6 +207,18 @@ impl Liveness {
     ) -> Result<(), ModelError> {
         let svc = model.service(key).ok_or(ModelError::ServiceNotDefined)?;
         let rs = svc.server(addr, port).ok_or(ModelError::NoSuchServer)?;
+        if rs.spec.port == 0 {
+            // A server of an all-ports service has no port to probe.
+            for (i, c) in health.checks.iter().enumerate() {
+                let needs_port = !matches!(c.kind, CheckKind::Ping | CheckKind::Misc(_));
+                if needs_port && c.params.connect_port.is_none() {
+                    return Err(ModelError::Invalid(format!(
+                        "checks[{i}]: {} of a server of an all-ports service needs connect_port",
+                        c.kind.name()
+                    )));
+                }
+            }
+        }
         let k = (*key, rs.spec.addr, rs.spec.port);
         let since = self
             .servers
@@ -586,7 +600,7 @@ pub const CHECK_TYPES: [&str; 6] = [
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::{CheckKind, CheckParams, HttpCheck, MiscCheck, UdpCheck, UrlCheck};
+    use crate::check::{CheckParams, HttpCheck, MiscCheck, UdpCheck, UrlCheck};
     use rvs_dataplane::model::{Forward, Protocol, SchedulerKind, ServerSpec, ServiceSpec};
 
     const RS1: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
@@ -771,6 +785,31 @@ mod tests {
             4,
             "its time in state starts anew"
         );
+        // a server of an all-ports service: port checks need connect_port
+        m.add_service(ServiceSpec {
+            key: key(0),
+            scheduler: SchedulerKind::Rr,
+            persistent: Some(300),
+            netmask: Ipv4Addr::BROADCAST,
+            flags: vec![],
+        })
+        .unwrap();
+        m.add_server(&key(0), spec(RS1, 1)).unwrap();
+        let e = l
+            .set_server(&m, &key(0), RS1, 0, checked(vec![tcp()], false), 5)
+            .unwrap_err();
+        assert!(e.to_string().contains("needs connect_port"), "{e}");
+        let mut with_port = tcp();
+        with_port.params.connect_port = Some(80);
+        l.set_server(
+            &m,
+            &key(0),
+            RS1,
+            0,
+            checked(vec![with_port, misc()], false),
+            5,
+        )
+        .unwrap();
         // a server that is not in the model is refused
         assert_eq!(
             l.set_server(
