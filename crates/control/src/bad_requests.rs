@@ -44,14 +44,24 @@ fn reply(c: &Control, line: &[u8]) -> Value {
     serde_json::from_str(&r).unwrap()
 }
 
-/// The rules as `rvsadm -S -n` prints them, and the static neighbours.
+/// The rules as `rvsadm -S -n` prints them, and the static neighbours, the model's health
+/// (server states, sorry servers, quorum) and the probes.
 fn state(c: &Control) -> (String, String) {
     let v = reply(
         c,
         br#"{"jsonrpc":"2.0","id":1,"method":"rules.save","params":{"sort":true}}"#,
     );
     let text = v["result"]["text"].as_str().unwrap().to_string();
-    (text, format!("{:?}", c.model().statics))
+    let m = c.model();
+    (
+        text,
+        format!(
+            "{:?} {:?} {:?}",
+            m.statics,
+            m.services(),
+            crate::check::HealthSink::probes(c)
+        ),
+    )
 }
 
 /// A request line for `method` with `params`.
@@ -701,6 +711,213 @@ fn cases() -> Vec<Case> {
             json!({"text": "-C\n-A -u 198.18.0.2:53 -s rr\n"}),
             ERR_REFUSED,
             "line 2: virtual address 198.18.0.2 is the director's own address",
+        ),
+        // Health settings (health.server, health.service).
+        call(
+            "health: unknown field",
+            "health.server",
+            json!({"service": svc(), "server": {"addr": "198.18.0.11"}, "checks": [], "x": 1}),
+            ERR_PARAMS,
+            "unknown field 'x'",
+        ),
+        call(
+            "health: missing checks",
+            "health.server",
+            json!({"service": svc(), "server": {"addr": "198.18.0.11"}}),
+            ERR_PARAMS,
+            "missing field 'checks'",
+        ),
+        call(
+            "health: server as a string",
+            "health.server",
+            json!({"service": svc(), "server": "198.18.0.11", "checks": []}),
+            ERR_PARAMS,
+            "server: expected an object",
+        ),
+        call(
+            "health: unknown field in server",
+            "health.server",
+            json!({"service": svc(), "server": {"addr": "198.18.0.11", "weight": 1}, "checks": []}),
+            ERR_PARAMS,
+            "server: unknown field 'weight'",
+        ),
+        call(
+            "health: no such server",
+            "health.server",
+            json!({"service": svc(), "server": {"addr": "198.18.0.14"}, "checks": []}),
+            ERR_REFUSED,
+            "No such destination",
+        ),
+        call(
+            "health: no such service",
+            "health.server",
+            json!({"service": {"proto": "udp", "vip": "198.18.0.100", "port": 80},
+                   "server": {"addr": "198.18.0.11"}, "checks": []}),
+            ERR_REFUSED,
+            "Service not defined",
+        ),
+        call(
+            "health: checks not an array",
+            "health.server",
+            json!({"service": svc(), "server": {"addr": "198.18.0.11"}, "checks": {"type": "TCP_CHECK"}}),
+            ERR_PARAMS,
+            "checks: expected an array",
+        ),
+        call(
+            "health: unknown check type",
+            "health.server",
+            json!({"service": svc(), "server": {"addr": "198.18.0.11"}, "checks": [{"type": "SMTP_CHECK"}]}),
+            ERR_PARAMS,
+            "checks[0]: type: unknown check 'SMTP_CHECK'",
+        ),
+        call(
+            "health: check without a type",
+            "health.server",
+            json!({"service": svc(), "server": {"addr": "198.18.0.11"}, "checks": [{"retry": 1}]}),
+            ERR_PARAMS,
+            "checks[0]: missing field 'type'",
+        ),
+        call(
+            "health: a field of another check type",
+            "health.server",
+            json!({"service": svc(), "server": {"addr": "198.18.0.11"},
+                   "checks": [{"type": "TCP_CHECK", "urls": []}]}),
+            ERR_PARAMS,
+            "checks[0]: unknown field 'urls' for TCP_CHECK",
+        ),
+        call(
+            "health: a misspelt check field",
+            "health.server",
+            json!({"service": svc(), "server": {"addr": "198.18.0.11"},
+                   "checks": [{"type": "TCP_CHECK"}, {"type": "TCP_CHECK", "delay_loop": 3}]}),
+            ERR_PARAMS,
+            "checks[1]: unknown field 'delay_loop'",
+        ),
+        call(
+            "health: an unknown url field",
+            "health.server",
+            json!({"service": svc(), "server": {"addr": "198.18.0.11"},
+                   "checks": [{"type": "HTTP_GET", "urls": [{"path": "/", "md5": "x"}]}]}),
+            ERR_PARAMS,
+            "checks[0]: urls[0]: unknown field 'md5'",
+        ),
+        call(
+            "health: a timer as a string",
+            "health.server",
+            json!({"service": svc(), "server": {"addr": "198.18.0.11"},
+                   "checks": [{"type": "TCP_CHECK", "connect_timeout_ms": "3s"}]}),
+            ERR_PARAMS,
+            "checks[0]: invalid type",
+        ),
+        call(
+            "health: a zero timer",
+            "health.server",
+            json!({"service": svc(), "server": {"addr": "198.18.0.11"},
+                   "checks": [{"type": "TCP_CHECK", "delay_loop_ms": 0}]}),
+            ERR_PARAMS,
+            "checks[0]: delay_loop_ms: 0 is not in 1..=86400000",
+        ),
+        call(
+            "health: a bad digest",
+            "health.server",
+            json!({"service": svc(), "server": {"addr": "198.18.0.11"},
+                   "checks": [{"type": "HTTP_GET", "urls": [{"path": "/", "digest": "abc"}]}]}),
+            ERR_PARAMS,
+            "checks[0]: digest: \"abc\" is not 32 hex digits",
+        ),
+        call(
+            "health: an HTTP check without urls",
+            "health.server",
+            json!({"service": svc(), "server": {"addr": "198.18.0.11"},
+                   "checks": [{"type": "SSL_GET", "urls": []}]}),
+            ERR_PARAMS,
+            "checks[0]: urls: an HTTP check needs at least one url",
+        ),
+        call(
+            "health: MISC_CHECK without a path",
+            "health.server",
+            json!({"service": svc(), "server": {"addr": "198.18.0.11"},
+                   "checks": [{"type": "MISC_CHECK"}]}),
+            ERR_PARAMS,
+            "checks[0]: missing field `path`",
+        ),
+        call(
+            "health: inhibit_on_failure as a string",
+            "health.server",
+            json!({"service": svc(), "server": {"addr": "198.18.0.11"}, "checks": [],
+                   "inhibit_on_failure": "yes"}),
+            ERR_PARAMS,
+            "inhibit_on_failure: expected a boolean",
+        ),
+        call(
+            "health: quorum 0",
+            "health.service",
+            json!({"service": svc(), "quorum": 0}),
+            ERR_PARAMS,
+            "quorum: 0 is out of range 1..=4294967295",
+        ),
+        call(
+            "health: negative hysteresis",
+            "health.service",
+            json!({"service": svc(), "hysteresis": -1}),
+            ERR_PARAMS,
+            "hysteresis: -1 is out of range",
+        ),
+        call(
+            "health: empty quorum script",
+            "health.service",
+            json!({"service": svc(), "quorum_down": " "}),
+            ERR_PARAMS,
+            "quorum_down: expected a command line",
+        ),
+        call(
+            "health: a quorum script of two lines",
+            "health.service",
+            json!({"service": svc(), "quorum_up": "a\nb"}),
+            ERR_PARAMS,
+            "quorum_up: expected a command line",
+        ),
+        call(
+            "health: unknown service field",
+            "health.service",
+            json!({"service": svc(), "sorry": {"addr": "198.18.0.14"}}),
+            ERR_PARAMS,
+            "unknown field 'sorry'",
+        ),
+        call(
+            "health: sorry server off-link",
+            "health.service",
+            json!({"service": svc(), "sorry_server": {"addr": "10.0.0.1"}}),
+            ERR_REFUSED,
+            "sorry_server: real server address 10.0.0.1 is not on the director's subnet",
+        ),
+        call(
+            "health: sorry server on another port",
+            "health.service",
+            json!({"service": svc(), "sorry_server": {"addr": "198.18.0.14", "port": 8080}}),
+            ERR_REFUSED,
+            "sorry_server: direct routing cannot change the port",
+        ),
+        call(
+            "health: sorry server weight 0",
+            "health.service",
+            json!({"service": svc(), "sorry_server": {"addr": "198.18.0.14", "weight": 0}}),
+            ERR_PARAMS,
+            "sorry_server: weight: 0 is out of range 1..=65535",
+        ),
+        call(
+            "health: sorry server with a forwarding method",
+            "health.service",
+            json!({"service": svc(), "sorry_server": {"addr": "198.18.0.14", "forward": "dr"}}),
+            ERR_PARAMS,
+            "sorry_server: unknown field 'forward'",
+        ),
+        call(
+            "health: service of no service",
+            "health.service",
+            json!({"service": {"proto": "udp", "vip": "198.18.0.100", "port": 80}}),
+            ERR_REFUSED,
+            "Service not defined",
         ),
         // Timeouts, listings, counters.
         call(

@@ -57,6 +57,8 @@ pub struct ListOpts {
     pub daemon: bool,
     /// rvs extension: a trailing neighbour (ARP) state column.
     pub neighbours: bool,
+    /// rvs extension: health columns (state, time in state, last error) and sorry servers.
+    pub health: bool,
 }
 
 /// One parsed ipvsadm command line.
@@ -130,7 +132,8 @@ impl Cmd {
     }
 }
 
-/// Options in the order of ipvsadm's `optnames` (plus `sched-flags` and our `neighbours`).
+/// Options in the order of ipvsadm's `optnames` (plus `sched-flags` and our `neighbours`,
+/// `health`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Opt {
     Numeric = 0,
@@ -154,9 +157,10 @@ enum Opt {
     Exact,
     SchedFlags,
     Neighbours,
+    Health,
 }
 
-const OPT_COUNT: usize = 21;
+const OPT_COUNT: usize = 22;
 
 impl Opt {
     fn name(self) -> &'static str {
@@ -182,6 +186,7 @@ impl Opt {
             Opt::Exact => "exact",
             Opt::SchedFlags => "sched-flags",
             Opt::Neighbours => "neighbours",
+            Opt::Health => "health",
         }
     }
     const ALL: [Opt; OPT_COUNT] = [
@@ -206,22 +211,23 @@ impl Opt {
         Opt::Exact,
         Opt::SchedFlags,
         Opt::Neighbours,
+        Opt::Health,
     ];
 }
 
 /// ipvsadm's `commands_v_options` table: '+' compulsory, 'x' illegal, '1' exclusive, ' ' optional.
 /// Columns follow [`Opt`]'s order.
 fn legality(cmd: Cmd) -> &'static [u8; OPT_COUNT] {
-    //                       n  c  sv s  p  M  r  fw w  x  y  to dm st rt th pc ns ex b  nb
+    //                       n  c  sv s  p  M  r  fw w  x  y  to dm st rt th pc ns ex b  nb he
     match cmd {
-        Cmd::Add | Cmd::Edit => b"xx+   xxxxxxxxxxxxx x",
-        Cmd::Del => b"xx+xxxxxxxxxxxxxxxxxx",
-        Cmd::Flush | Cmd::Timeout | Cmd::Restore => b"xxxxxxxxxxxxxxxxxxxxx",
-        Cmd::List => b" 11xxxxxxxx11      x ",
-        Cmd::AddDest | Cmd::EditDest => b"xx+xxx+    xxxxxxxxxx",
-        Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxxx",
-        Cmd::Save => b" xxxxxxxxxxxxxxxx xxx",
-        Cmd::Zero => b"xx xxxxxxxxxxxxxxxxxx",
+        Cmd::Add | Cmd::Edit => b"xx+   xxxxxxxxxxxxx xx",
+        Cmd::Del => b"xx+xxxxxxxxxxxxxxxxxxx",
+        Cmd::Flush | Cmd::Timeout | Cmd::Restore => b"xxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::List => b" 11xxxxxxxx11      x  ",
+        Cmd::AddDest | Cmd::EditDest => b"xx+xxx+    xxxxxxxxxxx",
+        Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxxxx",
+        Cmd::Save => b" xxxxxxxxxxxxxxxx xxxx",
+        Cmd::Zero => b"xx xxxxxxxxxxxxxxxxxxx",
     }
 }
 
@@ -346,6 +352,7 @@ fn long_spec(name: &str) -> Option<Spec> {
         "nosort" => Spec::Flag('5'),
         "sort" => Spec::Flag('7'),
         "neighbours" | "neighbors" => Spec::Flag('N'),
+        "health" => Spec::Flag('H'),
         "ipv6" => Spec::Unsupported("IPv6 services (-6) are not supported"),
         "ops" => Spec::Unsupported("one-packet scheduling (-o/--ops) is not supported yet"),
         "pe" => Spec::Unsupported("persistence engines (--pe) are not supported yet"),
@@ -533,6 +540,7 @@ fn apply_simple(
                 '4' => Opt::PersistentConn,
                 '5' => Opt::NoSort,
                 'N' => Opt::Neighbours,
+                'H' => Opt::Health,
                 // --sort: the default, accepted for compatibility.
                 _ => return Ok(()),
             };
@@ -877,6 +885,7 @@ fn build(cmd: Cmd, raw: Raw, names: Names) -> Result<Command, AdmError> {
                 timeout: raw.has(Opt::Timeout),
                 daemon: raw.has(Opt::Daemon),
                 neighbours: raw.has(Opt::Neighbours),
+                health: raw.has(Opt::Health),
             },
         },
         Cmd::Zero => Command::Zero(key),
@@ -1046,7 +1055,9 @@ mod tests {
         let (_, o) = list("-L -n --persistent-conn");
         assert!(o.persistent_conn && !o.connections);
         let (_, o) = list("-L -n --thresholds --neighbours");
-        assert!(o.thresholds && o.neighbours);
+        assert!(o.thresholds && o.neighbours && !o.health);
+        let (_, o) = list("-L -n --health");
+        assert!(o.health && o.numeric && !o.neighbours);
         let (s, _) = list("-L -n -t 198.18.0.100:80");
         assert_eq!(s, Some(key(Protocol::Tcp, 80)));
         assert_eq!(

@@ -7,6 +7,7 @@
 //! - [`director`]: what the director's link allows (real servers on its subnet, not itself).
 //! - [`grammar`]: ipvsadm's command-line grammar (`rvsadm`'s, and each line of a rules file).
 //! - [`rules`]: `ipvsadm -S` rules: saving the model as text, restoring it all-or-nothing.
+//! - [`liveness`]: what health checks make of the model (server states, quorum, sorry server).
 //! - [`server`]: the JSON-RPC 2.0 server on a Unix socket, owning the [`Model`].
 //!
 //! The model itself (services, real servers, their validation) is the dataplane crate's
@@ -16,6 +17,7 @@
 pub mod check;
 pub mod director;
 pub mod grammar;
+pub mod liveness;
 pub mod proto;
 pub mod rules;
 pub mod server;

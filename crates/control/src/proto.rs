@@ -3,7 +3,9 @@
 //! the reports' plain types come from the dataplane crate with serde derived on them, so both
 //! sides read and write one definition. Methods and examples: `docs/control.md`.
 
-use rvs_dataplane::model::{Forward, Model, Protocol, SchedulerKind, ServiceKey, Timeouts};
+use rvs_dataplane::model::{
+    Forward, Health, Model, Protocol, SchedulerKind, ServerSpec, ServiceKey, Timeouts,
+};
 use rvs_dataplane::report::{ConnEntry, Counters, NeighState, PublishError, StatsReport};
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
@@ -164,6 +166,80 @@ pub mod params {
 
     /// `timeouts.set`: the operator's three timeouts ([`Timeouts`], 0 = unchanged).
     pub const TIMEOUTS_FIELDS: [&str; 3] = ["tcp", "tcp_fin", "udp"];
+
+    /// A real server named in `health.server`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ServerRef {
+        pub addr: Ipv4Addr,
+        /// 0 = the service port.
+        #[serde(default)]
+        pub port: u16,
+    }
+
+    impl ServerRef {
+        pub const FIELDS: [&'static str; 2] = ["addr", "port"];
+    }
+
+    /// `health.server`: set or replace a real server's checks (`checks: []` = no checking,
+    /// always up). Each check's fields: `crate::liveness::check_fields`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct HealthServer {
+        pub service: Key,
+        pub server: ServerRef,
+        pub checks: Vec<crate::check::CheckSpec>,
+        #[serde(default)]
+        pub inhibit_on_failure: bool,
+    }
+
+    impl HealthServer {
+        pub const FIELDS: [&'static str; 4] = ["service", "server", "checks", "inhibit_on_failure"];
+    }
+
+    /// `health.service`: set or replace a service's health settings (absent = keepalived's
+    /// defaults: no sorry server, quorum 1, hysteresis 0, no scripts).
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct HealthService {
+        pub service: Key,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub sorry_server: Option<SorryServer>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub quorum: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub hysteresis: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub quorum_up: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub quorum_down: Option<String>,
+    }
+
+    impl HealthService {
+        pub const FIELDS: [&'static str; 6] = [
+            "service",
+            "sorry_server",
+            "quorum",
+            "hysteresis",
+            "quorum_up",
+            "quorum_down",
+        ];
+    }
+
+    /// A sorry server in `health.service` (weight default 1, direct routing).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct SorryServer {
+        pub addr: Ipv4Addr,
+        #[serde(default)]
+        pub port: u16,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub weight: Option<u32>,
+    }
+
+    impl SorryServer {
+        pub const FIELDS: [&'static str; 3] = ["addr", "port", "weight"];
+    }
 }
 
 /// What `version` answers: the daemon's name, version and the commit it was built from.
@@ -184,9 +260,42 @@ impl Default for Build {
     }
 }
 
-/// A real server as `list` reports it.
+/// One check of a real server as `list` reports it. Times are Unix time in ms.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+pub struct ListedCheck {
+    /// keepalived's name (`TCP_CHECK`, `HTTP_GET`...).
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub up: bool,
+    /// When `up` last changed (or the check started).
+    pub since: u64,
+    /// When it last ran (`null`: not yet).
+    pub last_check: Option<u64>,
+    pub last_error: Option<String>,
+    /// Why `up` last changed.
+    pub reason: String,
+}
+
+/// A real server's health as `list` reports it. Times are Unix time in ms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedHealth {
+    pub state: Health,
+    /// When the state last changed (or the server appeared).
+    pub since: u64,
+    /// The latest run of any of its checks.
+    pub last_check: Option<u64>,
+    /// The error of a failing check (else of any check that failed before).
+    pub last_error: Option<String>,
+    /// The weight it is scheduled with now (0 when down or inhibited).
+    pub weight: u32,
+    #[serde(default)]
+    pub inhibit_on_failure: bool,
+    pub checks: Vec<ListedCheck>,
+}
+
+/// A real server as `list` reports it. Unknown fields are ignored, so a client keeps reading
+/// the replies of a newer daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListedServer {
     pub addr: Ipv4Addr,
     pub port: u16,
@@ -201,11 +310,13 @@ pub struct ListedServer {
     pub persistent_conns: u64,
     pub counters: Counters,
     pub neighbour: NeighState,
+    /// Its health (`None` from a daemon older than health checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<ListedHealth>,
 }
 
-/// A virtual service as `list` reports it.
+/// A virtual service as `list` reports it (unknown fields ignored, as [`ListedServer`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ListedService {
     pub proto: Protocol,
     pub vip: Ipv4Addr,
@@ -216,6 +327,25 @@ pub struct ListedService {
     pub flags: Vec<String>,
     pub counters: Counters,
     pub servers: Vec<ListedServer>,
+    /// The sorry server, if set (not one of `servers`).
+    #[serde(default)]
+    pub sorry_server: Option<ServerSpec>,
+    /// The sorry server is scheduled (the quorum is lost).
+    #[serde(default)]
+    pub sorry_active: bool,
+    /// keepalived's `quorum` (1 by default).
+    #[serde(default = "default_quorum")]
+    pub quorum: u32,
+    #[serde(default = "yes")]
+    pub quorum_met: bool,
+}
+
+fn default_quorum() -> u32 {
+    crate::check::DEFAULT_QUORUM
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl ListedService {
@@ -230,7 +360,6 @@ impl ListedService {
 
 /// The `list` result.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ListReply {
     pub services: Vec<ListedService>,
 }
@@ -336,6 +465,33 @@ mod tests {
         };
         assert_eq!(keys(to(&zero)), sorted(Zero::FIELDS));
         assert_eq!(keys(to(&Timeouts::default())), sorted(TIMEOUTS_FIELDS));
+        let sref = ServerRef {
+            addr: rs.addr,
+            port: 80,
+        };
+        assert_eq!(keys(to(&sref)), sorted(ServerRef::FIELDS));
+        let hs = HealthServer {
+            service: key.into(),
+            server: sref,
+            checks: vec![],
+            inhibit_on_failure: true,
+        };
+        assert_eq!(keys(to(&hs)), sorted(HealthServer::FIELDS));
+        let sorry = SorryServer {
+            addr: rs.addr,
+            port: 80,
+            weight: Some(1),
+        };
+        assert_eq!(keys(to(&sorry)), sorted(SorryServer::FIELDS));
+        let hv = HealthService {
+            service: key.into(),
+            sorry_server: Some(sorry),
+            quorum: Some(2),
+            hysteresis: Some(1),
+            quorum_up: Some("u".into()),
+            quorum_down: Some("d".into()),
+        };
+        assert_eq!(keys(to(&hv)), sorted(HealthService::FIELDS));
         // What the client sends reads back as what it meant.
         let back: Service = serde_json::from_value(to(&Service::from(&spec))).unwrap();
         assert_eq!(back, Service::from(&spec));

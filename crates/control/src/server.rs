@@ -10,6 +10,10 @@
 //! the change; the message is ipvsadm's where one exists, e.g. "Service already exists") and
 //! [`ERR_PUBLISH`] (the dataplane could not take the new snapshot).
 
+use crate::check::{
+    CheckSpec, HealthSink, ProbeKey, ProbeStatus, QuorumAction, ServerHealth, ServiceHealth,
+};
+use crate::liveness::{self, Liveness};
 use crate::proto::*;
 use crate::rules;
 use crate::strict::{self, StrictError};
@@ -51,26 +55,49 @@ impl RpcError {
     }
 }
 
-/// The control plane: the model and the dataplane it publishes to.
+/// The control plane: the model, what the health checks say of it, and the dataplane it
+/// publishes to. It is the checker's [`HealthSink`]: probes' results come in through
+/// [`HealthSink::report`] and change the model like any other change (clone, publish,
+/// commit), only when the snapshot would differ.
 pub struct Control {
     model: Mutex<Model>,
+    /// Health settings and probe statuses (always locked after `model`, never alone for a
+    /// change).
+    live: Mutex<Liveness>,
+    /// Moves whenever the set of probes changes ([`HealthSink::probes_generation`]).
+    generation: AtomicU64,
     dp: Arc<dyn Dataplane>,
     /// What `version` reports: the daemon's name, version and commit.
     build: Build,
 }
 
-fn lock(m: &Mutex<Model>) -> MutexGuard<'_, Model> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave a half-applied change (changes go to a clone),
-    // so a poisoned lock still guards a consistent model.
+    // so a poisoned lock still guards a consistent state.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+/// Now, Unix time in ms.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Longest `quorum_up` / `quorum_down` command.
+pub const MAX_QUORUM_COMMAND: usize = 4096;
 
 type Params = Map<String, Value>;
 
 impl Control {
     pub fn new(model: Model, dp: Arc<dyn Dataplane>) -> Self {
+        let mut model = model;
+        let mut live = Liveness::new();
+        live.sync(&mut model, unix_ms());
         Control {
             model: Mutex::new(model),
+            live: Mutex::new(live),
+            generation: AtomicU64::new(1),
             dp,
             build: Build::default(),
         }
@@ -105,6 +132,65 @@ impl Control {
                 "internal error while handling the request",
             ),
         }
+    }
+
+    /// Set or replace the health settings of a real server of a service (`port` 0 = the
+    /// service port): its checks (none = always up) and `inhibit_on_failure`. Each check is
+    /// validated; the server keeps its slot, id and counters whatever its health.
+    pub fn set_server_health(
+        &self,
+        key: &ServiceKey,
+        addr: Ipv4Addr,
+        port: u16,
+        health: ServerHealth,
+    ) -> Result<(), RpcError> {
+        for (i, c) in health.checks.iter().enumerate() {
+            c.validate()
+                .map_err(|e| RpcError::params(format!("checks[{i}]: {e}")))?;
+        }
+        let now = unix_ms();
+        self.mutate_with(|m, l| {
+            l.set_server(m, key, addr, port, health, now)
+                .map_err(RpcError::refused)
+        })
+        .map(|_| ())
+    }
+
+    /// Set or replace the health settings of a service: its sorry server (checked as a real
+    /// server), quorum, hysteresis and quorum scripts. Its quorum starts again (met if the
+    /// weights of its servers that are up reach `quorum`).
+    pub fn set_service_health(
+        &self,
+        key: &ServiceKey,
+        health: ServiceHealth,
+    ) -> Result<(), RpcError> {
+        if health.quorum == 0 {
+            return Err(RpcError::params("quorum: must be at least 1"));
+        }
+        for (name, cmd) in [
+            ("quorum_up", &health.quorum_up),
+            ("quorum_down", &health.quorum_down),
+        ] {
+            if let Some(c) = cmd {
+                if c.trim().is_empty() || c.len() > MAX_QUORUM_COMMAND || c.contains(['\0', '\n']) {
+                    return Err(RpcError::params(format!(
+                        "{name}: expected a command line (1..={MAX_QUORUM_COMMAND} bytes, one \
+                         line)"
+                    )));
+                }
+            }
+        }
+        let director = self.dp.director();
+        self.mutate_with(|m, l| {
+            if let Some(s) = &health.sorry_server {
+                director
+                    .check_server(m, s)
+                    .map_err(|e| RpcError::refused(sorry_error(e)))?;
+            }
+            l.set_service(m, key, health)
+                .map_err(|e| RpcError::refused(sorry_error(e)))
+        })
+        .map(|_| ())
     }
 
     /// Apply a whole ipvsadm `-S` rules text; all-or-nothing. Returns the number of rules.
@@ -247,6 +333,93 @@ impl Control {
                     Ok(())
                 })
             }
+            "health.server" => {
+                fields(p, &params::HealthServer::FIELDS)?;
+                let key = nested_key(p)?;
+                let (addr, port) = match p.get("server") {
+                    Some(Value::Object(o)) => {
+                        fields(o, &params::ServerRef::FIELDS)
+                            .map_err(|e| RpcError::params(format!("server: {}", e.message)))?;
+                        let addr = ipv4(o, "addr")
+                            .and_then(|a| a.ok_or_else(|| missing("addr")))
+                            .map_err(|e| RpcError::params(format!("server: {}", e.message)))?;
+                        let port = uint(o, "port", 0, 65535)
+                            .map_err(|e| RpcError::params(format!("server: {}", e.message)))?
+                            .unwrap_or(0) as u16;
+                        (addr, port)
+                    }
+                    None | Some(Value::Null) => return Err(missing("server")),
+                    Some(_) => {
+                        return Err(RpcError::params("server: expected an object {addr, port}"))
+                    }
+                };
+                let checks = match p.get("checks") {
+                    Some(Value::Array(a)) => a
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| {
+                            check_spec(c).map_err(|e| RpcError::params(format!("checks[{i}]: {e}")))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                    None | Some(Value::Null) => return Err(missing("checks")),
+                    Some(_) => return Err(RpcError::params("checks: expected an array of checks")),
+                };
+                let inhibit_on_failure = boolean(p, "inhibit_on_failure")?.unwrap_or(false);
+                self.set_server_health(
+                    &key,
+                    addr,
+                    port,
+                    ServerHealth {
+                        checks,
+                        inhibit_on_failure,
+                    },
+                )?;
+                Ok(json!({}))
+            }
+            "health.service" => {
+                fields(p, &params::HealthService::FIELDS)?;
+                let key = nested_key(p)?;
+                let sorry_server = match p.get("sorry_server") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::Object(o)) => {
+                        let e =
+                            |e: RpcError| RpcError::params(format!("sorry_server: {}", e.message));
+                        fields(o, &params::SorryServer::FIELDS).map_err(e)?;
+                        let addr = ipv4(o, "addr")
+                            .and_then(|a| a.ok_or_else(|| missing("addr")))
+                            .map_err(e)?;
+                        let port = uint(o, "port", 0, 65535).map_err(e)?.unwrap_or(0) as u16;
+                        let weight = uint(o, "weight", 1, u64::from(MAX_WEIGHT))
+                            .map_err(e)?
+                            .unwrap_or(1) as u32;
+                        Some(ServerSpec {
+                            addr,
+                            port,
+                            weight,
+                            forward: Forward::Dr,
+                            upper: 0,
+                            lower: 0,
+                        })
+                    }
+                    Some(_) => {
+                        return Err(RpcError::params(
+                            "sorry_server: expected an object {addr, port, weight}",
+                        ))
+                    }
+                };
+                let d = ServiceHealth::default();
+                let health = ServiceHealth {
+                    sorry_server,
+                    quorum: uint(p, "quorum", 1, u64::from(u32::MAX))?
+                        .map_or(d.quorum, |v| v as u32),
+                    hysteresis: uint(p, "hysteresis", 0, u64::from(u32::MAX))?
+                        .map_or(d.hysteresis, |v| v as u32),
+                    quorum_up: string(p, "quorum_up")?.map(str::to_string),
+                    quorum_down: string(p, "quorum_down")?.map(str::to_string),
+                };
+                self.set_service_health(&key, health)?;
+                Ok(json!({}))
+            }
             "list" => {
                 fields(p, &["service"])?;
                 let filter = optional_nested_key(p)?;
@@ -371,13 +544,33 @@ impl Control {
     where
         F: FnOnce(&mut Model) -> Result<(), RpcError>,
     {
+        self.mutate_with(|m, _| f(m))
+    }
+
+    /// [`Control::mutate`] of the model and the health memory together: after `f`, the health
+    /// memory follows the model (settings of deleted servers and services dropped, states and
+    /// quorum applied), then the whole is published and committed, or nothing changes.
+    fn mutate_with<F>(&self, f: F) -> Result<Value, RpcError>
+    where
+        F: FnOnce(&mut Model, &mut Liveness) -> Result<(), RpcError>,
+    {
         let mut guard = lock(&self.model);
+        let mut live = lock(&self.live);
         let mut next = guard.clone();
-        f(&mut next)?;
+        let mut lnext = live.clone();
+        f(&mut next, &mut lnext)?;
+        let (out, actions) = lnext.sync(&mut next, unix_ms());
         self.dp.publish(&next).map_err(|e| {
             RpcError::new(ERR_PUBLISH, format!("dataplane refused the change: {e}"))
         })?;
+        lnext.dirty = false;
+        lnext.queue(actions);
         *guard = next;
+        *live = lnext;
+        if out.probes_changed {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        out.log();
         Ok(json!({}))
     }
 
@@ -395,6 +588,7 @@ impl Control {
 
     fn list(&self, model: &Model, filter: Option<&ServiceKey>) -> ListReply {
         let stats = self.dp.stats(model);
+        let live = lock(&self.live).clone();
         let mut services = Vec::new();
         for svc in model.services() {
             let key = svc.spec.key;
@@ -423,6 +617,7 @@ impl Control {
                         persistent_conns: st.map_or(0, |s| s.persistent_conns),
                         counters: st.map_or_else(Counters::default, |s| s.counters),
                         neighbour: self.dp.neighbour(rs.spec.addr),
+                        health: Some(live.server_view(&key, rs)),
                     }
                 })
                 .collect();
@@ -436,9 +631,68 @@ impl Control {
                 flags: svc.spec.flags.clone(),
                 counters: ss.map_or_else(Counters::default, |s| s.counters),
                 servers,
+                sorry_server: svc.sorry.as_ref().map(|s| s.spec),
+                sorry_active: svc.sorry_active().is_some(),
+                quorum: live.service_settings(&key).quorum,
+                quorum_met: !svc.quorum_lost,
             });
         }
         ListReply { services }
+    }
+}
+
+impl HealthSink for Control {
+    fn probes_generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn probes(&self) -> Vec<ProbeKey> {
+        let _model = lock(&self.model);
+        lock(&self.live).probes().to_vec()
+    }
+
+    /// Keep the status; when its verdict changed (or an earlier change could not be
+    /// published), bring the model in line and publish it if the snapshot differs. Returns
+    /// the quorum commands of every committed change not handed out yet.
+    fn report(&self, key: &ProbeKey, status: &ProbeStatus) -> Vec<QuorumAction> {
+        let mut guard = lock(&self.model);
+        let mut live = lock(&self.live);
+        if !live.knows(key) {
+            // A probe that is no longer configured (its result came in after the change).
+            return live.take_pending();
+        }
+        let matters = live.record(key, status);
+        if matters || live.dirty {
+            let mut next = guard.clone();
+            let mut lnext = live.clone();
+            let (out, actions) = lnext.sync(&mut next, unix_ms());
+            let published = if next.services() == guard.services() {
+                Ok(())
+            } else {
+                self.dp.publish(&next)
+            };
+            match published {
+                Ok(()) => {
+                    lnext.dirty = false;
+                    lnext.queue(actions);
+                    *guard = next;
+                    *live = lnext;
+                    if out.probes_changed {
+                        self.generation.fetch_add(1, Ordering::AcqRel);
+                    }
+                    out.log();
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        probe = %format!("{} {}:{}", key.check.kind.name(), key.addr, key.port),
+                        "health change not applied, the dataplane refused it (retried with the \
+                         next report): {e}"
+                    );
+                    live.dirty = true;
+                }
+            }
+        }
+        live.take_pending()
     }
 }
 
@@ -496,6 +750,67 @@ fn ipv4(p: &Params, name: &str) -> Result<Option<Ipv4Addr>, RpcError> {
             .map(Some)
             .map_err(|_| RpcError::params(format!("{name}: '{s}' is not an IPv4 address"))),
     }
+}
+
+fn boolean(p: &Params, name: &str) -> Result<Option<bool>, RpcError> {
+    match p.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(RpcError::params(format!("{name}: expected a boolean"))),
+    }
+}
+
+/// A refusal about a sorry server says so.
+fn sorry_error(e: ModelError) -> ModelError {
+    match e {
+        ModelError::Invalid(m) | ModelError::Unsupported(m) => {
+            ModelError::Invalid(format!("sorry_server: {m}"))
+        }
+        other => other,
+    }
+}
+
+/// One check of `health.server`: an object with a known `type` and only that type's fields
+/// (serde's `flatten` cannot refuse unknown ones), then read and validated.
+fn check_spec(v: &Value) -> Result<CheckSpec, String> {
+    let Value::Object(o) = v else {
+        return Err("expected a check object".to_string());
+    };
+    let kind = match o.get("type") {
+        Some(Value::String(t)) => t.as_str(),
+        None | Some(Value::Null) => return Err("missing field 'type'".to_string()),
+        Some(_) => return Err("type: expected a string".to_string()),
+    };
+    let allowed = liveness::check_fields(kind).ok_or_else(|| {
+        format!(
+            "type: unknown check '{kind}' (expected one of: {})",
+            liveness::CHECK_TYPES.join(", ")
+        )
+    })?;
+    if let Some(k) = o.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(format!(
+            "unknown field '{k}' for {kind} (expected one of: {})",
+            allowed.join(", ")
+        ));
+    }
+    if let Some(Value::Array(urls)) = o.get("urls") {
+        for (i, u) in urls.iter().enumerate() {
+            if let Value::Object(u) = u {
+                if let Some(k) = u
+                    .keys()
+                    .find(|k| !liveness::URL_FIELDS.contains(&k.as_str()))
+                {
+                    return Err(format!(
+                        "urls[{i}]: unknown field '{k}' (expected one of: {})",
+                        liveness::URL_FIELDS.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    let spec: CheckSpec = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+    spec.validate().map_err(|e| e.to_string())?;
+    Ok(spec)
 }
 
 fn service_key(p: &Params) -> Result<ServiceKey, RpcError> {
@@ -1426,6 +1741,271 @@ mod tests {
             ),
             (ERR_REFUSED, "No such service".to_string())
         );
+    }
+
+    fn tcp_check() -> Value {
+        json!({"type": "TCP_CHECK", "connect_timeout_ms": 1000, "delay_loop_ms": 1000})
+    }
+
+    fn probe(addr: [u8; 4], port: u16) -> ProbeKey {
+        ProbeKey {
+            check: check_spec(&tcp_check()).unwrap(),
+            addr: Ipv4Addr::from(addr),
+            port,
+        }
+    }
+
+    fn status(up: bool, at: u64) -> ProbeStatus {
+        ProbeStatus {
+            up,
+            weight: None,
+            since_unix_ms: at,
+            last_check_unix_ms: Some(at),
+            last_error: (!up).then(|| "connect: connection refused".to_string()),
+            reason: if up { "rise 1 reached" } else { "2 failures" }.to_string(),
+        }
+    }
+
+    fn listed(c: &Control) -> ListReply {
+        serde_json::from_value(ok(c, "list", json!({}))).unwrap()
+    }
+
+    fn rs11(c: &Control) -> rvs_dataplane::model::RealServer {
+        c.model().services()[0].servers[0].clone()
+    }
+
+    #[test]
+    fn health_checks_drive_the_model_and_show_in_list() {
+        use rvs_dataplane::model::Health;
+        let (c, dp) = setup();
+        lab(&c);
+        let g0 = c.probes_generation();
+        assert!(c.probes().is_empty());
+        let before = rs11(&c);
+        // the same check on .11 and .12; .12 inhibited on failure
+        ok(
+            &c,
+            "health.server",
+            json!({"service": svc(), "server": {"addr": "198.18.0.11"}, "checks": [tcp_check()]}),
+        );
+        ok(
+            &c,
+            "health.server",
+            json!({"service": svc(), "server": {"addr": "198.18.0.12", "port": 80},
+                   "checks": [tcp_check()], "inhibit_on_failure": true}),
+        );
+        assert!(c.probes_generation() > g0);
+        assert_eq!(
+            c.probes(),
+            vec![probe([198, 18, 0, 11], 80), probe([198, 18, 0, 12], 80)]
+        );
+        let l = listed(&c);
+        let h = l.services[0].servers[0].health.clone().unwrap();
+        assert_eq!((h.state, h.weight, h.last_check), (Health::Up, 1, None));
+        assert_eq!(h.checks[0].kind, "TCP_CHECK");
+        assert_eq!(h.checks[0].reason, "not checked yet");
+        assert!(l.services[0].quorum_met && !l.services[0].sorry_active);
+        // a success changes nothing: no publication
+        let n = dp.publish_count();
+        assert!(c
+            .report(&probe([198, 18, 0, 11], 80), &status(true, 5))
+            .is_empty());
+        assert_eq!(dp.publish_count(), n);
+        // .11 fails: down, published once; the same verdict again publishes nothing
+        c.report(&probe([198, 18, 0, 11], 80), &status(false, 10));
+        assert_eq!(dp.publish_count(), n + 1);
+        c.report(&probe([198, 18, 0, 11], 80), &status(false, 11));
+        assert_eq!(dp.publish_count(), n + 1);
+        let published = dp.publishes.lock().unwrap().last().unwrap().clone();
+        assert_eq!(published.services()[0].servers[0].health, Health::Down);
+        let now = rs11(&c);
+        assert_eq!(
+            (now.health, now.slot, now.id),
+            (Health::Down, before.slot, before.id)
+        );
+        let h = listed(&c).services[0].servers[0].health.clone().unwrap();
+        assert_eq!(
+            (h.state, h.weight, h.last_check),
+            (Health::Down, 0, Some(11))
+        );
+        assert_eq!(h.last_error.as_deref(), Some("connect: connection refused"));
+        assert!(h.since >= 1_600_000_000_000, "Unix ms: {}", h.since);
+        // -e keeps the state
+        ok(
+            &c,
+            "server.edit",
+            json!({"service": svc(), "addr": "198.18.0.11", "weight": 4}),
+        );
+        assert_eq!(rs11(&c).health, Health::Down);
+        // .12 fails too: inhibited, listed with weight 0; quorum (1) lost
+        c.report(&probe([198, 18, 0, 12], 80), &status(false, 12));
+        let l = listed(&c);
+        let h12 = l.services[0].servers[1].health.clone().unwrap();
+        assert_eq!((h12.state, h12.weight), (Health::Inhibited, 0));
+        assert!(!l.services[0].quorum_met);
+        // back up: the configured (edited) weight
+        c.report(&probe([198, 18, 0, 11], 80), &status(true, 20));
+        let l = listed(&c);
+        let h = l.services[0].servers[0].health.clone().unwrap();
+        assert_eq!((h.state, h.weight), (Health::Up, 4));
+        assert!(l.services[0].quorum_met);
+        // checks: [] removes checking
+        ok(
+            &c,
+            "health.server",
+            json!({"service": svc(), "server": {"addr": "198.18.0.12"}, "checks": []}),
+        );
+        assert_eq!(c.model().services()[0].servers[1].health, Health::Up);
+        assert_eq!(c.probes(), vec![probe([198, 18, 0, 11], 80)]);
+        // -S saves services and servers only
+        let text = ok(&c, "rules.save", json!({}))["text"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            !text.contains("CHECK") && text.lines().count() == 3,
+            "{text}"
+        );
+        // -d drops the server's checks and probes
+        let g = c.probes_generation();
+        ok(
+            &c,
+            "server.delete",
+            json!({"service": svc(), "addr": "198.18.0.11"}),
+        );
+        assert!(c.probes().is_empty() && c.probes_generation() > g);
+        // a late report of the deleted probe is ignored
+        let n = dp.publish_count();
+        c.report(&probe([198, 18, 0, 11], 80), &status(false, 30));
+        assert_eq!(dp.publish_count(), n);
+        // added again: a new server, up, without checks
+        ok(
+            &c,
+            "server.add",
+            json!({"service": svc(), "addr": "198.18.0.11"}),
+        );
+        let h = listed(&c).services[0].servers[1].health.clone().unwrap();
+        assert!(h.checks.is_empty() && h.state == Health::Up);
+    }
+
+    #[test]
+    fn sorry_server_and_quorum_scripts() {
+        let (c, dp) = setup();
+        lab(&c);
+        for a in ["198.18.0.11", "198.18.0.12"] {
+            ok(
+                &c,
+                "health.server",
+                json!({"service": svc(), "server": {"addr": a}, "checks": [tcp_check()]}),
+            );
+        }
+        ok(
+            &c,
+            "health.service",
+            json!({"service": svc(), "sorry_server": {"addr": "198.18.0.99"}, "quorum": 2,
+                   "hysteresis": 0, "quorum_up": "/usr/local/bin/up",
+                   "quorum_down": "/usr/local/bin/down"}),
+        );
+        let l = listed(&c);
+        let s = &l.services[0];
+        assert_eq!((s.quorum, s.quorum_met, s.sorry_active), (2, true, false));
+        assert_eq!(s.sorry_server.unwrap().addr, Ipv4Addr::new(198, 18, 0, 99));
+        assert_eq!(s.sorry_server.unwrap().port, 80);
+        assert_eq!(s.servers.len(), 2, "the sorry server is not a real server");
+        // one down: 1 < 2, lost: the sorry server alone, quorum_down to run
+        let a = c.report(&probe([198, 18, 0, 11], 80), &status(false, 1));
+        assert_eq!(a.len(), 1);
+        assert_eq!(
+            (a[0].up, a[0].command.as_str()),
+            (false, "/usr/local/bin/down")
+        );
+        let m = dp.publishes.lock().unwrap().last().unwrap().clone();
+        assert!(m.services()[0].sorry_active().is_some());
+        let l = listed(&c);
+        assert!(l.services[0].sorry_active && !l.services[0].quorum_met);
+        // handed out once
+        assert!(c
+            .report(&probe([198, 18, 0, 11], 80), &status(false, 2))
+            .is_empty());
+        // back: quorum_up
+        let a = c.report(&probe([198, 18, 0, 11], 80), &status(true, 3));
+        assert_eq!((a.len(), a[0].up), (1, true));
+        assert!(!listed(&c).services[0].sorry_active);
+        // an operator's change that loses the quorum: its command comes with the next report
+        ok(
+            &c,
+            "server.delete",
+            json!({"service": svc(), "addr": "198.18.0.12"}),
+        );
+        assert!(listed(&c).services[0].sorry_active);
+        let a = c.report(&probe([198, 18, 0, 11], 80), &status(true, 4));
+        assert_eq!((a.len(), a[0].up), (1, false));
+        // removing the settings: defaults, no sorry server
+        ok(&c, "health.service", json!({"service": svc()}));
+        let s = &listed(&c).services[0];
+        assert_eq!((s.quorum, s.quorum_met, s.sorry_server), (1, true, None));
+        // the Rust interface refuses what the socket refuses
+        let key = c.model().services()[0].spec.key;
+        let e = c
+            .set_service_health(
+                &key,
+                ServiceHealth {
+                    quorum: 0,
+                    ..ServiceHealth::default()
+                },
+            )
+            .unwrap_err();
+        assert_eq!(e.code, ERR_PARAMS);
+        let mut bad = check_spec(&tcp_check()).unwrap();
+        bad.params.rise = 0;
+        let e = c
+            .set_server_health(
+                &key,
+                Ipv4Addr::new(198, 18, 0, 11),
+                0,
+                ServerHealth {
+                    checks: vec![bad],
+                    inhibit_on_failure: false,
+                },
+            )
+            .unwrap_err();
+        assert_eq!(e.message, "checks[0]: rise: must be at least 1");
+        // clear drops everything
+        let g = c.probes_generation();
+        ok(&c, "clear", json!({}));
+        assert!(c.probes().is_empty() && c.probes_generation() > g);
+    }
+
+    #[test]
+    fn a_health_change_the_dataplane_refuses_is_retried() {
+        use rvs_dataplane::model::Health;
+        let (c, dp) = setup();
+        lab(&c);
+        ok(
+            &c,
+            "health.server",
+            json!({"service": svc(), "server": {"addr": "198.18.0.11"}, "checks": [tcp_check()]}),
+        );
+        dp.set_fail(true);
+        c.report(&probe([198, 18, 0, 11], 80), &status(false, 1));
+        assert_eq!(rs11(&c).health, Health::Up, "nothing committed");
+        // the check's status is kept all the same
+        let h = listed(&c).services[0].servers[0].health.clone().unwrap();
+        assert!(!h.checks[0].up);
+        dp.set_fail(false);
+        // the same verdict again: applied now
+        c.report(&probe([198, 18, 0, 11], 80), &status(false, 2));
+        assert_eq!(rs11(&c).health, Health::Down);
+        // a refused operator change leaves health alone too
+        dp.set_fail(true);
+        let (code, _) = err(
+            &c,
+            "health.server",
+            json!({"service": svc(), "server": {"addr": "198.18.0.11"}, "checks": []}),
+        );
+        assert_eq!(code, ERR_PUBLISH);
+        assert_eq!(rs11(&c).health, Health::Down);
+        assert_eq!(c.probes().len(), 1);
     }
 
     #[test]

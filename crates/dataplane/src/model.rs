@@ -7,6 +7,12 @@
 //! Every service and real server gets a stable `slot` (index into fixed-size per-worker stats
 //! arrays, reused after deletion) and a unique `id` (never reused), so that a flow entry that names
 //! a deleted real server can never be mistaken for a new one that took over its slot.
+//!
+//! Health checks (issue 13) act on the model, never on the operator's settings: a real server
+//! has a [`Health`] state and a health weight override (`misc_dynamic`), and a service may have
+//! a sorry server. The snapshot obeys them (see [`RealServer::effective_weight`] and
+//! [`Service::sorry_active`]); a server's `slot` and `id` never change with its health, so its
+//! flows, counters and gauges stay attached while it is down and resume when it is up again.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -267,6 +273,38 @@ pub struct ServerSpec {
     pub lower: u32,
 }
 
+/// What the health checks say of a real server, as the snapshot obeys it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
+pub enum Health {
+    /// Scheduled with its weight (or the health weight override). Every server without checks.
+    #[default]
+    Up,
+    /// Not in the snapshot: not scheduled, and its existing flows are treated as those of a
+    /// deleted server (`expire_nodest_conn`).
+    Down,
+    /// Down with `inhibit_on_failure`: in the snapshot with weight 0, so its existing flows
+    /// continue and no new one is scheduled to it (as ipvsadm `-w 0`).
+    Inhibited,
+}
+
+impl Health {
+    pub fn name(self) -> &'static str {
+        match self {
+            Health::Up => "up",
+            Health::Down => "down",
+            Health::Inhibited => "inhibited",
+        }
+    }
+}
+
+impl fmt::Display for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A configured real server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -275,6 +313,36 @@ pub struct RealServer {
     /// Stable stats slot (reused after deletion).
     pub slot: u32,
     /// Unique id, never reused.
+    pub id: u32,
+    /// Its health state ([`Health::Up`] unless checks say otherwise); `-e` keeps it.
+    pub health: Health,
+    /// The weight a `misc_dynamic` check set, used instead of `spec.weight` while set; `-e`
+    /// keeps it.
+    pub health_weight: Option<u32>,
+}
+
+impl RealServer {
+    /// The weight the snapshot schedules it with; `None`: not in the snapshot (down).
+    pub fn effective_weight(&self) -> Option<u32> {
+        match self.health {
+            Health::Up => Some(self.health_weight.unwrap_or(self.spec.weight)),
+            Health::Inhibited => Some(0),
+            Health::Down => None,
+        }
+    }
+}
+
+/// A service's sorry server (keepalived's `sorry_server`): scheduled alone while the service's
+/// quorum is lost, instead of its real servers. It is not one of the service's real servers:
+/// `-L`, `-S`, `-e` and `-d` do not see it (it is set through the health settings), but like one
+/// it has its own stats `slot` (counted against the real server capacity) and `id`, kept while
+/// its address and port stay the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct SorryServer {
+    /// Port normalised as a real server's (0 = the service port).
+    pub spec: ServerSpec,
+    pub slot: u32,
     pub id: u32,
 }
 
@@ -286,6 +354,26 @@ pub struct Service {
     pub slot: u32,
     pub id: u32,
     pub servers: Vec<RealServer>,
+    /// The sorry server, if one is set.
+    pub sorry: Option<SorryServer>,
+    /// The quorum is lost: the snapshot has the sorry server (if set) instead of the real
+    /// servers. Without a sorry server this changes nothing in the snapshot.
+    pub quorum_lost: bool,
+}
+
+impl Service {
+    /// The sorry server while it is in use (set and the quorum lost).
+    pub fn sorry_active(&self) -> Option<&SorryServer> {
+        self.sorry.as_ref().filter(|_| self.quorum_lost)
+    }
+
+    /// A real server by address and port (0 = the service port).
+    pub fn server(&self, addr: Ipv4Addr, port: u16) -> Option<&RealServer> {
+        let port = if port == 0 { self.spec.key.port } else { port };
+        self.servers
+            .iter()
+            .find(|r| r.spec.addr == addr && r.spec.port == port)
+    }
 }
 
 /// The idle timeouts an operator sets (`ipvsadm --set tcp tcpfin udp`, `[timeouts]` in the
@@ -506,6 +594,8 @@ impl Model {
             slot,
             id,
             servers: Vec::new(),
+            sorry: None,
+            quorum_lost: false,
         });
         Ok(())
     }
@@ -529,6 +619,9 @@ impl Model {
         self.svc_slots.release(svc.slot);
         for rs in svc.servers {
             self.rs_slots.release(rs.slot);
+        }
+        if let Some(s) = svc.sorry {
+            self.rs_slots.release(s.slot);
         }
         Ok(())
     }
@@ -567,11 +660,18 @@ impl Model {
         let slot = self.rs_slots.alloc("real server")?;
         let id = self.take_id();
         let svc = self.service_mut(key)?;
-        svc.servers.push(RealServer { spec, slot, id });
+        svc.servers.push(RealServer {
+            spec,
+            slot,
+            id,
+            health: Health::Up,
+            health_weight: None,
+        });
         Ok(())
     }
 
-    /// `ipvsadm -e`: weight, thresholds and forwarding method change.
+    /// `ipvsadm -e`: weight, thresholds and forwarding method change (the health state and
+    /// the health weight stay).
     pub fn edit_server(&mut self, key: &ServiceKey, spec: ServerSpec) -> Result<(), ModelError> {
         let svc_spec = self
             .service(key)
@@ -608,6 +708,87 @@ impl Model {
             .ok_or(ModelError::NoSuchServer)?;
         let rs = svc.servers.remove(i);
         self.rs_slots.release(rs.slot);
+        Ok(())
+    }
+
+    /// Set what the health checks say of a real server (`port` 0 = the service port):
+    /// its state and the `misc_dynamic` weight (`None`: the configured weight).
+    pub fn set_server_health(
+        &mut self,
+        key: &ServiceKey,
+        addr: Ipv4Addr,
+        port: u16,
+        health: Health,
+        weight: Option<u32>,
+    ) -> Result<(), ModelError> {
+        if let Some(w) = weight.filter(|w| *w > MAX_WEIGHT) {
+            return Err(ModelError::Invalid(format!(
+                "weight {w} out of range (0..={MAX_WEIGHT})"
+            )));
+        }
+        let port = if port == 0 { key.port } else { port };
+        let svc = self
+            .service_mut(key)
+            .map_err(|_| ModelError::ServiceNotDefined)?;
+        let rs = svc
+            .servers
+            .iter_mut()
+            .find(|r| r.spec.addr == addr && r.spec.port == port)
+            .ok_or(ModelError::NoSuchServer)?;
+        rs.health = health;
+        rs.health_weight = weight;
+        Ok(())
+    }
+
+    /// Set, replace (`Some`) or remove (`None`) the sorry server of a service. It is checked
+    /// as a real server; the same address and port keep their slot and id.
+    pub fn set_sorry_server(
+        &mut self,
+        key: &ServiceKey,
+        spec: Option<ServerSpec>,
+    ) -> Result<(), ModelError> {
+        let svc_spec = self
+            .service(key)
+            .ok_or(ModelError::ServiceNotDefined)?
+            .spec
+            .clone();
+        let old = self.service(key).and_then(|s| s.sorry.clone());
+        let new = match spec {
+            None => {
+                if let Some(o) = &old {
+                    self.rs_slots.release(o.slot);
+                }
+                None
+            }
+            Some(spec) => {
+                Self::check_server(&svc_spec, &spec)?;
+                let spec = Self::normalise_port(&svc_spec, spec);
+                match &old {
+                    Some(o) if o.spec.addr == spec.addr && o.spec.port == spec.port => {
+                        Some(SorryServer { spec, ..o.clone() })
+                    }
+                    _ => {
+                        // Another server: the old one's slot is free for it (a new id tells
+                        // its flows and counters apart).
+                        if let Some(o) = &old {
+                            self.rs_slots.release(o.slot);
+                        }
+                        let slot = self.rs_slots.alloc("real server")?;
+                        let id = self.take_id();
+                        Some(SorryServer { spec, slot, id })
+                    }
+                }
+            }
+        };
+        self.service_mut(key)?.sorry = new;
+        Ok(())
+    }
+
+    /// The quorum of a service is lost (`true`) or met (`false`).
+    pub fn set_quorum_lost(&mut self, key: &ServiceKey, lost: bool) -> Result<(), ModelError> {
+        self.service_mut(key)
+            .map_err(|_| ModelError::ServiceNotDefined)?
+            .quorum_lost = lost;
         Ok(())
     }
 
@@ -725,5 +906,111 @@ mod tests {
         let new = m.service(&key(80)).unwrap().servers[1].clone();
         assert_eq!(new.slot, old.slot);
         assert_ne!(new.id, old.id);
+    }
+
+    #[test]
+    fn health_keeps_slot_and_id_and_survives_edit() {
+        let mut m = Model::new(4, 4);
+        m.add_service(svc(80, SchedulerKind::Wrr)).unwrap();
+        m.add_server(&key(80), rs(11, 5)).unwrap();
+        let before = m.service(&key(80)).unwrap().servers[0].clone();
+        assert_eq!(before.effective_weight(), Some(5));
+        let a = Ipv4Addr::new(198, 18, 0, 11);
+        m.set_server_health(&key(80), a, 0, Health::Down, None)
+            .unwrap();
+        let rs0 = &m.service(&key(80)).unwrap().servers[0];
+        assert_eq!((rs0.slot, rs0.id), (before.slot, before.id));
+        assert_eq!(rs0.effective_weight(), None);
+        // -e changes the weight, not the health
+        m.edit_server(&key(80), rs(11, 7)).unwrap();
+        let rs0 = &m.service(&key(80)).unwrap().servers[0];
+        assert_eq!((rs0.health, rs0.spec.weight), (Health::Down, 7));
+        m.set_server_health(&key(80), a, 80, Health::Inhibited, None)
+            .unwrap();
+        assert_eq!(
+            m.service(&key(80)).unwrap().servers[0].effective_weight(),
+            Some(0)
+        );
+        m.set_server_health(&key(80), a, 0, Health::Up, Some(3))
+            .unwrap();
+        m.edit_server(&key(80), rs(11, 9)).unwrap();
+        let rs0 = &m.service(&key(80)).unwrap().servers[0];
+        assert_eq!(
+            rs0.effective_weight(),
+            Some(3),
+            "the health weight wins while set"
+        );
+        assert_eq!((rs0.slot, rs0.id), (before.slot, before.id));
+        // unknown server, service, out-of-range weight: refused, nothing changed
+        let snap = m.services().to_vec();
+        assert_eq!(
+            m.set_server_health(
+                &key(80),
+                Ipv4Addr::new(198, 18, 0, 12),
+                0,
+                Health::Down,
+                None
+            ),
+            Err(ModelError::NoSuchServer)
+        );
+        assert_eq!(
+            m.set_server_health(&key(81), a, 0, Health::Down, None),
+            Err(ModelError::ServiceNotDefined)
+        );
+        assert!(m
+            .set_server_health(&key(80), a, 0, Health::Up, Some(MAX_WEIGHT + 1))
+            .is_err());
+        assert_eq!(m.services(), &snap[..]);
+    }
+
+    #[test]
+    fn sorry_server_has_its_own_slot_and_id() {
+        let mut m = Model::new(2, 2);
+        m.add_service(svc(80, SchedulerKind::Rr)).unwrap();
+        m.add_server(&key(80), rs(11, 1)).unwrap();
+        m.set_sorry_server(&key(80), Some(rs(99, 1))).unwrap();
+        let s = m.service(&key(80)).unwrap();
+        let sorry = s.sorry.clone().unwrap();
+        assert_eq!(sorry.spec.port, 80, "port normalised");
+        assert_ne!(sorry.slot, s.servers[0].slot);
+        assert_ne!(sorry.id, s.servers[0].id);
+        assert!(s.sorry_active().is_none(), "quorum met");
+        assert!(s.server(sorry.spec.addr, 0).is_none(), "not a real server");
+        // it takes a real server slot: the capacity (2) is reached
+        assert!(matches!(
+            m.add_server(&key(80), rs(12, 1)),
+            Err(ModelError::Full { .. })
+        ));
+        // same address: same slot and id; the weight changes
+        m.set_sorry_server(&key(80), Some(rs(99, 4))).unwrap();
+        let again = m.service(&key(80)).unwrap().sorry.clone().unwrap();
+        assert_eq!(
+            (again.slot, again.id, again.spec.weight),
+            (sorry.slot, sorry.id, 4)
+        );
+        // another address: a new id (the slot may be reused)
+        m.set_sorry_server(&key(80), Some(rs(98, 1))).unwrap();
+        let other = m.service(&key(80)).unwrap().sorry.clone().unwrap();
+        assert_ne!(other.id, sorry.id);
+        m.set_quorum_lost(&key(80), true).unwrap();
+        assert_eq!(
+            m.service(&key(80)).unwrap().sorry_active().map(|s| s.id),
+            Some(other.id)
+        );
+        // a bad sorry server is refused as a real server would be
+        let mut bad = rs(97, 1);
+        bad.port = 8080;
+        assert!(m.set_sorry_server(&key(80), Some(bad)).is_err());
+        assert_eq!(m.service(&key(80)).unwrap().sorry.as_ref(), Some(&other));
+        // removing it frees its slot; so does deleting the service
+        m.set_sorry_server(&key(80), None).unwrap();
+        m.add_server(&key(80), rs(12, 1)).unwrap();
+        m.delete_server(&key(80), Ipv4Addr::new(198, 18, 0, 12), 0)
+            .unwrap();
+        m.set_sorry_server(&key(80), Some(rs(99, 1))).unwrap();
+        m.delete_service(&key(80)).unwrap();
+        m.add_service(svc(80, SchedulerKind::Rr)).unwrap();
+        m.add_server(&key(80), rs(11, 1)).unwrap();
+        m.add_server(&key(80), rs(12, 1)).unwrap();
     }
 }

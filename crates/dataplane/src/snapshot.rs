@@ -8,7 +8,7 @@
 //! snapshot is always dropped on the control thread and a worker never frees memory.
 
 use crate::flow::{FlowState, FlowStore, FlowTable, Timeouts};
-use crate::model::{Model, SchedulerKind, ServiceKey};
+use crate::model::{parse_flags, Model, SchedulerKind, ServerSpec, ServiceKey};
 use crate::neigh::NeighTable;
 use crate::persist::PersistTable;
 use crate::report::{
@@ -147,6 +147,25 @@ fn pack_key(proto: u8, vip: u32, port: u16) -> u64 {
     (u64::from(proto) << 48) | (u64::from(port) << 32) | u64::from(vip)
 }
 
+/// What a service schedules to, in list order, with the weight it schedules by: its sorry
+/// server alone while that is active (weight at least 1), else its real servers that are not
+/// down (inhibited ones with weight 0, the others with their health weight if set). Each with
+/// its stats slot and id, which its health never changes.
+fn scheduled(svc: &crate::model::Service) -> Vec<(ServerSpec, u32, u32)> {
+    if let Some(sorry) = svc.sorry_active() {
+        let mut spec = sorry.spec;
+        spec.weight = spec.weight.max(1);
+        return vec![(spec, sorry.slot, sorry.id)];
+    }
+    svc.servers
+        .iter()
+        .filter_map(|r| {
+            let weight = r.effective_weight()?;
+            Some((ServerSpec { weight, ..r.spec }, r.slot, r.id))
+        })
+        .collect()
+}
+
 /// The immutable picture the workers forward by.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -204,17 +223,18 @@ impl Snapshot {
         s.epoch = epoch;
         s.lookup = ServiceIndex::with_capacity(model.services().len());
         for (si, svc) in model.services().iter().enumerate() {
-            let mut servers = Vec::with_capacity(svc.servers.len());
-            for (ri, rs) in svc.servers.iter().enumerate() {
+            let scheduled = scheduled(svc);
+            let mut servers = Vec::with_capacity(scheduled.len());
+            for (ri, (spec, slot, id)) in scheduled.iter().enumerate() {
                 let neigh_slot = neigh
-                    .find(rs.spec.addr)
-                    .ok_or(PublishError::NotTracked(rs.spec.addr))?;
+                    .find(spec.addr)
+                    .ok_or(PublishError::NotTracked(spec.addr))?;
                 let cell =
                     s.rs_by_slot
-                        .get_mut(rs.slot as usize)
+                        .get_mut(*slot as usize)
                         .ok_or(PublishError::SlotOutOfRange {
                             what: "real server",
-                            slot: rs.slot as usize,
+                            slot: *slot as usize,
                         })?;
                 let neigh_ref =
                     u32::try_from(neigh_slot).map_err(|_| PublishError::SlotOutOfRange {
@@ -224,17 +244,17 @@ impl Snapshot {
                 *cell = ServerRef {
                     svc: si as u32,
                     rs: ri as u32,
-                    id: rs.id,
+                    id: *id,
                     neigh: neigh_ref,
                     svc_slot: svc.slot,
                     persistent: svc.spec.persistent.is_some(),
                 };
                 servers.push(RealServer {
-                    addr: rs.spec.addr,
-                    port: rs.spec.port,
-                    weight: rs.spec.weight,
-                    slot: rs.slot,
-                    id: rs.id,
+                    addr: spec.addr,
+                    port: spec.port,
+                    weight: spec.weight,
+                    slot: *slot,
+                    id: *id,
                     neigh: neigh_slot,
                 });
             }
@@ -264,7 +284,17 @@ impl Snapshot {
                 servers,
                 persistent: svc.spec.persistent,
                 netmask: u32::from(svc.spec.netmask),
-                plan: crate::sched::Plan::build(svc),
+                plan: {
+                    let specs: Vec<ServerSpec> = scheduled.iter().map(|x| x.0).collect();
+                    let flags =
+                        parse_flags(svc.spec.scheduler, &svc.spec.flags).unwrap_or_default();
+                    crate::sched::Plan::new(
+                        svc.spec.scheduler,
+                        flags,
+                        &specs,
+                        crate::maglev::DEFAULT_SIZE,
+                    )
+                },
             });
         }
         s.vips.sort_unstable();
@@ -509,7 +539,14 @@ impl Shared {
         let servers: Vec<Ipv4Addr> = model
             .services()
             .iter()
-            .flat_map(|s| s.servers.iter().map(|r| r.spec.addr))
+            .flat_map(|s| {
+                // Down servers and an inactive sorry server stay tracked: resolved already
+                // when they are scheduled again.
+                s.servers
+                    .iter()
+                    .map(|r| r.spec.addr)
+                    .chain(s.sorry.as_ref().map(|x| x.spec.addr))
+            })
             .collect();
         self.neigh
             .update(&servers, &model.statics, epoch, self.min_seen())
@@ -1140,5 +1177,298 @@ mod tests {
             sh.neighbour(Ipv4Addr::new(198, 18, 0, 13)),
             NeighState::Incomplete
         );
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Health: what the snapshot has of a server that is up, down or inhibited, of a health
+    // weight, and of a sorry server.
+    // -----------------------------------------------------------------------------------------
+
+    use crate::model::Health;
+
+    const RS11: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
+    const RS12: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 12);
+    const RS13: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 13);
+    const SORRY: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 99);
+
+    /// (address, weight, slot, id) of the servers of `k` in the current snapshot.
+    fn listed(sh: &Shared, k: &ServiceKey) -> Vec<(Ipv4Addr, u32, u32, u32)> {
+        let s = sh.load();
+        let svc = s.services.iter().find(|x| x.key == *k).unwrap();
+        svc.servers
+            .iter()
+            .map(|r| (r.addr, r.weight, r.slot, r.id))
+            .collect()
+    }
+
+    fn spec(addr: Ipv4Addr, weight: u32) -> ServerSpec {
+        ServerSpec {
+            addr,
+            port: 0,
+            weight,
+            forward: Forward::Dr,
+            upper: 0,
+            lower: 0,
+        }
+    }
+
+    #[test]
+    fn snapshot_obeys_each_health_state_and_keeps_slots() {
+        let sh = shared(16);
+        let mut m = model();
+        let k = key(Protocol::Tcp, 100, 80);
+        let ids: Vec<(u32, u32)> = m
+            .service(&k)
+            .unwrap()
+            .servers
+            .iter()
+            .map(|r| (r.slot, r.id))
+            .collect();
+        sh.publish(&m).unwrap();
+        let up = listed(&sh, &k);
+        assert_eq!(
+            up.iter().map(|x| (x.0, x.1)).collect::<Vec<_>>(),
+            vec![(RS11, 4), (RS12, 2), (RS13, 0)]
+        );
+        // down: not in the snapshot, not findable by its slot; the others keep theirs
+        m.set_server_health(&k, RS11, 0, Health::Down, None)
+            .unwrap();
+        sh.publish(&m).unwrap();
+        let s = sh.load();
+        assert_eq!(
+            listed(&sh, &k).iter().map(|x| x.0).collect::<Vec<_>>(),
+            vec![RS12, RS13]
+        );
+        assert_eq!(s.flow_server(ids[0].0, ids[0].1), None);
+        assert!(s.flow_server(ids[1].0, ids[1].1).is_some());
+        assert_eq!(s.services[0].usable.len(), 1, "only RS12 has weight");
+        assert_eq!((s.services[0].wrr_gcd, s.services[0].wrr_max), (2, 2));
+        // its neighbour entry stays tracked for its return
+        assert!(sh.neigh.find(RS11).is_some());
+        // inhibited: listed with weight 0, its flows' slot found
+        m.set_server_health(&k, RS11, 0, Health::Inhibited, None)
+            .unwrap();
+        sh.publish(&m).unwrap();
+        let s = sh.load();
+        assert_eq!(listed(&sh, &k)[0], (RS11, 0, ids[0].0, ids[0].1));
+        assert!(s.flow_server(ids[0].0, ids[0].1).is_some());
+        assert!(!s.services[0].usable.contains(&0));
+        // up with a health weight: that weight, for the scheduler plan too
+        m.set_server_health(&k, RS11, 0, Health::Up, Some(6))
+            .unwrap();
+        m.set_server_health(&k, RS13, 0, Health::Up, Some(3))
+            .unwrap();
+        sh.publish(&m).unwrap();
+        let s = sh.load();
+        assert_eq!(
+            listed(&sh, &k).iter().map(|x| x.1).collect::<Vec<_>>(),
+            vec![6, 2, 3]
+        );
+        assert_eq!((s.services[0].wrr_gcd, s.services[0].wrr_max), (1, 6));
+        assert_eq!(s.services[0].usable.len(), 3);
+        // up again without override: the configured weights, the same slots and ids
+        m.set_server_health(&k, RS11, 0, Health::Up, None).unwrap();
+        m.set_server_health(&k, RS13, 0, Health::Up, None).unwrap();
+        sh.publish(&m).unwrap();
+        assert_eq!(listed(&sh, &k), up);
+    }
+
+    #[test]
+    fn sorry_server_is_scheduled_only_while_the_quorum_is_lost() {
+        let sh = shared(16);
+        let mut m = model();
+        let k = key(Protocol::Tcp, 100, 80);
+        m.set_sorry_server(&k, Some(spec(SORRY, 0))).unwrap();
+        sh.publish(&m).unwrap();
+        assert!(sh.neigh.find(SORRY).is_some(), "resolved ahead of use");
+        assert!(listed(&sh, &k).iter().all(|x| x.0 != SORRY));
+        let sorry = m.service(&k).unwrap().sorry.clone().unwrap();
+        for a in [RS11, RS12, RS13] {
+            m.set_server_health(&k, a, 0, Health::Down, None).unwrap();
+        }
+        m.set_quorum_lost(&k, true).unwrap();
+        sh.publish(&m).unwrap();
+        assert_eq!(
+            listed(&sh, &k),
+            vec![(SORRY, 1, sorry.slot, sorry.id)],
+            "alone, weight at least 1"
+        );
+        let s = sh.load();
+        assert_eq!(s.services[0].usable.len(), 1);
+        assert!(s.flow_server(sorry.slot, sorry.id).is_some());
+        // lost quorum with an inhibited server still listed: the sorry server replaces it
+        m.set_server_health(&k, RS12, 0, Health::Inhibited, None)
+            .unwrap();
+        sh.publish(&m).unwrap();
+        assert_eq!(listed(&sh, &k).len(), 1);
+        // regained: the real servers, the sorry server out
+        m.set_server_health(&k, RS11, 0, Health::Up, None).unwrap();
+        m.set_quorum_lost(&k, false).unwrap();
+        sh.publish(&m).unwrap();
+        assert_eq!(
+            listed(&sh, &k).iter().map(|x| x.0).collect::<Vec<_>>(),
+            vec![RS11, RS12]
+        );
+        assert!(sh.load().flow_server(sorry.slot, sorry.id).is_none());
+        // quorum lost without a sorry server: the snapshot keeps what is up
+        m.set_sorry_server(&k, None).unwrap();
+        m.set_quorum_lost(&k, true).unwrap();
+        sh.publish(&m).unwrap();
+        assert_eq!(listed(&sh, &k).len(), 2);
+    }
+
+    /// An Ethernet + IPv4 + TCP frame from the client 198.18.1.10:`sport` to the VIP
+    /// 198.18.0.100:80 with TCP `flags`, to the port's MAC (02:00:00:00:00:01).
+    fn frame(sport: u16, flags: u8) -> Vec<u8> {
+        let [p0, p1] = sport.to_be_bytes();
+        let mut f = vec![
+            // Ethernet: dst = port MAC, src = router 02:00:00:00:00:0a, type IPv4
+            0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x0a, 0x08, 0x00,
+            // IPv4: v4 IHL 5, tos 0, total length 40, id 1, DF, TTL 64, TCP, checksum (below)
+            0x45, 0x00, 0x00, 40, 0x00, 0x01, 0x40, 0x00, 64, 6, 0, 0,
+            // source 198.18.1.10, destination 198.18.0.100
+            198, 18, 1, 10, 198, 18, 0, 100,
+            // TCP: source port, destination port 80, seq 1, ack 0
+            p0, p1, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0,
+            // data offset 5, flags, window 0xffff, checksum (not checked), urgent 0
+            0x50, flags, 0xff, 0xff, 0x12, 0x34, 0, 0,
+        ];
+        crate::wire::ipv4::Packet::new_unchecked(&mut f[14..]).fill_checksum();
+        f
+    }
+
+    const SYN: u8 = 0x02;
+    const ACK: u8 = 0x10;
+    const MAC11: [u8; 6] = [2, 0, 0, 0, 0, 0x11];
+    const MAC12: [u8; 6] = [2, 0, 0, 0, 0, 0x12];
+
+    /// A worker over `m` (rr over RS11 and RS12, both resolved) with `expire_nodest_conn`,
+    /// and sloppy TCP so that a rescheduled flow's ACK is forwarded.
+    fn flows_setup(expire: bool) -> (Arc<Shared>, Model, crate::pipeline::Worker, ServiceKey) {
+        let mut m = Model::new(8, 8);
+        let k = key(Protocol::Tcp, 100, 80);
+        m.add_service(ServiceSpec {
+            key: k,
+            scheduler: SchedulerKind::Rr,
+            persistent: None,
+            netmask: Ipv4Addr::BROADCAST,
+            flags: vec![],
+        })
+        .unwrap();
+        m.add_server(&k, spec(RS11, 1)).unwrap();
+        m.add_server(&k, spec(RS12, 1)).unwrap();
+        let b = Behaviour {
+            expire_nodest_conn: expire,
+            sloppy_tcp: true,
+        };
+        let sh = Arc::new(shared(16).with_settings(Timeouts::default(), b));
+        sh.publish(&m).unwrap();
+        sh.neigh.confirm(sh.neigh.find(RS11).unwrap(), MAC11, 0);
+        sh.neigh.confirm(sh.neigh.find(RS12).unwrap(), MAC12, 0);
+        let w = crate::pipeline::Worker::new(
+            crate::pipeline::WorkerConfig {
+                worker: 0,
+                flow_capacity: 1024,
+                is_arp_worker: true,
+            },
+            sh.clone(),
+        );
+        (sh, m, w, k)
+    }
+
+    /// Send the frame; the verdict and the destination MAC after.
+    fn send(
+        w: &mut crate::pipeline::Worker,
+        sport: u16,
+        flags: u8,
+        now_ms: u64,
+    ) -> (crate::pipeline::Verdict, [u8; 6]) {
+        let mut f = frame(sport, flags);
+        let v = w.process(&mut f, now_ms);
+        (v, f[..6].try_into().unwrap())
+    }
+
+    /// Four flows (rr: two on each server); the ports whose flow went to RS11.
+    fn four_flows(w: &mut crate::pipeline::Worker) -> Vec<u16> {
+        let mut on11 = vec![];
+        for p in 1000..1004u16 {
+            let (v, mac) = send(w, p, SYN, 0);
+            assert_eq!(v, crate::pipeline::Verdict::Forward);
+            if mac == MAC11 {
+                on11.push(p);
+            }
+        }
+        assert_eq!(on11.len(), 2);
+        on11
+    }
+
+    #[test]
+    fn flows_of_a_down_server_follow_expire_nodest_conn_as_a_deleted_ones_do() {
+        use crate::pipeline::Verdict;
+        for expire in [false, true] {
+            let (sh, mut m, mut w, k) = flows_setup(expire);
+            let on11 = four_flows(&mut w);
+            m.set_server_health(&k, RS11, 0, Health::Down, None)
+                .unwrap();
+            sh.publish(&m).unwrap();
+            w.refresh();
+            // RS11's second flow sends nothing while it is down
+            let (hit, quiet) = (on11[0], on11[1]);
+            for p in (1000..1004u16).filter(|p| *p != quiet) {
+                let (v, mac) = send(&mut w, p, ACK, 1000);
+                match (p == hit, expire) {
+                    (true, false) => assert_eq!(v, Verdict::Drop(DropReason::NoDest), "{p}"),
+                    _ => assert_eq!((v, mac), (Verdict::Forward, MAC12), "{p} expire={expire}"),
+                }
+            }
+            // new connections only to RS12 while it is down
+            for p in 2000..2004u16 {
+                assert_eq!(send(&mut w, p, SYN, 1000), (Verdict::Forward, MAC12));
+            }
+            let conns11 = sh.stats(&m).services[0].servers[0].counters.conns;
+            assert_eq!(conns11, 2, "its counters stay while it is down");
+            // up again: scheduled again, the same counters go on
+            m.set_server_health(&k, RS11, 0, Health::Up, None).unwrap();
+            sh.publish(&m).unwrap();
+            w.refresh();
+            let to11 = (3000..3004u16)
+                .filter(|p| send(&mut w, *p, SYN, 2000).1 == MAC11)
+                .count();
+            assert_eq!(to11, 2);
+            assert_eq!(
+                sh.stats(&m).services[0].servers[0].counters.conns,
+                conns11 + 2
+            );
+            // the flow still in the table with it resumes on it
+            assert_eq!(send(&mut w, quiet, ACK, 2000), (Verdict::Forward, MAC11));
+            // the one that sent while it was down: rescheduled (expire_nodest_conn), or let
+            // go of its server by the dataplane on the first drop and dropped until it
+            // times out (as a deleted server's)
+            let want = if expire {
+                (Verdict::Forward, MAC12)
+            } else {
+                (Verdict::Drop(DropReason::NoDest), [2, 0, 0, 0, 0, 1])
+            };
+            assert_eq!(send(&mut w, hit, ACK, 2000), want);
+        }
+    }
+
+    #[test]
+    fn flows_of_an_inhibited_server_continue_and_new_ones_go_elsewhere() {
+        use crate::pipeline::Verdict;
+        let (sh, mut m, mut w, k) = flows_setup(false);
+        let on11 = four_flows(&mut w);
+        m.set_server_health(&k, RS11, 0, Health::Inhibited, None)
+            .unwrap();
+        sh.publish(&m).unwrap();
+        w.refresh();
+        for p in 1000..1004u16 {
+            let want = if on11.contains(&p) { MAC11 } else { MAC12 };
+            assert_eq!(send(&mut w, p, ACK, 1000), (Verdict::Forward, want), "{p}");
+        }
+        for p in 2000..2006u16 {
+            assert_eq!(send(&mut w, p, SYN, 1000), (Verdict::Forward, MAC12));
+        }
+        assert_eq!(sh.stats(&m).drops.get("no_dest"), None);
     }
 }

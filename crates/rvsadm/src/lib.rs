@@ -3,7 +3,7 @@
 //! - the command line is parsed by the control crate's ipvsadm grammar
 //!   ([`rvs_control::grammar::parse_args`], which the daemon also reads rules files with);
 //! - [`format_list`]: ipvsadm's `-L` table layouts (plain, `--stats`, `--rate`,
-//!   `--thresholds`), column for column.
+//!   `--thresholds`), column for column, and rvs's `--neighbours` and `--health` columns.
 //! - [`run`]: talks JSON-RPC to the daemon through a [`Client`] and maps answers to ipvsadm's
 //!   output and exit codes (0 ok, 2 bad command line, 255 the daemon refused, 1 cannot list).
 
@@ -97,6 +97,46 @@ fn neigh_text(n: &rvs_dataplane::report::NeighState) -> String {
     }
 }
 
+/// A time in a state, short: `42s`, `3m07s`, `5h02m`, `2d04h` (`-` when unknown).
+pub fn duration_text(ms: u64) -> String {
+    let s = ms / 1000;
+    if s < 60 {
+        format!("{s}s")
+    } else if s < 3600 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else if s < 86_400 {
+        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
+    } else {
+        format!("{}d{:02}h", s / 86_400, s % 86_400 / 3600)
+    }
+}
+
+/// The `--health` columns of a real server: state (with the health weight when a check set
+/// one), time in that state at `now_ms`, last error.
+fn health_text(r: &ListedServer, now_ms: u64) -> String {
+    let Some(h) = &r.health else {
+        return format!("{:<9} {:<7} -", "-", "-");
+    };
+    let state = if h.state == Health::Up && h.weight != r.weight {
+        format!("up(w{})", h.weight)
+    } else {
+        h.state.name().to_string()
+    };
+    let since = if h.since == 0 {
+        "-".to_string()
+    } else {
+        duration_text(now_ms.saturating_sub(h.since))
+    };
+    let err = h.last_error.as_deref().unwrap_or("-");
+    // One line per server whatever the error says.
+    let err: String = err
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(120)
+        .collect();
+    format!("{state:<9} {since:<7} {err}")
+}
+
 fn sorted(reply: &ListReply, nosort: bool) -> Vec<ListedService> {
     let mut services = reply.services.clone();
     if !nosort {
@@ -129,16 +169,23 @@ fn title(opts: &ListOpts) -> String {
             "{:<33} {:<9} {:<11} {:<10} {:<10}\n  -> RemoteAddress:Port\n",
             "Prot LocalAddress:Port", "Weight", "PersistConn", "ActiveConn", "InActConn"
         )
-    } else if opts.neighbours {
-        "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn Neighbour\n"
-            .to_string()
+    } else if opts.neighbours || opts.health {
+        let mut t = "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn".to_string();
+        if opts.neighbours {
+            t.push_str(" Neighbour");
+        }
+        if opts.health {
+            t.push_str(" State     InState LastError");
+        }
+        t.push('\n');
+        t
     } else {
         "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
             .to_string()
     }
 }
 
-fn service_block(out: &mut String, s: &ListedService, opts: &ListOpts) {
+fn service_block(out: &mut String, s: &ListedService, opts: &ListOpts, now_ms: u64) {
     let mut name = format!(
         "{}  {}",
         s.proto.upper(),
@@ -162,6 +209,9 @@ fn service_block(out: &mut String, s: &ListedService, opts: &ListOpts) {
             if s.netmask != Ipv4Addr::BROADCAST {
                 let _ = write!(out, " mask {}", s.netmask);
             }
+        }
+        if opts.health && !s.quorum_met {
+            let _ = write!(out, " (quorum {} lost)", s.quorum);
         }
     }
     out.push('\n');
@@ -204,8 +254,25 @@ fn service_block(out: &mut String, s: &ListedService, opts: &ListOpts) {
             if opts.neighbours {
                 let _ = write!(out, " {}", neigh_text(&r.neighbour));
             }
+            if opts.health {
+                let _ = write!(out, " {}", health_text(r, now_ms));
+            }
             out.push('\n');
         }
+    }
+    let plain = !(opts.stats || opts.rate || opts.thresholds || opts.persistent_conn);
+    if let (true, true, Some(sorry)) = (opts.health, plain, &s.sorry_server) {
+        let mut d = addrport(sorry.addr, sorry.port, s.proto, opts.numeric);
+        truncate(&mut d, 28);
+        let _ = writeln!(
+            out,
+            "  -> {d:<28} {:<7} {:<6} {:<10} {:<10} sorry server, {}",
+            sorry.forward.lvs_name(),
+            sorry.weight,
+            "-",
+            "-",
+            if s.sorry_active { "active" } else { "standby" }
+        );
     }
 }
 
@@ -213,6 +280,14 @@ fn service_block(out: &mut String, s: &ListedService, opts: &ListOpts) {
 /// service (`-L -t VIP:PORT`, no banner). For `--rate`, pass a reply whose counters hold
 /// per-second rates (see [`rates`]).
 pub fn format_list(reply: &ListReply, opts: &ListOpts, all: bool) -> String {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    format_list_at(reply, opts, all, now_ms)
+}
+
+/// [`format_list`] with the time in state of `--health` counted to `now_ms` (Unix ms).
+pub fn format_list_at(reply: &ListReply, opts: &ListOpts, all: bool, now_ms: u64) -> String {
     let mut out = String::new();
     if all {
         out.push_str(LIST_BANNER);
@@ -220,7 +295,7 @@ pub fn format_list(reply: &ListReply, opts: &ListOpts, all: bool) -> String {
     }
     out.push_str(&title(opts));
     for s in sorted(reply, opts.nosort) {
-        service_block(&mut out, &s, opts);
+        service_block(&mut out, &s, opts, now_ms);
     }
     out
 }
@@ -496,7 +571,8 @@ Options:\n  \
   --numeric      -n                   numeric output of addresses and ports\n\n\
 rvs options:\n  \
   --socket PATH                       control socket (env RVS_SOCKET, default {DEFAULT_SOCKET})\n  \
-  --neighbours                        add the ARP state of each real server to -L\n\n\
+  --neighbours                        add the ARP state of each real server to -L\n  \
+  --health                            add each real server's health and the sorry server to -L\n\n\
 The daemon says clearly what it does not support yet (schedulers, -i/-m, --set).\n",
         ver = env!("CARGO_PKG_VERSION"),
     )
@@ -566,6 +642,21 @@ fn run_inner(
                 }
             }
             return write_out(out, &s);
+        }
+        Command::List { opts, .. }
+            if opts.health
+                && (opts.stats
+                    || opts.rate
+                    || opts.thresholds
+                    || opts.persistent_conn
+                    || opts.connections
+                    || opts.timeout
+                    || opts.daemon) =>
+        {
+            return Err(AdmError::usage_error(
+                "--health goes with the plain -L table (not with --stats, --rate, \
+                 --thresholds, --persistent-conn, -c, --timeout or --daemon)",
+            ));
         }
         Command::List { opts, .. } if opts.connections => {
             let mut client = Client::connect(&socket)?;
@@ -682,6 +773,7 @@ mod tests {
                 bytes: 123_456_789,
             },
             neighbour: n,
+            health: None,
         };
         ListReply {
             services: vec![
@@ -695,6 +787,10 @@ mod tests {
                     flags: vec![],
                     counters: Counters::default(),
                     servers: vec![],
+                    sorry_server: None,
+                    sorry_active: false,
+                    quorum: 1,
+                    quorum_met: true,
                 },
                 ListedService {
                     proto: Protocol::Tcp,
@@ -721,6 +817,10 @@ mod tests {
                             },
                         ),
                     ],
+                    sorry_server: None,
+                    sorry_active: false,
+                    quorum: 1,
+                    quorum_met: true,
                 },
             ],
         }
@@ -931,6 +1031,199 @@ UDP  198.18.0.100:53                     0        0        0        0        0
             format_timeouts(&Timeouts::default()),
             "Timeout (tcp tcpfin udp): 900 120 300\n"
         );
+    }
+
+    /// The `reply()` table with health: .11 down for 3 min 7 s with an error, .12 up with a
+    /// health weight of 7 for 2 days 4 h; a sorry server on the TCP service, active.
+    fn health_reply(now: u64) -> ListReply {
+        let mut r = reply();
+        let tcp = &mut r.services[1];
+        let h = |state, since, weight, err: Option<&str>| ListedHealth {
+            state,
+            since,
+            last_check: Some(now - 500),
+            last_error: err.map(str::to_string),
+            weight,
+            inhibit_on_failure: false,
+            checks: vec![],
+        };
+        tcp.servers[0].health = Some(h(Health::Up, now - (2 * 86_400 + 4 * 3600) * 1000, 7, None));
+        tcp.servers[1].health = Some(h(
+            Health::Down,
+            now - 187_000,
+            0,
+            Some("HTTP_GET: status 503\r\n"),
+        ));
+        tcp.sorry_server = Some(ServerSpec {
+            addr: Ipv4Addr::new(198, 18, 0, 99),
+            port: 80,
+            weight: 1,
+            forward: Forward::Dr,
+            upper: 0,
+            lower: 0,
+        });
+        tcp.sorry_active = true;
+        tcp.quorum_met = false;
+        r
+    }
+
+    #[test]
+    fn health_layout() {
+        let now = 1_700_000_000_000;
+        let opts = ListOpts {
+            numeric: true,
+            health: true,
+            ..Default::default()
+        };
+        let want = "\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn State     InState LastError
+TCP  198.18.0.100:80 rr (quorum 1 lost)
+  -> 198.18.0.11:80               Route   1      2          3          down      3m07s   HTTP_GET: status 503  
+  -> 198.18.0.12:80               Route   1      0          0          up(w7)    2d04h   -
+  -> 198.18.0.99:80               Route   1      -          -          sorry server, active
+UDP  198.18.0.100:53 wrr persistent 300 mask 255.255.255.0
+";
+        assert_eq!(format_list_at(&health_reply(now), &opts, true, now), want);
+        // the plain table is the same with or without health in the reply
+        let plain = ListOpts {
+            numeric: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            format_list_at(&health_reply(now), &plain, true, now),
+            format_list_at(&reply(), &plain, true, now)
+        );
+        // a daemon without health: '-' columns, no sorry line
+        let out = format_list_at(&reply(), &opts, false, now);
+        assert!(
+            out.contains("0          0          -         -       -\n"),
+            "{out}"
+        );
+        assert!(!out.contains("sorry"));
+        // standby sorry server, quorum met
+        let mut r = health_reply(now);
+        r.services[1].sorry_active = false;
+        r.services[1].quorum_met = true;
+        let out = format_list_at(&r, &opts, false, now);
+        assert!(
+            out.contains("sorry server, standby\n") && !out.contains("lost"),
+            "{out}"
+        );
+        assert_eq!(duration_text(59_999), "59s");
+        assert_eq!(duration_text(3_600_000), "1h00m");
+    }
+
+    #[test]
+    fn replies_of_older_and_newer_daemons_are_read() {
+        // an older daemon: no health fields
+        let old = json!({"services": [{"proto": "tcp", "vip": "198.18.0.100", "port": 80,
+            "scheduler": "rr", "persistent": null, "netmask": "255.255.255.255", "flags": [],
+            "counters": {"conns": 0, "packets": 0, "bytes": 0},
+            "servers": [{"addr": "198.18.0.11", "port": 80, "weight": 1, "forward": "dr",
+                "upper": 0, "lower": 0, "active_conns": 0, "inactive_conns": 0,
+                "counters": {"conns": 0, "packets": 0, "bytes": 0},
+                "neighbour": {"state": "incomplete"}}]}]});
+        let r = list_reply(old.clone()).unwrap();
+        assert!(r.services[0].servers[0].health.is_none());
+        assert!(r.services[0].quorum_met && r.services[0].quorum == 1);
+        // a newer one: fields this client does not know are ignored
+        let mut new = old;
+        new["services"][0]["future"] = json!(1);
+        new["services"][0]["servers"][0]["future"] = json!({"x": 1});
+        assert!(list_reply(new).is_ok());
+    }
+
+    #[test]
+    fn health_over_the_socket() {
+        use rvs_control::check::{
+            CheckKind, CheckParams, CheckSpec, HealthSink, ProbeKey, ProbeStatus, ServerHealth,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("control.sock");
+        let dp = Arc::new(rvs_control::server::testing::FakeDataplane::default());
+        let control = Arc::new(Control::new(Model::new(8, 8), dp));
+        let stop = Arc::new(AtomicBool::new(false));
+        let h = serve(&sock, control.clone(), stop.clone()).unwrap();
+        let env = Some(sock.display().to_string());
+        let rvsadm = |line: &str| -> (i32, String, String) {
+            let args: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let code = run(&args, env.clone(), &mut &b""[..], &mut out, &mut err);
+            (
+                code,
+                String::from_utf8(out).unwrap(),
+                String::from_utf8(err).unwrap(),
+            )
+        };
+        assert_eq!(rvsadm("-A -t 198.18.0.100:80 -s rr").0, 0);
+        assert_eq!(
+            rvsadm("-a -t 198.18.0.100:80 -r 198.18.0.11:80 -g -w 1").0,
+            0
+        );
+        assert_eq!(
+            rvsadm("-a -t 198.18.0.100:80 -r 198.18.0.12:80 -g -w 1").0,
+            0
+        );
+        let plain = rvsadm("-L -n").1;
+        let check = CheckSpec {
+            kind: CheckKind::Tcp,
+            params: CheckParams::default(),
+        };
+        let key = control.model().services()[0].spec.key;
+        control
+            .set_server_health(
+                &key,
+                Ipv4Addr::new(198, 18, 0, 11),
+                0,
+                ServerHealth {
+                    checks: vec![check.clone()],
+                    inhibit_on_failure: false,
+                },
+            )
+            .unwrap();
+        control.report(
+            &ProbeKey {
+                check,
+                addr: Ipv4Addr::new(198, 18, 0, 11),
+                port: 80,
+            },
+            &ProbeStatus {
+                up: false,
+                weight: None,
+                since_unix_ms: 1,
+                last_check_unix_ms: Some(1),
+                last_error: Some("connect: connection refused".into()),
+                reason: "2 failures".into(),
+            },
+        );
+        let (code, out, _) = rvsadm("-L -n --health");
+        assert_eq!(code, 0);
+        let line = out.lines().find(|l| l.contains("198.18.0.11:80")).unwrap();
+        assert!(
+            line.contains(" down ") && line.ends_with("connect: connection refused"),
+            "{out}"
+        );
+        assert!(line.contains(" 0s ") || line.contains(" 1s "), "{line}");
+        let line = out.lines().find(|l| l.contains("198.18.0.12:80")).unwrap();
+        assert!(line.contains(" up ") && line.ends_with(" -"), "{out}");
+        // the plain table does not change with health
+        assert_eq!(rvsadm("-L -n").1, plain);
+        // --health with another layout is a command-line error
+        let (code, _, err) = rvsadm("-L -n --stats --health");
+        assert_eq!(code, rvs_control::grammar::EXIT_USAGE);
+        assert!(
+            err.contains("--health goes with the plain -L table"),
+            "{err}"
+        );
+        assert_eq!(
+            rvsadm("-A -t 198.18.0.100:81 --health").0,
+            rvs_control::grammar::EXIT_USAGE
+        );
+        assert!(rvsadm("-h").1.contains("--health"));
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
     }
 
     #[test]
