@@ -27,7 +27,8 @@ fuzz_target!(|data: &[u8]| {
     let mut m = Model::new(cfg.services.len() as u32 + 1, 4096);
     for vs in &cfg.services {
         assert!(vs.line >= 1 && vs.line <= lines);
-        m.add_service(vs.spec.clone()).expect("an accepted service fits a model");
+        m.add_service(vs.spec.clone())
+            .expect("an accepted service fits a model");
         for rs in &vs.servers {
             if m.add_server(&vs.spec.key, rs.spec).is_err() {
                 // Only a full model may refuse it.
