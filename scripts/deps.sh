@@ -26,7 +26,7 @@ done
 require_root
 
 PKGS=(
-    dpdk libdpdk-dev pkg-config clang libclang-dev build-essential
+    dpdk libdpdk-dev pkg-config clang libclang-dev build-essential keepalived
     nginx-light curl iproute2 ethtool socat python3 python3-venv procps ca-certificates
 )
 # perf/bench.sh: dpdk-testpmd (in dpdk-dev on Debian 12, not in dpdk), python3 (above; bench.py

@@ -5,6 +5,8 @@
 //!   and the [`proto::Dataplane`] trait the server publishes to.
 //! - [`check`]: health checks as configured (keepalived's checkers, names and defaults).
 //! - [`director`]: what the director's link allows (real servers on its subnet, not itself).
+//! - [`keepalived`]: keepalived.conf's `virtual_server` blocks read as services, real servers
+//!   and checks (everything else listed as not supported).
 //! - [`grammar`]: ipvsadm's command-line grammar (`rvsadm`'s, and each line of a rules file).
 //! - [`rules`]: `ipvsadm -S` rules: saving the model as text, restoring it all-or-nothing.
 //! - [`liveness`]: what health checks make of the model (server states, quorum, sorry server).
@@ -17,6 +19,7 @@
 pub mod check;
 pub mod director;
 pub mod grammar;
+pub mod keepalived;
 pub mod liveness;
 pub mod proto;
 pub mod rules;
