@@ -13,6 +13,7 @@ pub mod adapter;
 pub mod config;
 pub mod dpdk;
 pub mod engine;
+pub mod keepalived;
 pub mod rssetup;
 
 /// What the control socket's `version` reports for this build.
