@@ -4,6 +4,8 @@
 //! - [`proto`]: the protocol shared by server and client: error codes, defaults, reply types,
 //!   and the [`proto::Dataplane`] trait the server publishes to.
 //! - [`check`]: health checks as configured (keepalived's checkers, names and defaults).
+//! - [`health`]: the health state machine of one probe (keepalived's retry, rise, alpha).
+//! - [`httpcheck`]: the bytes of an HTTP check: its request, the response reader, the digest.
 //! - [`director`]: what the director's link allows (real servers on its subnet, not itself).
 //! - [`grammar`]: ipvsadm's command-line grammar (`rvsadm`'s, and each line of a rules file).
 //! - [`rules`]: `ipvsadm -S` rules: saving the model as text, restoring it all-or-nothing.
@@ -16,6 +18,8 @@
 pub mod check;
 pub mod director;
 pub mod grammar;
+pub mod health;
+pub mod httpcheck;
 pub mod proto;
 pub mod rules;
 pub mod server;
