@@ -47,5 +47,8 @@ fuzz_target!(|data: &[u8]| {
         digest: Some(resp.digest_hex()),
         ..UrlCheck::default()
     };
-    assert_eq!(check_url(&own, &resp).is_ok(), (200..=299).contains(&resp.status));
+    assert_eq!(
+        check_url(&own, &resp).is_ok(),
+        (200..=299).contains(&resp.status)
+    );
 });
