@@ -30,13 +30,13 @@ pub fn run(key: &ProbeKey, stop: &AtomicBool) -> ProbeResult {
 
 /// The end of a probe's time.
 #[derive(Debug, Clone, Copy)]
-pub struct Deadline {
+pub(crate) struct Deadline {
     end: Instant,
     ms: u64,
 }
 
 impl Deadline {
-    pub fn after_ms(ms: u64) -> Deadline {
+    pub(crate) fn after_ms(ms: u64) -> Deadline {
         Deadline {
             end: Instant::now() + Duration::from_millis(ms),
             ms,
@@ -44,7 +44,7 @@ impl Deadline {
     }
 
     /// The time left, or the probe's timeout error once there is none.
-    pub fn remaining(&self) -> Result<Duration, String> {
+    pub(crate) fn remaining(&self) -> Result<Duration, String> {
         let left = self.end.saturating_duration_since(Instant::now());
         if left.is_zero() {
             Err(self.timeout())
@@ -54,14 +54,14 @@ impl Deadline {
     }
 
     /// "timeout after N ms".
-    pub fn timeout(&self) -> String {
+    pub(crate) fn timeout(&self) -> String {
         format!("timeout after {} ms", self.ms)
     }
 }
 
 /// An I/O error in a few words: "connection refused", not "Connection refused (os error 111)";
 /// a timed-out or would-block error is the deadline's timeout.
-pub fn io_text(e: &io::Error, dl: &Deadline) -> String {
+pub(crate) fn io_text(e: &io::Error, dl: &Deadline) -> String {
     if matches!(
         e.kind(),
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
@@ -72,7 +72,7 @@ pub fn io_text(e: &io::Error, dl: &Deadline) -> String {
 }
 
 /// An I/O error in a few words, whatever its kind.
-pub fn err_text(e: &io::Error) -> String {
+pub(crate) fn err_text(e: &io::Error) -> String {
     let s = e.to_string();
     let s = match s.find(" (os error") {
         Some(i) => &s[..i],
@@ -86,7 +86,7 @@ pub fn err_text(e: &io::Error) -> String {
 }
 
 /// Binds `s` to the check's `bindto`/`bind_port`, if any.
-pub fn bind_source(s: &Socket, p: &CheckParams, dl: &Deadline) -> Result<(), String> {
+pub(crate) fn bind_source(s: &Socket, p: &CheckParams, dl: &Deadline) -> Result<(), String> {
     if p.bindto.is_none() && p.bind_port.is_none() {
         return Ok(());
     }
@@ -103,7 +103,7 @@ pub fn bind_source(s: &Socket, p: &CheckParams, dl: &Deadline) -> Result<(), Str
 }
 
 /// A TCP connection to the probe's target within the deadline, from its source.
-pub fn connect_tcp(key: &ProbeKey, dl: &Deadline) -> Result<TcpStream, String> {
+pub(crate) fn connect_tcp(key: &ProbeKey, dl: &Deadline) -> Result<TcpStream, String> {
     let (ip, port) = key.target();
     let target = SocketAddrV4::new(ip, port);
     let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))
