@@ -7,9 +7,11 @@
 //! - [`dpdk`]: EAL, mempools, mbufs and bursts, ports and queues, lcore launch.
 //! - [`engine`]: workers on lcores feeding DPDK bursts to the pipeline; the control thread.
 //! - [`adapter`]: the one answer to the control crate's `Dataplane` trait.
+//! - [`checker`]: the health checker (probes, their scheduler) feeding the control plane.
 //! - [`config`]: the TOML configuration; [`rssetup`]: the real-server preparation helper.
 
 pub mod adapter;
+pub mod checker;
 pub mod config;
 pub mod dpdk;
 pub mod engine;

@@ -4,6 +4,8 @@
 //! - [`proto`]: the protocol shared by server and client: error codes, defaults, reply types,
 //!   and the [`proto::Dataplane`] trait the server publishes to.
 //! - [`check`]: health checks as configured (keepalived's checkers, names and defaults).
+//! - [`health`]: the health state machine of one probe (keepalived's retry, rise, alpha).
+//! - [`httpcheck`]: the bytes of an HTTP check: its request, the response reader, the digest.
 //! - [`director`]: what the director's link allows (real servers on its subnet, not itself).
 //! - [`keepalived`]: keepalived.conf's `virtual_server` blocks read as services, real servers
 //!   and checks (everything else listed as not supported).
@@ -19,6 +21,8 @@
 pub mod check;
 pub mod director;
 pub mod grammar;
+pub mod health;
+pub mod httpcheck;
 pub mod keepalived;
 pub mod liveness;
 pub mod proto;
