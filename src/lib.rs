@@ -8,11 +8,13 @@
 //! - [`engine`]: workers on lcores feeding DPDK bursts to the pipeline; the control thread.
 //! - [`adapter`]: the one answer to the control crate's `Dataplane` trait.
 //! - [`config`]: the TOML configuration; [`rssetup`]: the real-server preparation helper.
+//! - [`kernel`]: the kernel interface on the data port and the thread feeding it.
 
 pub mod adapter;
 pub mod config;
 pub mod dpdk;
 pub mod engine;
+pub mod kernel;
 pub mod rssetup;
 
 /// What the control socket's `version` reports for this build.
