@@ -469,9 +469,7 @@ impl KernelConfig {
         {
             return Err(invalid(
                 "kernel.name",
-                format!(
-                    "{n:?} is not an interface name (1 to {MAX_IFNAME} of A-Z a-z 0-9 _ - .)"
-                ),
+                format!("{n:?} is not an interface name (1 to {MAX_IFNAME} of A-Z a-z 0-9 _ - .)"),
             ));
         }
         if self.rate_pps == 0 || self.rate_pps > MAX_KERNEL_PPS {
@@ -689,7 +687,15 @@ mac = "02:00:00:00:00:11"
         assert!(e.contains("kni") && e.contains("tap"), "{e}");
         let e = err(&format!("{net}vip_other_ports = \"accept\"\n"));
         assert!(e.contains("accept"), "{e}");
-        for bad in ["", "a,b", "rvs0=x", "this-name-is-too-long", "..", "a/b", "é"] {
+        for bad in [
+            "",
+            "a,b",
+            "rvs0=x",
+            "this-name-is-too-long",
+            "..",
+            "a/b",
+            "é",
+        ] {
             let e = err(&format!("{net}name = {bad:?}\n"));
             assert!(e.starts_with("kernel.name:"), "{bad:?}: {e}");
         }
@@ -699,8 +705,8 @@ mac = "02:00:00:00:00:11"
             let e = err(&format!("{net}ring_size = {bad}\n"));
             assert!(e.starts_with("kernel.ring_size:"), "{bad}: {e}");
         }
-        let c = Config::from_str(&format!("{net}enabled = false\ndriver = \"virtio_user\"\n"))
-            .unwrap();
+        let c =
+            Config::from_str(&format!("{net}enabled = false\ndriver = \"virtio_user\"\n")).unwrap();
         assert!(!c.kernel.enabled);
         assert_eq!(c.kernel.driver, KernelDriver::VirtioUser);
     }

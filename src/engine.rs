@@ -10,10 +10,10 @@
 
 use crate::adapter::Adapter;
 use crate::config::{Config, VipOtherPorts, MBUF_CACHE, MBUF_DATA_ROOM};
-use crate::kernel::{self, DataTx, KernelIf, KernelThread, Ring};
 use crate::dpdk::{
     self, Burst, Eal, IpCsum, LcoreId, Mempool, Port, PortConfig, PortId, Queue, BURST,
 };
+use crate::kernel::{self, DataTx, KernelIf, KernelThread, Ring};
 use rvs_control::server::{self as control, Control, RpcError};
 use rvs_dataplane::flow::Timeouts;
 use rvs_dataplane::model::{Model, ModelError, StaticNeighbour};
@@ -54,8 +54,8 @@ pub enum EngineError {
     Worker { lcore: u32, msg: String },
     #[error(
         "configuration: the kernel path needs {need} tx queues on port {port} (one per worker \
-         and one for the kernel path), the device allows {max}: for net_af_packet add \
-         qpairs={need} to its --vdev, or set kernel.enabled = false"
+         and one for the kernel-path thread), the device allows {max}: use fewer workers, or \
+         set kernel.enabled = false"
     )]
     KernelTxQueues { port: u16, need: u16, max: u16 },
     #[error("{0}")]

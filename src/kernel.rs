@@ -49,10 +49,7 @@ pub const VHOST_NET: &str = "/dev/vhost-net";
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
     #[error("kernel interface {name}: DPDK: {err}")]
-    Dpdk {
-        name: String,
-        err: dpdk::DpdkError,
-    },
+    Dpdk { name: String, err: dpdk::DpdkError },
     #[error(
         "kernel interface {name}: `ip` (iproute2) is needed to configure it and was not found: \
          install iproute2, or set kernel.enabled = false"
@@ -162,8 +159,16 @@ fn configure_interface(name: &str, dip: Ipv4Addr, prefix_len: u8) -> Result<(), 
     if Path::new(&v6).exists() {
         sysctl(name, &v6, "1")?;
     }
-    sysctl(name, &format!("/proc/sys/net/ipv4/conf/{name}/arp_ignore"), "1")?;
-    sysctl(name, &format!("/proc/sys/net/ipv4/conf/{name}/arp_announce"), "2")?;
+    sysctl(
+        name,
+        &format!("/proc/sys/net/ipv4/conf/{name}/arp_ignore"),
+        "1",
+    )?;
+    sysctl(
+        name,
+        &format!("/proc/sys/net/ipv4/conf/{name}/arp_announce"),
+        "2",
+    )?;
     let addr = format!("{dip}/{prefix_len}");
     ip(name, &["addr", "replace", &addr, "dev", name])?;
     ip(name, &["link", "set", "dev", name, "up"])?;
@@ -252,7 +257,7 @@ impl KernelThread {
         let mut burst = Burst::new();
         let mut idle = IDLE_MIN;
         while !self.stop.load(Ordering::Relaxed) {
-            let moved = self.to_kernel(&mut burst) + self.from_kernel(&mut burst);
+            let moved = self.drain_rings(&mut burst) + self.drain_kernel(&mut burst);
             if moved == 0 {
                 std::thread::sleep(idle);
                 idle = (idle * 2).min(IDLE_MAX);
@@ -264,7 +269,7 @@ impl KernelThread {
     }
 
     /// Drain every worker's ring to the kernel interface (at most a ring's worth each).
-    fn to_kernel(&mut self, burst: &mut Burst) -> usize {
+    fn drain_rings(&mut self, burst: &mut Burst) -> usize {
         let mut moved = 0;
         for ring in &self.rings {
             let mut budget = ring.capacity();
@@ -292,7 +297,7 @@ impl KernelThread {
     }
 
     /// The kernel's frames to the data port (a few bursts at most per round).
-    fn from_kernel(&mut self, burst: &mut Burst) -> usize {
+    fn drain_kernel(&mut self, burst: &mut Burst) -> usize {
         let mut moved = 0;
         for _ in 0..8 {
             let n = self.kernel.rx_burst(burst);
@@ -337,7 +342,10 @@ mod tests {
 
     #[test]
     fn the_driver_follows_the_config_and_vhost_net() {
-        assert_eq!(Driver::resolve(KernelDriver::Auto, true), Driver::VirtioUser);
+        assert_eq!(
+            Driver::resolve(KernelDriver::Auto, true),
+            Driver::VirtioUser
+        );
         assert_eq!(Driver::resolve(KernelDriver::Auto, false), Driver::Tap);
         assert_eq!(Driver::resolve(KernelDriver::Tap, true), Driver::Tap);
         assert_eq!(

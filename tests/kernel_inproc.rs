@@ -228,7 +228,10 @@ fn inside_the_namespace() {
         out.len(),
         kout.len()
     );
-    assert_eq!(report.kernel.to_kernel, 1, "the SYN was handed to the kernel");
+    assert_eq!(
+        report.kernel.to_kernel, 1,
+        "the SYN was handed to the kernel"
+    );
     assert!(rx_on_tap >= 1, "the tap interface received the SYN");
     assert!(report.kernel.from_kernel >= 1, "the kernel sent something");
     // The kernel asks for the client before it can answer: an ARP request from the DIP, sent
@@ -241,9 +244,14 @@ fn inside_the_namespace() {
             && f[28..32] == DIP.octets()
             && f[38..42] == [198, 18, 0, 10]
     });
-    assert!(asks, "no ARP request for the client from the kernel: {kout:02x?}");
+    assert!(
+        asks,
+        "no ARP request for the client from the kernel: {kout:02x?}"
+    );
     // The worker's queue carried none of the kernel's frames.
-    assert!(out.iter().all(|f| f[6..12] == PORT_MAC && f[12..14] == [0x08, 0x06]));
+    assert!(out
+        .iter()
+        .all(|f| f[6..12] == PORT_MAC && f[12..14] == [0x08, 0x06]));
     eprintln!("kernel_inproc: checked");
     drop(pool);
     drop(eal);
