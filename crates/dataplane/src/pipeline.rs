@@ -146,12 +146,14 @@ impl Bucket {
     }
 }
 
-/// The verdict for a frame the kernel should have: [`Verdict::Kernel`] within the bucket,
-/// dropped as `exception_ratelimited` over it.
+/// The verdict for a frame the kernel should have: [`Verdict::Kernel`] within the bucket
+/// (counted here as `to_kernel`, so that counting the verdicts of the forwarding path does not
+/// grow), dropped as `exception_ratelimited` over it.
 #[cold]
 #[inline(never)]
-fn kernel_verdict(bucket: &mut Bucket, now_ms: u64) -> Verdict {
+fn kernel_verdict(bucket: &mut Bucket, wc: &WorkerCounters, now_ms: u64) -> Verdict {
     if bucket.admit(now_ms) {
+        bump(&wc.to_kernel, 1);
         Verdict::Kernel
     } else {
         Verdict::Drop(DropReason::ExceptionRatelimited)
@@ -935,20 +937,17 @@ impl Worker {
         v
     }
 
-    /// Count a verdict on this worker, but for [`Verdict::Forward`]: the caller counts those
-    /// in `forwarded`, once per call.
+    /// Count a verdict on this worker, but for [`Verdict::Forward`] (the caller counts those
+    /// in `forwarded`, once per call) and [`Verdict::Kernel`] (counted where it is given).
     #[inline]
     fn count_verdict(&self, v: Verdict) {
         match v {
-            Verdict::Forward | Verdict::Consumed => {}
+            Verdict::Forward | Verdict::Consumed | Verdict::Kernel => {}
             Verdict::Drop(r) => {
                 bump(&self.wc.drops[r.index()], 1);
             }
             Verdict::Reply => {
                 bump(&self.wc.arp_replies, 1);
-            }
-            Verdict::Kernel => {
-                bump(&self.wc.to_kernel, 1);
             }
         }
     }
@@ -1035,7 +1034,7 @@ impl Worker {
         match learned {
             Some(Learned::Refused(_)) => Verdict::Drop(DropReason::ArpRefused),
             // The kernel's neighbour resolution needs the replies too (after ours learned).
-            _ if to_us && self.kernel.on => kernel_verdict(&mut self.kernel, now_ms),
+            _ if to_us && self.kernel.on => kernel_verdict(&mut self.kernel, &self.wc, now_ms),
             None => Verdict::Drop(DropReason::ArpNotForUs),
             Some(_) => Verdict::Consumed,
         }
@@ -1075,7 +1074,7 @@ impl Worker {
         };
         let dst = u32::from_be_bytes(dst);
         if dst == self.dip || (self.snap.vip_other_ports_to_kernel && self.snap.is_vip(dst)) {
-            kernel_verdict(&mut self.kernel, self.now_ms)
+            kernel_verdict(&mut self.kernel, &self.wc, self.now_ms)
         } else {
             Verdict::Drop(r)
         }
@@ -1158,7 +1157,7 @@ impl Worker {
         let key = flow.key;
         // The director's own address: the kernel's (no flow is ever made for it).
         if self.kernel.on && key.dst() == self.dip {
-            return kernel_verdict(&mut self.kernel, self.now_ms);
+            return kernel_verdict(&mut self.kernel, &self.wc, self.now_ms);
         }
         let hash = self.flows.hash_words(key);
         // Disjoint field borrows: counters (shared), flow table and scheduler (ours).
@@ -1209,7 +1208,7 @@ impl Worker {
         }
         let Some(svc_idx) = snap.service_for(key.proto(), key.dst(), key.dport()) else {
             if self.kernel.on && snap.vip_other_ports_to_kernel && snap.is_vip(key.dst()) {
-                return kernel_verdict(&mut self.kernel, self.now_ms);
+                return kernel_verdict(&mut self.kernel, &self.wc, self.now_ms);
             }
             return Verdict::Drop(DropReason::NoService);
         };
