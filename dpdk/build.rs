@@ -121,6 +121,9 @@ fn main() {
         .allowlist_function("rte_eth_dev_get_port_by_name")
         .allowlist_function("rte_eth_dev_get_name_by_port")
         .allowlist_function("rte_eth_dev_is_valid_port")
+        // Hot-plugged virtual devices (the kernel interface) and their MAC.
+        .allowlist_function("rte_dev_probe")
+        .allowlist_function("rte_eth_dev_default_mac_addr_set")
         // Types.
         .allowlist_type("rte_mbuf")
         .allowlist_type("rte_mempool")

@@ -20,12 +20,18 @@ esac
 LAB_NETNS_FILE="$LAB_DIR/netns.created"
 LAB_PID_DIR="$LAB_DIR/pids"
 
+# Namespace names: $RVS_LAB_NS_PREFIX-* (default rvs-*), so that two labs can live side by side.
+LAB_NS_PREFIX=${RVS_LAB_NS_PREFIX:-rvs}
+[[ $LAB_NS_PREFIX =~ ^[a-z][a-z0-9]{0,5}$ ]] || {
+    echo "RVS_LAB_NS_PREFIX must be 1-6 lowercase letters/digits (got '$LAB_NS_PREFIX')" >&2
+    exit 2
+}
 # Addresses: all inside 198.18.0.0/15 (RFC 2544 benchmarking range).
-NS_SW=rvs-sw
-NS_CLIENT=rvs-client
-NS_DIR=rvs-dir
-NS_RS1=rvs-rs1
-NS_RS2=rvs-rs2
+NS_SW=$LAB_NS_PREFIX-sw
+NS_CLIENT=$LAB_NS_PREFIX-client
+NS_DIR=$LAB_NS_PREFIX-dir
+NS_RS1=$LAB_NS_PREFIX-rs1
+NS_RS2=$LAB_NS_PREFIX-rs2
 LAB_NAMESPACES=("$NS_SW" "$NS_CLIENT" "$NS_DIR" "$NS_RS1" "$NS_RS2")
 LAB_NET=198.18.0.0/24
 VIP=198.18.0.100
@@ -39,7 +45,7 @@ SLOW_PATH=/big.bin
 SLOW_BYTES=1572864
 SLOW_RATE=131072
 
-LAB_CONFIG="$REPO_ROOT/configs/lab.toml"
+LAB_CONFIG=${RVS_LAB_CONFIG:-$REPO_ROOT/configs/lab.toml}
 RVS_SOCK=${RVS_LAB_SOCKET:-$LAB_DIR/control.sock}
 
 # Binaries: cargo puts them under $CARGO_TARGET_DIR (relative to the repo when not absolute).
@@ -98,7 +104,7 @@ pid_alive() {
 # True when NAME is a namespace this lab created (recorded in $LAB_NETNS_FILE).
 ns_is_ours() {
     local name=$1
-    [[ -n $name && $name == rvs-* && -f $LAB_NETNS_FILE ]] && grep -qxF -- "$name" "$LAB_NETNS_FILE"
+    [[ -n $name && $name == "$LAB_NS_PREFIX"-* && -f $LAB_NETNS_FILE ]] && grep -qxF -- "$name" "$LAB_NETNS_FILE"
 }
 
 ns_exists() {

@@ -126,7 +126,7 @@ EOF
 }
 
 start_nginx() {
-    local name=$1 ns="rvs-$1" d="$LAB_DIR/$1"
+    local name=$1 ns="$LAB_NS_PREFIX-$1" d="$LAB_DIR/$1"
     write_nginx_conf "$name"
     ip netns exec "$ns" nginx -t -q -c "$d/nginx.conf" -p "$d/" -e "$d/error.log"
     ip netns exec "$ns" nginx -c "$d/nginx.conf" -p "$d/" -e "$d/error.log" </dev/null ||
@@ -152,7 +152,7 @@ up_inner() {
     ip -n "$NS_SW" link set br0 up
 
     for h in "${HOSTS[@]}"; do
-        ns="rvs-$h"
+        ns="$LAB_NS_PREFIX-$h"
         ip -n "$NS_SW" link add "p-$h" type veth peer name veth0 netns "$ns"
         ip -n "$NS_SW" link set "p-$h" master br0
         ip -n "$ns" link set veth0 address "${HOST_MAC[$h]}"
@@ -172,7 +172,7 @@ up_inner() {
 
     # Real servers, prepared exactly as for LVS-DR.
     for h in rs1 rs2; do
-        ns="rvs-$h"
+        ns="$LAB_NS_PREFIX-$h"
         if [[ -x $RVS_BIN ]]; then
             # The helper operators use on real servers: VIP/32 on lo, arp_ignore=1, arp_announce=2.
             ip netns exec "$ns" "$RVS_BIN" rs-setup --vip "$VIP" --apply
@@ -185,10 +185,10 @@ up_inner() {
         ip -n "$ns" link set veth0 up
     done
     for h in rs1 rs2; do
-        [[ $(ip netns exec "rvs-$h" sysctl -n net.ipv4.conf.all.arp_ignore) == 1 &&
-            $(ip netns exec "rvs-$h" sysctl -n net.ipv4.conf.lo.arp_announce) == 2 ]] ||
-            die "rvs-$h: arp_ignore/arp_announce not set"
-        ip -n "rvs-$h" -4 addr show dev lo | grep -q " $VIP/32 " || die "rvs-$h: VIP not on lo"
+        [[ $(ip netns exec "$LAB_NS_PREFIX-$h" sysctl -n net.ipv4.conf.all.arp_ignore) == 1 &&
+            $(ip netns exec "$LAB_NS_PREFIX-$h" sysctl -n net.ipv4.conf.lo.arp_announce) == 2 ]] ||
+            die "$LAB_NS_PREFIX-$h: arp_ignore/arp_announce not set"
+        ip -n "$LAB_NS_PREFIX-$h" -4 addr show dev lo | grep -q " $VIP/32 " || die "$LAB_NS_PREFIX-$h: VIP not on lo"
     done
     ip -n "$NS_RS1" addr add "$RS1_IP/24" dev veth0
     ip -n "$NS_RS2" addr add "$RS2_IP/24" dev veth0
@@ -281,7 +281,7 @@ cmd_down() {
         done <"$LAB_NETNS_FILE"
         # 3. The namespaces themselves (deleting rvs-sw removes the bridge and every veth pair).
         while read -r ns; do
-            [[ $ns == rvs-* ]] || continue
+            [[ $ns == "$LAB_NS_PREFIX"-* ]] || continue
             if ns_exists "$ns"; then
                 ip netns del "$ns" || log "warning: could not delete namespace $ns"
             fi

@@ -170,6 +170,62 @@ pub struct DataplaneConfig {
     pub sloppy_tcp: bool,
 }
 
+/// `[kernel]`: the kernel interface on the data port (the kernel path, see
+/// `docs/architecture.md`): frames for the director that rvs does not handle itself go to a
+/// kernel interface (`name`, carrying the port's MAC and the DIP), and what the kernel sends
+/// out of it leaves through the port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KernelConfig {
+    pub enabled: bool,
+    /// The kernel interface's name.
+    pub name: String,
+    pub driver: KernelDriver,
+    /// Frames per second to the kernel at most, shared by the workers (the rest are dropped
+    /// and counted as `exception_ratelimited`).
+    pub rate_pps: u32,
+    /// Frames each worker's queue to the kernel-path thread holds (a power of two; what does
+    /// not fit is dropped and counted as `exception_full`).
+    pub ring_size: u32,
+    /// What becomes of frames to a VIP on a port no service has.
+    pub vip_other_ports: VipOtherPorts,
+}
+
+impl Default for KernelConfig {
+    fn default() -> Self {
+        KernelConfig {
+            enabled: true,
+            name: "rvs0".to_string(),
+            driver: KernelDriver::Auto,
+            rate_pps: 20_000,
+            ring_size: 1024,
+            vip_other_ports: VipOtherPorts::Drop,
+        }
+    }
+}
+
+/// `kernel.driver`: how DPDK makes the kernel interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KernelDriver {
+    /// `virtio_user` where `/dev/vhost-net` exists, else `tap`.
+    Auto,
+    /// DPDK's `net_tap` (needs `/dev/net/tun`).
+    Tap,
+    /// `virtio_user` over vhost-net (needs `/dev/vhost-net`): the faster one.
+    VirtioUser,
+}
+
+/// `kernel.vip_other_ports`: frames to a VIP on a port (or protocol) no service has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VipOtherPorts {
+    /// Dropped and counted as `no_service` (as IPVS).
+    Drop,
+    /// Given to the kernel interface.
+    Kernel,
+}
+
 /// `[control]`: the JSON control socket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -219,6 +275,8 @@ pub struct Config {
     #[serde(default)]
     pub dataplane: DataplaneConfig,
     #[serde(default)]
+    pub kernel: KernelConfig,
+    #[serde(default)]
     pub control: ControlConfig,
     #[serde(default)]
     pub rules: RulesConfig,
@@ -234,6 +292,10 @@ const MAX_SERVICES: u32 = 65536;
 const MAX_SERVERS: u32 = 1024 * 1024;
 const MAX_NEIGHBOURS: u32 = 1024 * 1024;
 const MAX_PERSISTENCE: u32 = 64 * 1024 * 1024;
+const MAX_KERNEL_PPS: u32 = 100_000_000;
+const MAX_KERNEL_RING: u32 = 65536;
+/// A Linux interface name's bytes at most (IFNAMSIZ less the NUL).
+const MAX_IFNAME: usize = 15;
 /// DPDK's usual RTE_MAX_LCORE.
 const MAX_LCORE: u32 = 1024;
 
@@ -356,6 +418,7 @@ impl Config {
                 format!("{len} is out of range 1..=32"),
             ));
         }
+        self.kernel.validate()?;
         if self.control.socket.as_os_str().is_empty() {
             return Err(invalid("control.socket", "empty path"));
         }
@@ -389,6 +452,40 @@ impl Config {
     /// The network mask of the DIP's subnet.
     pub fn netmask(&self) -> Ipv4Addr {
         rvs_dataplane::wire::ipv4::prefix_netmask(self.network.prefix_len)
+    }
+}
+
+impl KernelConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let n = &self.name;
+        // A name `ip` and the devargs take as is: no separators, no path, not too long.
+        if n.is_empty()
+            || n.len() > MAX_IFNAME
+            || n == "."
+            || n == ".."
+            || !n
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        {
+            return Err(invalid(
+                "kernel.name",
+                format!("{n:?} is not an interface name (1 to {MAX_IFNAME} of A-Z a-z 0-9 _ - .)"),
+            ));
+        }
+        if self.rate_pps == 0 || self.rate_pps > MAX_KERNEL_PPS {
+            return Err(invalid(
+                "kernel.rate_pps",
+                format!("{} is out of range 1..={MAX_KERNEL_PPS}", self.rate_pps),
+            ));
+        }
+        let r = self.ring_size;
+        if !(2..=MAX_KERNEL_RING).contains(&r) || !r.is_power_of_two() {
+            return Err(invalid(
+                "kernel.ring_size",
+                format!("{r} is not a power of two in 2..={MAX_KERNEL_RING}"),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -460,6 +557,13 @@ udp = 300
 [dataplane]
 expire_nodest_conn = true
 sloppy_tcp = true
+[kernel]
+enabled = true
+name = "rvs7"
+driver = "tap"
+rate_pps = 5000
+ring_size = 256
+vip_other_ports = "kernel"
 [control]
 socket = "/run/rvs/control.sock"
 [rules]
@@ -485,6 +589,17 @@ mac = "02:00:00:00:00:11"
         assert_eq!(c.timeouts, Timeouts::default());
         assert!(c.dataplane.expire_nodest_conn);
         assert!(c.dataplane.sloppy_tcp);
+        assert_eq!(
+            c.kernel,
+            KernelConfig {
+                enabled: true,
+                name: "rvs7".into(),
+                driver: KernelDriver::Tap,
+                rate_pps: 5000,
+                ring_size: 256,
+                vip_other_ports: VipOtherPorts::Kernel,
+            }
+        );
     }
 
     #[test]
@@ -500,6 +615,13 @@ mac = "02:00:00:00:00:11"
         assert_eq!(c.control.socket, PathBuf::from("/run/rvs/control.sock"));
         assert!(c.rules.file.is_none());
         assert!(c.neighbours.is_empty());
+        let k = &c.kernel;
+        assert!(k.enabled, "the kernel path is on by default");
+        assert_eq!(
+            (k.name.as_str(), k.driver, k.rate_pps, k.ring_size),
+            ("rvs0", KernelDriver::Auto, 20_000, 1024)
+        );
+        assert_eq!(k.vip_other_ports, VipOtherPorts::Drop, "IPVS default");
         // Partial sections keep defaults for the rest.
         let c = Config::from_str("[network]\ndip = \"198.18.0.2\"\n[port]\nid = 1\n").unwrap();
         assert_eq!(c.port.id, 1);
@@ -554,6 +676,39 @@ mac = "02:00:00:00:00:11"
             e,
             "workers.lcores: lcore 1 is not in the EAL lcore list (eal.args -l)"
         );
+    }
+
+    #[test]
+    fn kernel_section_errors_name_the_key() {
+        let net = "[network]\ndip = \"198.18.0.2\"\n[kernel]\n";
+        let e = err(&format!("{net}enable = false\n"));
+        assert!(e.contains("unknown field `enable`"), "{e}");
+        let e = err(&format!("{net}driver = \"kni\"\n"));
+        assert!(e.contains("kni") && e.contains("tap"), "{e}");
+        let e = err(&format!("{net}vip_other_ports = \"accept\"\n"));
+        assert!(e.contains("accept"), "{e}");
+        for bad in [
+            "",
+            "a,b",
+            "rvs0=x",
+            "this-name-is-too-long",
+            "..",
+            "a/b",
+            "é",
+        ] {
+            let e = err(&format!("{net}name = {bad:?}\n"));
+            assert!(e.starts_with("kernel.name:"), "{bad:?}: {e}");
+        }
+        let e = err(&format!("{net}rate_pps = 0\n"));
+        assert_eq!(e, "kernel.rate_pps: 0 is out of range 1..=100000000");
+        for bad in [0, 1, 1000, 131072] {
+            let e = err(&format!("{net}ring_size = {bad}\n"));
+            assert!(e.starts_with("kernel.ring_size:"), "{bad}: {e}");
+        }
+        let c =
+            Config::from_str(&format!("{net}enabled = false\ndriver = \"virtio_user\"\n")).unwrap();
+        assert!(!c.kernel.enabled);
+        assert_eq!(c.kernel.driver, KernelDriver::VirtioUser);
     }
 
     #[test]

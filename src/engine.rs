@@ -4,17 +4,22 @@
 //! frame in place with the pure [`pipeline`](rvs_dataplane::pipeline), transmit the burst (whatever the
 //! NIC did not take is freed and counted), and every millisecond do a little housekeeping (flow
 //! expiry, ARP requests). Workers pick up new snapshots between bursts; they never lock, allocate
-//! or make a syscall on this path.
+//! or make a syscall on this path. With the kernel path on, frames for the kernel are moved into
+//! the worker's bounded ring to the kernel-path thread ([`crate::kernel`]), which also sends the
+//! kernel's frames on the data port's last tx queue.
 
 use crate::adapter::Adapter;
-use crate::config::{Config, MBUF_CACHE, MBUF_DATA_ROOM};
+use crate::config::{Config, VipOtherPorts, MBUF_CACHE, MBUF_DATA_ROOM};
 use crate::dpdk::{
     self, Burst, Eal, IpCsum, LcoreId, Mempool, Port, PortConfig, PortId, Queue, BURST,
 };
+use crate::kernel::{self, DataTx, KernelIf, KernelThread, Ring};
 use rvs_control::server::{self as control, Control, RpcError};
 use rvs_dataplane::flow::Timeouts;
 use rvs_dataplane::model::{Model, ModelError, StaticNeighbour};
-use rvs_dataplane::pipeline::{DropReason, Frames, RxCsum, Verdict, Worker, WorkerConfig};
+use rvs_dataplane::pipeline::{
+    DropReason, Frames, KernelPath, RxCsum, Verdict, Worker, WorkerConfig,
+};
 use rvs_dataplane::report::PublishError;
 use rvs_dataplane::snapshot::{Behaviour, Shared};
 use std::path::PathBuf;
@@ -47,6 +52,14 @@ pub enum EngineError {
     Publish(#[from] PublishError),
     #[error("worker on lcore {lcore} failed: {msg}")]
     Worker { lcore: u32, msg: String },
+    #[error(
+        "configuration: the kernel path needs {need} tx queues on port {port} (one per worker \
+         and one for the kernel-path thread), the device allows {max}: use fewer workers, or \
+         set kernel.enabled = false"
+    )]
+    KernelTxQueues { port: u16, need: u16, max: u16 },
+    #[error("{0}")]
+    Kernel(#[from] kernel::KernelError),
     #[error("cannot start the {name} thread: {err}")]
     Thread {
         name: &'static str,
@@ -115,7 +128,37 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
     }
     let nq = u16::try_from(lcores.len()).map_err(|_| EngineError::TooManyWorkers(lcores.len()))?;
 
-    let n_mbufs = cfg.port.pool_mbufs(lcores.len());
+    let kcfg = &cfg.kernel;
+    // The kernel path's own tx queue on the data port (the last one), but where the driver's
+    // queues are fanout pairs (net_af_packet): there worker 0 sends the kernel's frames.
+    let mut via_worker = false;
+    let tx_queues = if kcfg.enabled {
+        let need = nq.saturating_add(1);
+        let (driver, _, max) = dpdk::max_queues(PortId(cfg.port.id))?;
+        via_worker = kernel::shares_worker_tx(&driver);
+        if via_worker {
+            nq
+        } else if max < need {
+            return Err(EngineError::KernelTxQueues {
+                port: cfg.port.id,
+                need,
+                max,
+            });
+        } else {
+            need
+        }
+    } else {
+        nq
+    };
+
+    let mut n_mbufs = cfg.port.pool_mbufs(lcores.len());
+    if kcfg.enabled {
+        // Every worker's ring full, the kernel interface's rings, and the thread's burst.
+        let extra = u64::from(kcfg.ring_size) * lcores.len() as u64
+            + 2 * u64::from(kernel::KERNEL_DESCRIPTORS)
+            + 2 * dpdk::BURST as u64;
+        n_mbufs = u32::try_from(u64::from(n_mbufs) + extra).unwrap_or(u32::MAX);
+    }
     let pool = Arc::new(Mempool::create(
         "rvs_mbufs",
         n_mbufs,
@@ -126,7 +169,7 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
 
     let pconf = PortConfig {
         rx_queues: nq,
-        tx_queues: nq,
+        tx_queues,
         rx_desc: cfg.port.rx_descriptors,
         tx_desc: cfg.port.tx_descriptors,
         rss: nq > 1,
@@ -161,6 +204,8 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
             Behaviour {
                 expire_nodest_conn: cfg.dataplane.expire_nodest_conn,
                 sloppy_tcp: cfg.dataplane.sloppy_tcp,
+                vip_other_ports_to_kernel: kcfg.enabled
+                    && kcfg.vip_other_ports == VipOtherPorts::Kernel,
             },
         ),
     );
@@ -229,6 +274,65 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
         err,
     })?;
 
+    // The kernel interface and the thread that feeds it (after the data port: its id stays).
+    let mut kernel_if = None;
+    let mut rings: Vec<Option<Arc<Ring>>> = vec![None; lcores.len()];
+    let mut kernel_thread = None;
+    let mut kernel_out = None;
+    if kcfg.enabled {
+        let kif = KernelIf::open(
+            &eal,
+            kcfg,
+            mac,
+            cfg.network.dip,
+            cfg.network.prefix_len,
+            &pool,
+        )?;
+        tracing::info!(
+            iface = %kif.name,
+            driver = ?kif.driver,
+            port = kif.port.id().0,
+            dip = %cfg.network.dip,
+            rate_pps = kcfg.rate_pps,
+            ring_size = kcfg.ring_size,
+            "kernel interface up"
+        );
+        let all: Vec<Arc<Ring>> = (0..lcores.len())
+            .map(|_| Arc::new(Ring::new(kcfg.ring_size as usize)))
+            .collect();
+        for (slot, r) in rings.iter_mut().zip(&all) {
+            *slot = Some(Arc::clone(r));
+        }
+        let data_tx = if via_worker {
+            let r = Arc::new(Ring::new(kcfg.ring_size as usize));
+            kernel_out = Some(Arc::clone(&r));
+            DataTx::Worker(r)
+        } else {
+            DataTx::Queue(port.tx_queue(nq)?)
+        };
+        let job = KernelThread::new(
+            all,
+            kif.port.queue(0),
+            data_tx,
+            shared.stats.kernel_handle(),
+            Arc::clone(&stop),
+        );
+        kernel_thread = Some(
+            unpinned
+                .run(move || {
+                    std::thread::Builder::new()
+                        .name("rvs-kernel".to_string())
+                        .spawn(move || job.run())
+                })
+                .map_err(|err| EngineError::Thread {
+                    name: "kernel path",
+                    err,
+                })?,
+        );
+        kernel_if = Some(kif);
+    }
+    let kernel_rate = KernelPath::per_worker(kcfg.rate_pps, lcores.len());
+
     let main_lcore = eal.main_lcore();
     let mut main_worker = None;
     let mut launched = Vec::new();
@@ -238,9 +342,20 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
             flow_capacity: cfg.tables.flows_per_worker as usize,
             is_arp_worker: i == 0,
         };
-        let worker = Worker::new(wcfg, Arc::clone(&shared));
+        let mut worker = Worker::new(wcfg, Arc::clone(&shared));
+        if kcfg.enabled {
+            worker = worker.with_kernel_path(kernel_rate);
+        }
         let queue = port.queue(i as u16);
-        let job = WorkerLoop::new(worker, queue, Arc::clone(&pool), Arc::clone(&stop));
+        let mut job = WorkerLoop::new(worker, queue, Arc::clone(&pool), Arc::clone(&stop));
+        if let Some(r) = rings.get_mut(i).and_then(Option::take) {
+            job = job.with_kernel_ring(r);
+        }
+        if i == 0 {
+            if let Some(r) = kernel_out.take() {
+                job = job.with_kernel_out(r);
+            }
+        }
         if l == main_lcore.0 {
             main_worker = Some(job);
         } else {
@@ -267,6 +382,11 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
     }
     let _ = ctl_thread.join();
     let _ = neigh_log.join();
+    if let Some(t) = kernel_thread {
+        let _ = t.join();
+    }
+    // The rings (with any frame left in them) went with the workers and the kernel thread.
+    drop(kernel_if);
     let _ = std::fs::remove_file(&socket);
     tracing::info!("stopped");
     drop(port);
@@ -313,6 +433,10 @@ pub struct WorkerLoop {
     queue: Queue,
     pool: Arc<Mempool>,
     stop: Arc<AtomicBool>,
+    /// This worker's queue to the kernel-path thread (frames given [`Verdict::Kernel`]).
+    kernel: Option<Arc<Ring>>,
+    /// The kernel's frames this worker sends on its tx queue (net_af_packet, worker 0).
+    kernel_out: Option<Arc<Ring>>,
 }
 
 impl WorkerLoop {
@@ -322,7 +446,22 @@ impl WorkerLoop {
             queue,
             pool,
             stop,
+            kernel: None,
+            kernel_out: None,
         }
+    }
+
+    /// This worker also sends the kernel's frames found in `ring` (see [`crate::kernel`]).
+    pub fn with_kernel_out(mut self, ring: Arc<Ring>) -> Self {
+        self.kernel_out = Some(ring);
+        self
+    }
+
+    /// Frames given [`Verdict::Kernel`] are moved into `ring` (a full ring: freed and counted
+    /// as `exception_full`). Without a ring they are freed and counted the same way.
+    pub fn with_kernel_ring(mut self, ring: Arc<Ring>) -> Self {
+        self.kernel = Some(ring);
+        self
     }
 
     /// Run to completion until `stop` is set (checked every 64 ms).
@@ -343,12 +482,33 @@ impl WorkerLoop {
                 // frames ahead of its decision (see `Worker::process_burst`).
                 let verdicts = &mut verdicts[..n.min(BURST)];
                 self.worker.process_burst(&mut burst, verdicts, now_ms);
+                let mut full = 0u64;
                 for (i, v) in verdicts.iter().enumerate() {
-                    if matches!(v, Verdict::Consumed | Verdict::Drop(_)) {
-                        burst.free(i);
+                    match v {
+                        Verdict::Consumed | Verdict::Drop(_) => burst.free(i),
+                        Verdict::Kernel => {
+                            let handed = match (&self.kernel, burst.take(i)) {
+                                (Some(ring), Some(m)) => ring.push(m).is_ok(),
+                                _ => false,
+                            };
+                            full += u64::from(!handed);
+                        }
+                        Verdict::Forward | Verdict::Reply => {}
                     }
                 }
+                if full > 0 {
+                    self.worker.count_kernel_full(full);
+                }
                 self.transmit(&mut burst);
+            }
+            if let Some(ring) = &self.kernel_out {
+                while out.len() < BURST {
+                    let Some(m) = ring.pop() else { break };
+                    if out.push(m).is_err() {
+                        break;
+                    }
+                }
+                self.transmit(&mut out);
             }
             if now_ms != last_ms {
                 last_ms = now_ms;

@@ -9,6 +9,7 @@
 //! - [`adapter`]: the one answer to the control crate's `Dataplane` trait.
 //! - [`checker`]: the health checker (probes, their scheduler) feeding the control plane.
 //! - [`config`]: the TOML configuration; [`rssetup`]: the real-server preparation helper.
+//! - [`kernel`]: the kernel interface on the data port and the thread feeding it.
 
 pub mod adapter;
 pub mod checker;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod dpdk;
 pub mod engine;
 pub mod keepalived;
+pub mod kernel;
 pub mod rssetup;
 
 /// What the control socket's `version` reports for this build.

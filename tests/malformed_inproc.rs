@@ -99,7 +99,12 @@ fn the_malformed_corpus_through_the_engine() {
             stop.store(true, Ordering::Relaxed);
         })
     };
-    WorkerLoop::new(worker, port.queue(0), Arc::clone(&pool), stop).run();
+    // The fixture's worker hands the frames for the DIP to the kernel path: here a ring no
+    // thread drains, counted below.
+    let kernel = Arc::new(rvs::kernel::Ring::new(1024));
+    WorkerLoop::new(worker, port.queue(0), Arc::clone(&pool), stop)
+        .with_kernel_ring(Arc::clone(&kernel))
+        .run();
     stopper.join().unwrap();
 
     let report = shared.stats(&model);
@@ -113,6 +118,15 @@ fn the_malformed_corpus_through_the_engine() {
     assert_eq!(w.rx_packets, cases.len() as u64, "every frame received");
     assert_eq!(w.forwarded, want.forward, "forwarded");
     assert_eq!(w.arp_replies, want.reply, "ARP replies");
+    assert_eq!(w.to_kernel, want.kernel, "handed to the kernel");
+    assert_eq!(
+        kernel.len() as u64,
+        want.kernel,
+        "in the ring to the kernel"
+    );
+    while let Some(m) = kernel.pop() {
+        drop(m);
+    }
     for r in DropReason::ALL {
         assert_eq!(
             report.drops.get(r.name()).copied().unwrap_or(0),
@@ -124,9 +138,9 @@ fn the_malformed_corpus_through_the_engine() {
     }
     let dropped: u64 = report.drops.values().sum();
     assert_eq!(
-        w.forwarded + w.arp_replies + want.consumed + dropped,
+        w.forwarded + w.arp_replies + want.consumed + w.to_kernel + dropped,
         cases.len() as u64,
-        "forwarded + replies + consumed + drops = frames"
+        "forwarded + replies + consumed + to_kernel + drops = frames"
     );
 
     // Each forwarded frame and reply left the port once, as promised; nothing else but the

@@ -135,6 +135,38 @@ impl Eal {
         (ret == 0).then_some(PortId(id))
     }
 
+    /// Hot-plug a device after init (`rte_dev_probe`) from its devargs, e.g.
+    /// `net_tap_rvs,iface=rvs0`, and return its ethdev port (found by the devargs' name, the
+    /// part before the first comma). The ports that existed before keep their ids.
+    pub fn probe(&self, devargs: &str) -> Result<PortId, DpdkError> {
+        const OP: &str = "dev_probe";
+        eal_running(OP)?;
+        let name = devargs.split(',').next().unwrap_or_default();
+        let Ok(c) = CString::new(devargs) else {
+            return Err(DpdkError::new(
+                OP,
+                errno::EINVAL,
+                "the device arguments contain a NUL byte",
+            ));
+        };
+        if name.is_empty() {
+            return Err(DpdkError::new(OP, errno::EINVAL, "no device name"));
+        }
+        // SAFETY: c is a NUL-terminated string alive for the call; DPDK copies what it keeps.
+        let ret = unsafe { sys::rte_dev_probe(c.as_ptr()) };
+        if ret < 0 {
+            let e = DpdkError::from_errno(OP, ret);
+            return Err(DpdkError::new(OP, e.errno, format!("{devargs}: {}", e.msg)));
+        }
+        self.port_by_name(name).ok_or_else(|| {
+            DpdkError::new(
+                OP,
+                errno::ENODEV,
+                format!("{devargs}: probed, but no ethdev port is named {name}"),
+            )
+        })
+    }
+
     /// NUMA socket of the calling lcore.
     pub fn socket_id(&self) -> i32 {
         // SAFETY: no preconditions beyond an initialised EAL.

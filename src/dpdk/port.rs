@@ -32,6 +32,8 @@ struct PortShared {
     id: u16,
     queues: u16,
     taken: Mutex<Vec<bool>>,
+    /// Tx queues beyond the pairs (`queues..tx_queues`), handed out as [`TxQueue`]s.
+    tx_taken: Mutex<Vec<bool>>,
     started: AtomicBool,
     _pool: Mempool,
 }
@@ -247,12 +249,14 @@ impl Port {
         }
 
         let queues = conf.rx_queues.min(conf.tx_queues);
+        let tx_only = usize::from(conf.tx_queues.saturating_sub(queues));
         LIVE_OBJECTS.fetch_add(1, Ordering::AcqRel);
         Ok(Port {
             shared: Arc::new(PortShared {
                 id: id.0,
                 queues,
                 taken: Mutex::new(vec![false; usize::from(queues)]),
+                tx_taken: Mutex::new(vec![false; tx_only]),
                 started: AtomicBool::new(false),
                 _pool: pool.clone(),
             }),
@@ -325,6 +329,15 @@ impl Port {
         a.addr_bytes
     }
 
+    /// Set the port's MAC address (`rte_eth_dev_default_mac_addr_set`).
+    pub fn set_mac(&self, mac: [u8; 6]) -> Result<(), DpdkError> {
+        let mut a = sys::rte_ether_addr { addr_bytes: mac };
+        // SAFETY: a is a valid rte_ether_addr for the call; the port is configured.
+        check("eth_dev_default_mac_addr_set", unsafe {
+            sys::rte_eth_dev_default_mac_addr_set(self.shared.id, &mut a)
+        })
+    }
+
     /// The port's counters, as [`port_stats`].
     pub fn stats(&self) -> Result<PortStats, DpdkError> {
         port_stats(self.id())
@@ -384,6 +397,58 @@ impl Port {
             }
         }
     }
+}
+
+impl Port {
+    /// Tx queue `q` alone, for a queue beyond the rx/tx pairs (`queues() <= q < tx_queues`):
+    /// e.g. the kernel-path thread's queue on the data port. Handed out once at a time.
+    pub fn tx_queue(&self, q: u16) -> Result<TxQueue, DpdkError> {
+        let at = usize::from(q).checked_sub(usize::from(self.shared.queues));
+        let mut taken = lock(&self.shared.tx_taken);
+        let n = taken.len();
+        match at.and_then(|i| taken.get_mut(i)) {
+            None => Err(DpdkError::new(
+                "tx_queue",
+                errno::EINVAL,
+                format!(
+                    "port {} has tx-only queues {}..{}, not {q}",
+                    self.shared.id,
+                    self.shared.queues,
+                    usize::from(self.shared.queues) + n
+                ),
+            )),
+            Some(true) => Err(DpdkError::new(
+                "tx_queue",
+                errno::EBUSY,
+                format!("tx queue {q} of port {} is already in use", self.shared.id),
+            )),
+            Some(t) => {
+                *t = true;
+                Ok(TxQueue {
+                    shared: Arc::clone(&self.shared),
+                    port: self.shared.id,
+                    q,
+                })
+            }
+        }
+    }
+}
+
+/// Port `id`'s driver name and the most rx and tx queues it allows:
+/// `(driver, max_rx_queues, max_tx_queues)`.
+pub fn max_queues(id: PortId) -> Result<(String, u16, u16), DpdkError> {
+    eal_running("eth_dev_info_get")?;
+    let info = dev_info(id.0)?;
+    let driver = if info.driver_name.is_null() {
+        String::new()
+    } else {
+        // SAFETY: driver_name is a NUL-terminated string owned by the driver, alive as long as
+        // the driver is loaded; copied right away.
+        unsafe { CStr::from_ptr(info.driver_name) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    Ok((driver, info.max_rx_queues, info.max_tx_queues))
 }
 
 /// Counters of port `id` (`rte_eth_stats_get`). An error if the EAL is not running (`ENODEV`)
@@ -489,6 +554,64 @@ impl Queue {
 impl Drop for Queue {
     fn drop(&mut self) {
         if let Some(t) = lock(&self.shared.taken).get_mut(usize::from(self.q)) {
+            *t = false;
+        }
+    }
+}
+
+/// One tx queue of a port without its rx half (see [`Port::tx_queue`]), owned by one thread.
+pub struct TxQueue {
+    shared: Arc<PortShared>,
+    port: u16,
+    q: u16,
+}
+
+impl std::fmt::Debug for TxQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxQueue")
+            .field("port", &self.port)
+            .field("queue", &self.q)
+            .finish()
+    }
+}
+
+impl TxQueue {
+    /// Sends every mbuf `from` holds; frees the ones the device did not take. Returns
+    /// `(sent, freed_unsent)` and leaves `from` empty.
+    #[inline]
+    pub fn tx_burst(&mut self, from: &mut Burst) -> (usize, usize) {
+        from.compact();
+        let len = from.len;
+        if len == 0 {
+            return (0, 0);
+        }
+        // SAFETY: this TxQueue is the only user of tx queue `q` (handed out once); slots[..len]
+        // are live mbufs owned by `from`, whose ownership passes to the driver for the first
+        // `sent` of them.
+        let sent = unsafe {
+            sys::rvs_eth_tx_burst(self.port, self.q, from.slots.as_mut_ptr(), len as u16)
+        };
+        let sent = usize::from(sent).min(len);
+        let unsent = len - sent;
+        if unsent > 0 {
+            // SAFETY: slots[sent..len] are still owned by `from` and not used afterwards.
+            unsafe {
+                sys::rvs_pktmbuf_free_bulk(from.slots.as_mut_ptr().add(sent), unsent as c_uint)
+            };
+        }
+        for s in &mut from.slots[..len] {
+            *s = ptr::null_mut();
+        }
+        from.len = 0;
+        from.holes = 0;
+        (sent, unsent)
+    }
+}
+
+impl Drop for TxQueue {
+    fn drop(&mut self) {
+        let at = usize::from(self.q).saturating_sub(usize::from(self.shared.queues));
+        if let Some(t) = lock(&self.shared.tx_taken).get_mut(at) {
             *t = false;
         }
     }

@@ -16,6 +16,15 @@
 //!                                     ─► dst MAC := RS MAC, src := port MAC ─► Forward
 //! ```
 //!
+//! With the kernel path on ([`Worker::with_kernel_path`]), what is addressed to the director and
+//! not handled here goes to the kernel interface ([`Verdict::Kernel`]), within a token bucket
+//! per worker: IPv4 to the DIP (any protocol, fragments too; decided off the hit path, where a
+//! flow lookup has already missed or the parse refused the frame), IPv4 to a VIP on a port no
+//! service has when [`Behaviour::vip_other_ports_to_kernel`](crate::snapshot::Behaviour) is
+//! set, and ARP replies to the DIP at the port's MAC (the kernel's own neighbour resolution),
+//! after the neighbour table learned from them. ARP requests never go to the kernel: rvs
+//! answers for the DIP and the VIPs itself.
+//!
 //! As in IPVS, a packet's connection is looked up before its service: a live flow keeps its
 //! real server while that server exists, whatever service its packets would match now (a
 //! more specific service added later takes new connections only). The hit path reads the
@@ -58,6 +67,97 @@ pub enum Verdict {
     Consumed,
     /// Free it; already counted under the reason (except `TxFull`, see `count_drop`).
     Drop(DropReason),
+    /// Unchanged, for the kernel interface: hand it to the kernel-path thread (counted as
+    /// `to_kernel`; a full queue is the engine's to count, see
+    /// [`Worker::count_kernel_full`]).
+    Kernel,
+}
+
+/// The kernel path's admission on one worker: a token bucket of `rate_pps` frames per second
+/// holding at most `burst` frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelPath {
+    pub rate_pps: u32,
+    pub burst: u32,
+}
+
+impl KernelPath {
+    /// The least bucket a worker gets, whatever the rate.
+    pub const MIN_BURST: u32 = 32;
+
+    /// One worker's share of `total_pps` shared by `workers` workers (rounded up, at least 1
+    /// per second), with a bucket of a tenth of a second of it (at least [`Self::MIN_BURST`]).
+    pub fn per_worker(total_pps: u32, workers: usize) -> Self {
+        let w = workers.max(1) as u64;
+        let rate = u64::from(total_pps).div_ceil(w).max(1) as u32;
+        KernelPath {
+            rate_pps: rate,
+            burst: (rate / 10).max(Self::MIN_BURST),
+        }
+    }
+}
+
+/// A worker's token bucket for the kernel path, in thousandths of a frame (a millisecond of
+/// `rate_pps` frames per second is `rate_pps` thousandths: no division per frame).
+#[derive(Debug, Clone, Copy, Default)]
+struct Bucket {
+    /// The kernel path is on.
+    on: bool,
+    /// Thousandths of a frame added per millisecond (= frames per second).
+    rate: u64,
+    /// The most the bucket holds (thousandths).
+    cap: u64,
+    tokens: u64,
+    last_ms: u64,
+}
+
+/// A frame's worth of tokens.
+const TOKEN: u64 = 1000;
+
+impl Bucket {
+    fn new(k: KernelPath) -> Self {
+        let cap = u64::from(k.burst.max(1)) * TOKEN;
+        Bucket {
+            on: true,
+            rate: u64::from(k.rate_pps),
+            cap,
+            tokens: cap,
+            last_ms: 0,
+        }
+    }
+
+    /// Take a frame's token at `now_ms` (refilled first); `false` when empty.
+    #[inline]
+    fn admit(&mut self, now_ms: u64) -> bool {
+        let elapsed = now_ms.saturating_sub(self.last_ms);
+        if elapsed > 0 {
+            self.tokens = self
+                .tokens
+                .saturating_add(elapsed.saturating_mul(self.rate))
+                .min(self.cap);
+            self.last_ms = now_ms;
+        }
+        if self.tokens >= TOKEN {
+            self.tokens -= TOKEN;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The verdict for a frame the kernel should have: [`Verdict::Kernel`] within the bucket
+/// (counted here as `to_kernel`, so that counting the verdicts of the forwarding path does not
+/// grow), dropped as `exception_ratelimited` over it.
+#[cold]
+#[inline(never)]
+fn kernel_verdict(bucket: &mut Bucket, wc: &WorkerCounters, now_ms: u64) -> Verdict {
+    if bucket.admit(now_ms) {
+        bump(&wc.to_kernel, 1);
+        Verdict::Kernel
+    } else {
+        Verdict::Drop(DropReason::ExceptionRatelimited)
+    }
 }
 
 /// What the NIC reported of a received frame's IPv4 header checksum (the mbuf's
@@ -109,6 +209,10 @@ pub struct Worker {
     garp_pending: Vec<u32>,
     req_buf: Box<[u32]>,
     last_scan_ms: Option<u64>,
+    /// The kernel path's admission (off unless [`Worker::with_kernel_path`]).
+    kernel: Bucket,
+    /// The clock of the burst being decided (ms), for the kernel path's bucket.
+    now_ms: u64,
 }
 
 fn gauge_add(cells: &[ServerCells], slot: u32, s: FlowState) {
@@ -636,6 +740,8 @@ impl Worker {
             garp_pending: Vec::new(),
             req_buf: vec![0; REQUESTS_PER_ROUND].into_boxed_slice(),
             last_scan_ms: None,
+            kernel: Bucket::default(),
+            now_ms: 0,
         };
         if w.is_arp {
             w.garp_pending = Vec::with_capacity(w.shared.max_services().max(1));
@@ -645,6 +751,20 @@ impl Worker {
             }
         }
         w
+    }
+
+    /// Turn the kernel path on for this worker: frames for the director that rvs does not
+    /// handle itself get [`Verdict::Kernel`], within `k`'s rate (see the module docs). Without
+    /// it they are dropped as before (`no_service`, `not_tcp_udp`, `ip_fragment`) and ARP
+    /// replies are only learned from.
+    pub fn with_kernel_path(mut self, k: KernelPath) -> Self {
+        self.kernel = Bucket::new(k);
+        self
+    }
+
+    /// Whether the kernel path is on.
+    pub fn kernel_path(&self) -> bool {
+        self.kernel.on
     }
 
     fn queue_garp(&mut self, vip: u32) {
@@ -701,6 +821,13 @@ impl Worker {
         bump(&self.wc.tx, n);
     }
 
+    /// `n` frames given [`Verdict::Kernel`] did not fit the queue to the kernel-path thread
+    /// (and were freed): counted as `exception_full` instead of `to_kernel`.
+    pub fn count_kernel_full(&mut self, n: u64) {
+        drop_by(&self.wc.to_kernel, n);
+        bump(&self.wc.drops[DropReason::ExceptionFull.index()], n);
+    }
+
     /// Start loading the flow-table lines that [`process`](Self::process) will look up for
     /// `frame`, without changing anything: a hint for callers that decide frames one at a time
     /// ([`process_burst`](Self::process_burst) does this itself, a few frames ahead). Frames
@@ -726,6 +853,7 @@ impl Worker {
         now_ms: u64,
     ) {
         let n = frames.count().min(verdicts.len());
+        self.now_ms = now_ms;
         let mut base = 0;
         while base < n {
             let m = (n - base).min(BURST_CHUNK);
@@ -800,6 +928,7 @@ impl Worker {
     /// NIC's RSS hash is not needed). `now_ms` is the engine's monotonic clock in milliseconds
     /// (the same base for every call).
     pub fn process(&mut self, frame: &mut [u8], now_ms: u64) -> Verdict {
+        self.now_ms = now_ms;
         let v = self.classify(frame, RxCsum::Unknown, now_ms);
         self.count_verdict(v);
         if v == Verdict::Forward {
@@ -808,12 +937,12 @@ impl Worker {
         v
     }
 
-    /// Count a verdict on this worker, but for [`Verdict::Forward`]: the caller counts those
-    /// in `forwarded`, once per call.
+    /// Count a verdict on this worker, but for [`Verdict::Forward`] (the caller counts those
+    /// in `forwarded`, once per call) and [`Verdict::Kernel`] (counted where it is given).
     #[inline]
     fn count_verdict(&self, v: Verdict) {
         match v {
-            Verdict::Forward | Verdict::Consumed => {}
+            Verdict::Forward | Verdict::Consumed | Verdict::Kernel => {}
             Verdict::Drop(r) => {
                 bump(&self.wc.drops[r.index()], 1);
             }
@@ -875,11 +1004,12 @@ impl Worker {
         // and only what the neighbour table allows: an answer to our own request resolves or
         // refreshes; a claimed change is refused and checked first (see `neigh`).
         let mut learned = None;
+        // A reply to the DIP at our MAC: an answer to our requests, or to the kernel's.
+        let to_us = op == arp::Operation::Reply
+            && t == self.dip
+            && a.target_hardware_addr() == self.port_mac;
         if matches!(op, arp::Operation::Request | arp::Operation::Reply) {
             if let Some(slot) = self.shared.neigh.find(spa) {
-                let to_us = op == arp::Operation::Reply
-                    && t == self.dip
-                    && a.target_hardware_addr() == self.port_mac;
                 learned = Some(self.shared.neigh.learn(slot, sha, to_us, now_ms));
             }
         }
@@ -902,8 +1032,10 @@ impl Worker {
             return Verdict::Reply;
         }
         match learned {
-            None => Verdict::Drop(DropReason::ArpNotForUs),
             Some(Learned::Refused(_)) => Verdict::Drop(DropReason::ArpRefused),
+            // The kernel's neighbour resolution needs the replies too (after ours learned).
+            _ if to_us && self.kernel.on => kernel_verdict(&mut self.kernel, &self.wc, now_ms),
+            None => Verdict::Drop(DropReason::ArpNotForUs),
             Some(_) => Verdict::Consumed,
         }
     }
@@ -918,7 +1050,33 @@ impl Worker {
                 let at = self.flows.buckets_of(self.flows.hash_words(flow.key));
                 self.ipv4_parsed(frame, flow, at, (now_ms / 1000) as u32)
             }
-            Err(r) => Verdict::Drop(r),
+            Err(r) => self.ipv4_refused(frame, r),
+        }
+    }
+
+    /// An IPv4 frame [`parse_l4`] refused for `r`: dropped, unless it is a well-formed packet
+    /// the kernel should have (another protocol than TCP/UDP, or a fragment, to the DIP; or to
+    /// a VIP with `vip_other_ports_to_kernel`) and the kernel path is on. Out of line: never
+    /// on the forwarding path.
+    #[cold]
+    #[inline(never)]
+    fn ipv4_refused(&mut self, frame: &[u8], r: DropReason) -> Verdict {
+        // Only these come after every check of the header (version, IHL, checksum, length).
+        if !self.kernel.on || !matches!(r, DropReason::IpFragment | DropReason::NotTcpUdp) {
+            return Verdict::Drop(r);
+        }
+        const DST: usize = ethernet::HEADER_LEN + 16;
+        let Some(dst) = frame
+            .get(DST..DST + 4)
+            .and_then(|d| <[u8; 4]>::try_from(d).ok())
+        else {
+            return Verdict::Drop(r);
+        };
+        let dst = u32::from_be_bytes(dst);
+        if dst == self.dip || (self.snap.vip_other_ports_to_kernel && self.snap.is_vip(dst)) {
+            kernel_verdict(&mut self.kernel, &self.wc, self.now_ms)
+        } else {
+            Verdict::Drop(r)
         }
     }
 
@@ -997,6 +1155,10 @@ impl Worker {
     #[inline(never)]
     fn ipv4_slow(&mut self, frame: &mut [u8], flow: &L4Flow, now_s: u32, absent: bool) -> Verdict {
         let key = flow.key;
+        // The director's own address: the kernel's (no flow is ever made for it).
+        if self.kernel.on && key.dst() == self.dip {
+            return kernel_verdict(&mut self.kernel, &self.wc, self.now_ms);
+        }
         let hash = self.flows.hash_words(key);
         // Disjoint field borrows: counters (shared), flow table and scheduler (ours).
         let shared = &*self.shared;
@@ -1045,6 +1207,9 @@ impl Worker {
             return Verdict::Drop(DropReason::MartianSource);
         }
         let Some(svc_idx) = snap.service_for(key.proto(), key.dst(), key.dport()) else {
+            if self.kernel.on && snap.vip_other_ports_to_kernel && snap.is_vip(key.dst()) {
+                return kernel_verdict(&mut self.kernel, &self.wc, self.now_ms);
+            }
             return Verdict::Drop(DropReason::NoService);
         };
         let Some(svc) = snap.services.get(svc_idx) else {
@@ -1567,6 +1732,7 @@ mod tests {
             crate::snapshot::Behaviour {
                 expire_nodest_conn: true,
                 sloppy_tcp: true,
+                vip_other_ports_to_kernel: false,
             },
         );
         assert!(w.snapshot().expire_nodest_conn);
@@ -2411,6 +2577,7 @@ mod tests {
                 crate::snapshot::Behaviour {
                     expire_nodest_conn: false,
                     sloppy_tcp: sloppy,
+                    vip_other_ports_to_kernel: false,
                 },
             );
             let mut refused = 0u64;
@@ -2499,6 +2666,7 @@ mod tests {
             crate::snapshot::Behaviour {
                 expire_nodest_conn: true,
                 sloppy_tcp: false,
+                vip_other_ports_to_kernel: false,
             },
         );
         let owners = establish(&mut w, 0..4, 0);
@@ -3230,5 +3398,406 @@ mod tests {
         let e = sh.publish(&m).unwrap_err();
         assert_eq!(e.to_string(), "neighbour table is full (40 entries)");
         assert_eq!(sh.neigh.capacity(), 40);
+    }
+
+    // ---- The kernel path (issue 13, part 1) ----
+
+    /// A rate no test reaches: every frame for the kernel is admitted.
+    const OPEN: KernelPath = KernelPath {
+        rate_pps: 1_000_000,
+        burst: 1_000_000,
+    };
+
+    /// [`setup`]'s worker (rr over RS1 and RS2 on VIP:80) with the kernel path on at `k` and
+    /// the behaviour `b`.
+    fn kernel_worker(k: KernelPath, b: crate::snapshot::Behaviour) -> (Arc<Shared>, Worker) {
+        let m = model(SchedulerKind::Rr, 1, 1);
+        let (sh, w) = worker_behaving(&m, b);
+        (sh, w.with_kernel_path(k))
+    }
+
+    /// Ethernet (to the port, from the router) + IPv4 header (IHL 5, DF unless `frag` sets
+    /// flags/offset) with protocol `proto` from CLIENT to `dst`, and 8 bytes of payload
+    /// `body`; the header checksum is filled in.
+    fn ip_frame(proto: u8, dst: Ipv4Addr, frag: u16, body: [u8; 8]) -> Vec<u8> {
+        let fr = frag.to_be_bytes();
+        let mut f = vec![
+            // Ethernet: dst = port MAC, src = router, IPv4
+            0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x0a, 0x08, 0x00,
+            // IPv4: v4 IHL 5, tos 0, total length 28, id 7, flags/fragment offset, TTL 64,
+            // protocol, checksum (filled below), source CLIENT, destination (set below)
+            0x45, 0x00, 0x00, 28, 0x00, 0x07, fr[0], fr[1], 64, proto, 0, 0, 198, 18, 1, 10, 0, 0,
+            0, 0,
+        ];
+        f.extend_from_slice(&body);
+        let mut ip = ipv4::Packet::new_unchecked(&mut f[14..]);
+        ip.set_dst_addr(dst);
+        ip.fill_checksum();
+        f.resize(60, 0); // Ethernet padding
+        f
+    }
+
+    /// ICMP echo request: type 8, code 0, checksum, identifier 1, sequence 1.
+    const ECHO: [u8; 8] = [8, 0, 0xf7, 0xfd, 0, 1, 0, 1];
+    /// UDP header: ports 5353 -> 53, length 8, no checksum.
+    const UDP_53: [u8; 8] = [0x14, 0xe9, 0, 53, 0, 8, 0, 0];
+    /// DF only.
+    const DF: u16 = 0x4000;
+    /// More fragments, offset 0 (the first fragment).
+    const MF: u16 = 0x2000;
+
+    #[test]
+    fn each_class_of_frame_gets_its_verdict_with_the_kernel_path() {
+        use crate::snapshot::Behaviour;
+        let other = Ipv4Addr::new(198, 18, 0, 200);
+        let tcp = |dst, dport, flags| tcp_frame(CLIENT, 40_000, dst, dport, flags);
+        let mut bad_sum = ip_frame(1, DIP, DF, ECHO);
+        bad_sum[24] ^= 0xff; // the IPv4 header checksum's first byte
+        let mut short_tcp = ip_frame(6, DIP, DF, [0; 8]); // 8 bytes: no whole TCP header
+        short_tcp[14 + 9] = 6;
+        fix_csum(&mut short_tcp);
+        // (case, frame, verdict with vip_other_ports off, verdict with it on)
+        let k = Verdict::Kernel;
+        let ns = Verdict::Drop(DropReason::NoService);
+        let cases: Vec<(&str, Vec<u8>, Verdict, Verdict)> = vec![
+            ("TCP SYN to DIP:22", tcp(DIP, 22, l4::TcpFlags::SYN), k, k),
+            ("TCP ACK to DIP:22", tcp(DIP, 22, l4::TcpFlags::ACK), k, k),
+            (
+                "TCP to DIP:80 (a VIP's port)",
+                tcp(DIP, 80, l4::TcpFlags::SYN),
+                k,
+                k,
+            ),
+            ("UDP to DIP:53", ip_frame(17, DIP, DF, UDP_53), k, k),
+            ("ICMP echo to the DIP", ip_frame(1, DIP, DF, ECHO), k, k),
+            (
+                "first fragment to the DIP",
+                ip_frame(17, DIP, MF, UDP_53),
+                k,
+                k,
+            ),
+            (
+                "later fragment to the DIP",
+                ip_frame(17, DIP, 0x0010, [0; 8]),
+                k,
+                k,
+            ),
+            ("GRE to the DIP", ip_frame(47, DIP, DF, [0; 8]), k, k),
+            (
+                "ICMP to the DIP, bad header checksum",
+                bad_sum,
+                Verdict::Drop(DropReason::BadIpChecksum),
+                Verdict::Drop(DropReason::BadIpChecksum),
+            ),
+            (
+                "TCP to the DIP, header cut",
+                short_tcp,
+                Verdict::Drop(DropReason::ShortL4),
+                Verdict::Drop(DropReason::ShortL4),
+            ),
+            (
+                "TCP SYN to VIP:80 (its service)",
+                syn(1),
+                Verdict::Forward,
+                Verdict::Forward,
+            ),
+            (
+                "TCP SYN to VIP:22 (no service)",
+                tcp(VIP, 22, l4::TcpFlags::SYN),
+                ns,
+                k,
+            ),
+            (
+                "UDP to VIP:53 (TCP service only)",
+                ip_frame(17, VIP, DF, UDP_53),
+                ns,
+                k,
+            ),
+            (
+                "ICMP echo to the VIP",
+                ip_frame(1, VIP, DF, ECHO),
+                Verdict::Drop(DropReason::NotTcpUdp),
+                k,
+            ),
+            (
+                "fragment to the VIP",
+                ip_frame(17, VIP, MF, UDP_53),
+                Verdict::Drop(DropReason::IpFragment),
+                k,
+            ),
+            (
+                "TCP to another host",
+                tcp(other, 22, l4::TcpFlags::SYN),
+                ns,
+                ns,
+            ),
+            (
+                "ICMP to another host",
+                ip_frame(1, other, DF, ECHO),
+                Verdict::Drop(DropReason::NotTcpUdp),
+                Verdict::Drop(DropReason::NotTcpUdp),
+            ),
+            (
+                "TCP from the DIP to the DIP (martian source, but the kernel's)",
+                tcp_frame(DIP, 1, DIP, 22, l4::TcpFlags::SYN),
+                k,
+                k,
+            ),
+            (
+                "ARP request for the DIP (answered by rvs)",
+                arp_frame(
+                    1,
+                    ROUTER_MAC,
+                    Ipv4Addr::new(198, 18, 0, 254),
+                    DIP,
+                    [0xff; 6],
+                ),
+                Verdict::Reply,
+                Verdict::Reply,
+            ),
+            (
+                "ARP request for the VIP (answered by rvs)",
+                arp_frame(
+                    1,
+                    ROUTER_MAC,
+                    Ipv4Addr::new(198, 18, 0, 254),
+                    VIP,
+                    [0xff; 6],
+                ),
+                Verdict::Reply,
+                Verdict::Reply,
+            ),
+            (
+                "ARP reply to the DIP from an untracked host",
+                arp_pkt(
+                    2,
+                    ROUTER_MAC,
+                    Ipv4Addr::new(198, 18, 0, 254),
+                    PORT_MAC,
+                    DIP,
+                    PORT_MAC,
+                ),
+                k,
+                k,
+            ),
+            (
+                "ARP reply to the DIP at another MAC",
+                arp_pkt(
+                    2,
+                    ROUTER_MAC,
+                    Ipv4Addr::new(198, 18, 0, 254),
+                    RS2_MAC,
+                    DIP,
+                    PORT_MAC,
+                ),
+                Verdict::Drop(DropReason::ArpNotForUs),
+                Verdict::Drop(DropReason::ArpNotForUs),
+            ),
+            (
+                "ARP reply to the VIP",
+                arp_pkt(
+                    2,
+                    ROUTER_MAC,
+                    Ipv4Addr::new(198, 18, 0, 254),
+                    PORT_MAC,
+                    VIP,
+                    PORT_MAC,
+                ),
+                Verdict::Drop(DropReason::ArpNotForUs),
+                Verdict::Drop(DropReason::ArpNotForUs),
+            ),
+            (
+                "gratuitous ARP of another host",
+                arp_pkt(1, ROUTER_MAC, other, [0; 6], other, [0xff; 6]),
+                Verdict::Drop(DropReason::ArpNotForUs),
+                Verdict::Drop(DropReason::ArpNotForUs),
+            ),
+        ];
+        for vip_other_ports_to_kernel in [false, true] {
+            let b = Behaviour {
+                vip_other_ports_to_kernel,
+                ..Behaviour::default()
+            };
+            // one frame at a time, and the same frames as one burst on a twin worker
+            let (sh, mut w) = kernel_worker(OPEN, b);
+            let (_sh2, mut twin) = kernel_worker(OPEN, b);
+            let mut burst: Vec<Vec<u8>> = cases.iter().map(|c| c.1.clone()).collect();
+            let mut got = vec![Verdict::Consumed; burst.len()];
+            twin.process_burst(&mut burst[..], &mut got, 1_000);
+            let mut kernel = 0;
+            for (i, (case, frame, off, on)) in cases.iter().enumerate() {
+                let want = if vip_other_ports_to_kernel { *on } else { *off };
+                let mut f = frame.clone();
+                assert_eq!(
+                    send(&mut w, &mut f, 1_000),
+                    want,
+                    "{case} (flag {vip_other_ports_to_kernel})"
+                );
+                assert_eq!(got[i], want, "{case} as a burst");
+                if want == Verdict::Kernel {
+                    assert_eq!(&f, frame, "{case}: the kernel gets the frame unchanged");
+                    kernel += 1;
+                }
+            }
+            let r = sh.stats(&model(SchedulerKind::Rr, 1, 1));
+            assert_eq!(r.workers[0].to_kernel, kernel);
+            assert_eq!(r.kernel.to_kernel, kernel);
+            assert_eq!(r.kernel.exception_ratelimited, 0);
+            assert_eq!(w.flow_count(), 1, "a flow for the VIP's SYN only");
+        }
+    }
+
+    #[test]
+    fn without_the_kernel_path_the_directors_frames_are_dropped_as_before() {
+        let (sh, _m, mut w) = setup(SchedulerKind::Rr, 1, 1);
+        assert!(!w.kernel_path());
+        let cases = [
+            (
+                tcp_frame(CLIENT, 1, DIP, 22, l4::TcpFlags::SYN),
+                DropReason::NoService,
+            ),
+            (ip_frame(1, DIP, DF, ECHO), DropReason::NotTcpUdp),
+            (ip_frame(17, DIP, MF, UDP_53), DropReason::IpFragment),
+        ];
+        for (f, r) in cases {
+            let mut f = f;
+            assert_eq!(send(&mut w, &mut f, 1_000), Verdict::Drop(r));
+        }
+        // An ARP reply from an untracked host to the DIP: nothing to learn, not ours.
+        let mut f = arp_pkt(
+            2,
+            ROUTER_MAC,
+            Ipv4Addr::new(198, 18, 0, 254),
+            PORT_MAC,
+            DIP,
+            PORT_MAC,
+        );
+        assert_eq!(
+            send(&mut w, &mut f, 1_000),
+            Verdict::Drop(DropReason::ArpNotForUs)
+        );
+        assert_eq!(sh.stats.kernel().to_kernel, 0);
+    }
+
+    #[test]
+    fn the_kernel_path_is_rate_limited_per_worker() {
+        // 100 frames/s with a bucket of 32: 32 at once, then one per 10 ms.
+        let k = KernelPath {
+            rate_pps: 100,
+            burst: 32,
+        };
+        let (sh, mut w) = kernel_worker(k, crate::snapshot::Behaviour::default());
+        let echo = ip_frame(1, DIP, DF, ECHO);
+        let run = |w: &mut Worker, n: usize, now_ms: u64| -> (usize, usize) {
+            let mut got = (0, 0);
+            for _ in 0..n {
+                let mut f = echo.clone();
+                match send(w, &mut f, now_ms) {
+                    Verdict::Kernel => got.0 += 1,
+                    Verdict::Drop(DropReason::ExceptionRatelimited) => got.1 += 1,
+                    v => panic!("{v:?}"),
+                }
+            }
+            got
+        };
+        assert_eq!(
+            run(&mut w, 40, 10_000),
+            (32, 8),
+            "the bucket's burst, then none"
+        );
+        assert_eq!(
+            run(&mut w, 5, 10_009),
+            (0, 5),
+            "9 ms: not a whole frame yet"
+        );
+        assert_eq!(run(&mut w, 5, 10_010), (1, 4), "10 ms: one frame");
+        assert_eq!(run(&mut w, 5, 10_050), (4, 1), "40 ms more: four");
+        assert_eq!(
+            run(&mut w, 50, 20_000),
+            (32, 18),
+            "refilled to the burst, no more"
+        );
+        // The clock going back (another worker's clock, a test) refills nothing and panics not.
+        assert_eq!(run(&mut w, 3, 5_000), (0, 3));
+        // A VIP's traffic is never limited by it: the SYN is forwarded with the bucket empty.
+        let mut f = syn(7);
+        assert_eq!(send(&mut w, &mut f, 20_000), Verdict::Forward);
+        let r = sh.stats.kernel();
+        assert_eq!(r.to_kernel, 32 + 1 + 4 + 32);
+        assert_eq!(r.exception_ratelimited, 8 + 5 + 4 + 1 + 18 + 3);
+        // Bursts are limited the same way (the burst's clock is the bucket's).
+        let (_sh, mut w) = kernel_worker(k, crate::snapshot::Behaviour::default());
+        let mut frames = vec![echo.clone(); 40];
+        let mut got = vec![Verdict::Consumed; 40];
+        w.process_burst(&mut frames[..], &mut got, 10_000);
+        assert_eq!(got.iter().filter(|v| **v == Verdict::Kernel).count(), 32);
+    }
+
+    #[test]
+    fn a_workers_share_of_the_kernel_rate() {
+        assert_eq!(
+            KernelPath::per_worker(20_000, 2),
+            KernelPath {
+                rate_pps: 10_000,
+                burst: 1_000
+            }
+        );
+        assert_eq!(
+            KernelPath::per_worker(20_000, 3),
+            KernelPath {
+                rate_pps: 6_667,
+                burst: 666
+            }
+        );
+        // small rates keep a bucket of 32; none is 0 per second
+        assert_eq!(
+            KernelPath::per_worker(100, 4),
+            KernelPath {
+                rate_pps: 25,
+                burst: 32
+            }
+        );
+        assert_eq!(KernelPath::per_worker(0, 0).rate_pps, 1);
+        assert_eq!(KernelPath::per_worker(u32::MAX, 1).rate_pps, u32::MAX);
+    }
+
+    #[test]
+    fn an_arp_reply_to_the_dip_is_learned_and_goes_to_the_kernel() {
+        let m = model(SchedulerKind::Rr, 1, 0);
+        let (sh, w) = worker_with(&m, 64, false);
+        let mut w = w.with_kernel_path(OPEN);
+        let a = asked(&mut w, 0);
+        assert!(a.contains(&RS1), "{a:?}");
+        // RS1 answers (our request, or the kernel's: the same frame): learned AND the kernel's.
+        let mut f = answer(RS1, RS1_MAC);
+        let orig = f.clone();
+        assert_eq!(send(&mut w, &mut f, 10), Verdict::Kernel);
+        assert_eq!(f, orig);
+        assert_eq!(sh.neigh.mac(sh.neigh.find(RS1).unwrap()), Some(RS1_MAC));
+        assert_eq!(syn_goes_to(&mut w, 1, 20), Ok(RS1_MAC));
+        // A spoofed reply claiming RS1 is refused and kept from the kernel too.
+        let mut f = answer(RS1, EVIL_MAC);
+        assert_eq!(
+            send(&mut w, &mut f, 5_000),
+            Verdict::Drop(DropReason::ArpRefused)
+        );
+        assert_eq!(sh.neigh.mac(sh.neigh.find(RS1).unwrap()), Some(RS1_MAC));
+        // Requests never go to the kernel: one for the DIP is answered by rvs.
+        let mut f = arp_pkt(1, RS1_MAC, RS1, [0; 6], DIP, [0xff; 6]);
+        assert_eq!(send(&mut w, &mut f, 5_000), Verdict::Reply);
+        assert_eq!(sh.stats.kernel().to_kernel, 1);
+    }
+
+    #[test]
+    fn a_full_kernel_queue_moves_the_count_to_exception_full() {
+        let (sh, mut w) = kernel_worker(OPEN, crate::snapshot::Behaviour::default());
+        for _ in 0..3 {
+            let mut f = ip_frame(1, DIP, DF, ECHO);
+            assert_eq!(send(&mut w, &mut f, 1_000), Verdict::Kernel);
+        }
+        w.count_kernel_full(2);
+        let r = sh.stats(&model(SchedulerKind::Rr, 1, 1));
+        assert_eq!((r.kernel.to_kernel, r.kernel.exception_full), (1, 2));
+        assert_eq!(r.drops.get("exception_full"), Some(&2));
     }
 }

@@ -92,6 +92,9 @@ pub struct WorkerStats {
     pub tx_packets: u64,
     pub forwarded: u64,
     pub arp_replies: u64,
+    /// Frames this worker handed to the kernel interface.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub to_kernel: u64,
     /// Flows currently in this worker's table.
     pub flows: u64,
     /// Drops by reason name (only non-zero reasons).
@@ -136,6 +139,26 @@ pub struct NeighbourTableStats {
     pub capacity: u64,
 }
 
+/// The kernel path: frames between the data port and the kernel interface (`rvs0`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct KernelStats {
+    /// Frames the workers queued for the kernel interface.
+    pub to_kernel: u64,
+    /// Frames the kernel sent out of its interface and the data port took.
+    pub from_kernel: u64,
+    /// Frames for the kernel dropped because a worker's queue to the kernel-path thread was
+    /// full.
+    pub exception_full: u64,
+    /// Frames for the kernel dropped over the rate limit (`kernel.rate_pps`).
+    pub exception_ratelimited: u64,
+    /// Frames the kernel sent that the data port did not take.
+    pub from_kernel_dropped: u64,
+    /// Queued frames the kernel interface did not take.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub to_kernel_dropped: u64,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct StatsReport {
@@ -154,6 +177,9 @@ pub struct StatsReport {
     pub mempool: MempoolStats,
     #[cfg_attr(feature = "serde", serde(default))]
     pub neighbours: NeighbourTableStats,
+    /// The kernel path (all zero when it is off).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub kernel: KernelStats,
 }
 
 /// Failure to publish a snapshot (the model change is then rolled back by the caller).

@@ -185,6 +185,10 @@ pub struct Snapshot {
     /// but RST (`true`), or only when it is a SYN without RST (`false`, IPVS default; the
     /// others are dropped as `tcp_not_syn`).
     pub sloppy_tcp: bool,
+    /// Frames to a VIP on a port (or protocol) no service has go to the kernel interface
+    /// (`true`, `kernel.vip_other_ports = "kernel"`), or are dropped as `no_service` (`false`,
+    /// as IPVS).
+    pub vip_other_ports_to_kernel: bool,
 }
 
 /// Forwarding behaviour set by the configuration (`[dataplane]`), copied into every snapshot.
@@ -194,6 +198,8 @@ pub struct Behaviour {
     pub expire_nodest_conn: bool,
     /// See [`Snapshot::sloppy_tcp`].
     pub sloppy_tcp: bool,
+    /// See [`Snapshot::vip_other_ports_to_kernel`].
+    pub vip_other_ports_to_kernel: bool,
 }
 
 impl Snapshot {
@@ -208,6 +214,7 @@ impl Snapshot {
             timeouts: Timeouts::default(),
             expire_nodest_conn: false,
             sloppy_tcp: false,
+            vip_other_ports_to_kernel: false,
         }
     }
 
@@ -449,6 +456,7 @@ impl Shared {
         next.timeouts = c.timeouts;
         next.expire_nodest_conn = c.behaviour.expire_nodest_conn;
         next.sloppy_tcp = c.behaviour.sloppy_tcp;
+        next.vip_other_ports_to_kernel = c.behaviour.vip_other_ports_to_kernel;
         let epoch = self.epoch.load(Relaxed) + u64::from(bump);
         next.epoch = epoch;
         let old = self.current.swap(Arc::new(next));
@@ -556,6 +564,7 @@ impl Shared {
         snap.timeouts = c.timeouts;
         snap.expire_nodest_conn = c.behaviour.expire_nodest_conn;
         snap.sloppy_tcp = c.behaviour.sloppy_tcp;
+        snap.vip_other_ports_to_kernel = c.behaviour.vip_other_ports_to_kernel;
         // A slot that changed hands starts counting from what it holds now.
         for svc in &snap.services {
             let cur = self.stats.service(svc.slot as usize);
@@ -718,6 +727,7 @@ impl Shared {
         let persist = self.persistent_conns(&self.load());
         let mut rep = StatsReport {
             arp_refused: self.neigh.events().refused,
+            kernel: self.stats.kernel(),
             ..StatsReport::default()
         };
         for w in 0..self.stats.workers() {
@@ -731,6 +741,7 @@ impl Shared {
                 tx_packets: wc.tx.load(Relaxed),
                 forwarded: wc.forwarded.load(Relaxed),
                 arp_replies: wc.arp_replies.load(Relaxed),
+                to_kernel: wc.to_kernel.load(Relaxed),
                 flows: wc.flows.load(Relaxed),
                 ..WorkerStats::default()
             };
@@ -949,10 +960,17 @@ mod tests {
         let on = Behaviour {
             expire_nodest_conn: true,
             sloppy_tcp: true,
+            vip_other_ports_to_kernel: true,
         };
         let sh = sh.with_settings(t, on).with_persistence(100);
         assert_eq!(sh.persist.capacity(), 128);
-        let seen = |s: &Snapshot| (s.timeouts, s.expire_nodest_conn, s.sloppy_tcp);
+        let seen = |s: &Snapshot| {
+            (
+                s.timeouts,
+                s.expire_nodest_conn,
+                s.sloppy_tcp && s.vip_other_ports_to_kernel,
+            )
+        };
         assert_eq!(seen(&sh.load()), (t, true, true));
         sh.publish(&model()).unwrap();
         assert_eq!(seen(&sh.load()), (t, true, true));

@@ -69,10 +69,16 @@ pub enum DropReason {
     /// A source address no client can have: 0.0.0.0/8, 127.0.0.0/8, multicast, class E or
     /// broadcast, or one of the director's own addresses (a VIP or the DIP).
     MartianSource,
+    /// A frame for the kernel interface that did not fit the worker's queue to the kernel-path
+    /// thread (counted by the engine; freed).
+    ExceptionFull,
+    /// A frame for the kernel interface over the worker's share of `kernel.rate_pps` (the
+    /// token bucket of [`crate::pipeline::KernelPath`]).
+    ExceptionRatelimited,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 26;
+    pub const COUNT: usize = 28;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::ShortFrame,
         DropReason::Vlan,
@@ -100,6 +106,8 @@ impl DropReason {
         DropReason::TcpNotSyn,
         DropReason::BadIpChecksum,
         DropReason::MartianSource,
+        DropReason::ExceptionFull,
+        DropReason::ExceptionRatelimited,
     ];
 
     /// The stable name used in stats output and metrics.
@@ -131,6 +139,8 @@ impl DropReason {
             DropReason::TcpNotSyn => "tcp_not_syn",
             DropReason::BadIpChecksum => "bad_ip_checksum",
             DropReason::MartianSource => "martian_source",
+            DropReason::ExceptionFull => "exception_full",
+            DropReason::ExceptionRatelimited => "exception_ratelimited",
         }
     }
 
@@ -172,6 +182,8 @@ pub struct WorkerCounters {
     pub tx: AtomicU64,
     pub forwarded: AtomicU64,
     pub arp_replies: AtomicU64,
+    /// Frames handed to the kernel interface (queued for the kernel-path thread).
+    pub to_kernel: AtomicU64,
     /// Flows currently in the table (gauge).
     pub flows: AtomicU64,
     pub drops: [AtomicU64; DropReason::COUNT],
@@ -199,6 +211,7 @@ impl WorkerCounters {
             tx: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
             arp_replies: AtomicU64::new(0),
+            to_kernel: AtomicU64::new(0),
             flows: AtomicU64::new(0),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
             services: (0..max_services).map(|_| CounterCells::default()).collect(),
@@ -211,10 +224,24 @@ impl WorkerCounters {
     }
 }
 
+/// The kernel-path thread's counters (frames between the kernel interface and the data port).
+/// Only that thread writes them.
+#[derive(Debug, Default)]
+pub struct KernelCounters {
+    /// Frames the kernel sent out of its interface, sent on the data port.
+    pub from_kernel: AtomicU64,
+    /// Frames the kernel sent that the data port did not take (freed).
+    pub from_kernel_dropped: AtomicU64,
+    /// Frames from the workers' queues that the kernel interface did not take (freed).
+    pub to_kernel_dropped: AtomicU64,
+}
+
 /// All workers' counters.
 #[derive(Debug)]
 pub struct StatsRegistry {
     workers: Box<[Arc<CachePadded<WorkerCounters>>]>,
+    /// The kernel-path thread's block (a line of its own).
+    kernel: Arc<CachePadded<KernelCounters>>,
     max_services: usize,
     max_servers: usize,
 }
@@ -230,8 +257,28 @@ impl StatsRegistry {
                     )))
                 })
                 .collect(),
+            kernel: Arc::new(CachePadded::new(KernelCounters::default())),
             max_services,
             max_servers,
+        }
+    }
+
+    /// The kernel-path thread's counters, as a handle that thread keeps.
+    pub fn kernel_handle(&self) -> Arc<CachePadded<KernelCounters>> {
+        Arc::clone(&self.kernel)
+    }
+
+    /// The kernel path's counters: the workers' part summed, and the kernel-path thread's.
+    pub fn kernel(&self) -> crate::report::KernelStats {
+        let sum =
+            |f: &dyn Fn(&WorkerCounters) -> u64| -> u64 { self.workers.iter().map(|w| f(w)).sum() };
+        crate::report::KernelStats {
+            to_kernel: sum(&|w| w.to_kernel.load(Relaxed)),
+            from_kernel: self.kernel.from_kernel.load(Relaxed),
+            exception_full: self.drops(DropReason::ExceptionFull),
+            exception_ratelimited: self.drops(DropReason::ExceptionRatelimited),
+            from_kernel_dropped: self.kernel.from_kernel_dropped.load(Relaxed),
+            to_kernel_dropped: self.kernel.to_kernel_dropped.load(Relaxed),
         }
     }
 
@@ -345,5 +392,25 @@ mod tests {
         assert_eq!(reg.server_conns(99), (0, 0));
         assert_eq!(reg.drops(DropReason::Vlan), 3);
         assert!(reg.worker(2).is_none());
+        // The kernel path: the workers' part summed, the thread's block as written.
+        bump(&w0.to_kernel, 2);
+        bump(&w1.to_kernel, 3);
+        bump(&w1.drops[DropReason::ExceptionFull.index()], 4);
+        bump(&w0.drops[DropReason::ExceptionRatelimited.index()], 5);
+        let k = reg.kernel_handle();
+        bump(&k.from_kernel, 6);
+        bump(&k.from_kernel_dropped, 7);
+        bump(&k.to_kernel_dropped, 8);
+        assert_eq!(
+            reg.kernel(),
+            crate::report::KernelStats {
+                to_kernel: 5,
+                from_kernel: 6,
+                exception_full: 4,
+                exception_ratelimited: 5,
+                from_kernel_dropped: 7,
+                to_kernel_dropped: 8,
+            }
+        );
     }
 }

@@ -7,6 +7,11 @@
 //! client port of its own, so the cases do not depend on each other: a corpus run frame by
 //! frame, as one burst, or each case on a fresh worker gives the same verdicts.
 //!
+//! The fixture's worker has the kernel path on (issue 13): what is addressed to the DIP and
+//! not handled by rvs itself (any IP protocol, fragments too, and ARP replies to the DIP at the
+//! port's MAC, after learning) expects [`Verdict::Kernel`]; the VIP's other ports and protocols
+//! are still dropped (`vip_other_ports` is off by default, as IPVS).
+//!
 //! The cases flagged `needs_arp_hardening` expect the ARP spoofing protection (an ARP frame
 //! claiming a tracked real server's address with another MAC is refused as
 //! [`DropReason::ArpRefused`] and the server's MAC kept): they run once [`ARP_HARDENING`] is
@@ -850,9 +855,65 @@ pub fn all() -> Vec<Case> {
         drop(R::NoService),
         changed(udp(p), |f| put16(f, at::DPORT, TCP_PORT)),
     );
+    // To the director's own address: the kernel's, whatever the protocol or port.
+    let p = b.port();
+    b.push(
+        "dst_dip",
+        Verdict::Kernel,
+        ip_changed(tcp(p, SYN), |f| put_ip(f, at::IP_DST, DIP)),
+    );
+    let p = b.port();
+    b.push(
+        "dst_dip_ack",
+        Verdict::Kernel,
+        ip_changed(tcp(p, ACK), |f| put_ip(f, at::IP_DST, DIP)),
+    );
+    let p = b.port();
+    b.push(
+        "dst_dip_udp",
+        Verdict::Kernel,
+        ip_changed(udp(p), |f| put_ip(f, at::IP_DST, DIP)),
+    );
+    let p = b.port();
+    b.push(
+        "dst_dip_icmp",
+        Verdict::Kernel,
+        ip_changed(tcp(p, SYN), |f| {
+            put_ip(f, at::IP_DST, DIP);
+            f[at::IP_PROTO] = 1;
+        }),
+    );
+    let p = b.port();
+    b.push(
+        "dst_dip_fragment",
+        Verdict::Kernel,
+        ip_changed(udp(p), |f| {
+            put_ip(f, at::IP_DST, DIP);
+            put16(f, at::IP_FLAGS, 0x2000);
+        }),
+    );
+    // Malformed to the DIP: dropped as any malformed frame (the kernel never sees them).
+    let p = b.port();
+    b.push(
+        "dst_dip_bad_checksum",
+        drop(R::BadIpChecksum),
+        changed(tcp(p, SYN), |f| put_ip(f, at::IP_DST, DIP)),
+    );
+    // The VIP's other protocols: dropped (vip_other_ports off).
+    let p = b.port();
+    b.push(
+        "dst_vip_icmp",
+        drop(R::NotTcpUdp),
+        ip_changed(tcp(p, SYN), |f| f[at::IP_PROTO] = 1),
+    );
+    let p = b.port();
+    b.push(
+        "dst_vip_tcp_port_22",
+        drop(R::NoService),
+        changed(tcp(p, SYN), |f| put16(f, at::DPORT, 22)),
+    );
     for (name, dst) in [
         ("dst_not_a_vip", Ipv4Addr::new(198, 18, 0, 200)),
-        ("dst_dip", DIP),
         ("dst_real_server", RS1),
         ("dst_broadcast", Ipv4Addr::BROADCAST),
         ("dst_multicast", Ipv4Addr::new(224, 0, 0, 1)),
@@ -900,10 +961,16 @@ pub fn all() -> Vec<Case> {
         who_has(STRANGER),
     );
     b.push("arp_request_for_rs1", drop(R::ArpNotForUs), who_has(RS1));
+    // A reply to the DIP at the port's MAC: the kernel's neighbour resolution needs it.
     b.push(
         "arp_reply_from_stranger",
-        drop(R::ArpNotForUs),
+        Verdict::Kernel,
         is_at(STRANGER, STRANGER_MAC),
+    );
+    b.push(
+        "arp_reply_from_stranger_to_another_mac",
+        drop(R::ArpNotForUs),
+        arp(PORT_MAC, REPLY, STRANGER_MAC, STRANGER, ROUTER_MAC, DIP),
     );
     b.push(
         "arp_op_0",
@@ -973,9 +1040,10 @@ pub fn all() -> Vec<Case> {
         Verdict::Consumed,
         garp(RS1, RS1_MAC),
     );
+    // Learned (nothing changes) and the kernel's too.
     b.push(
         "arp_reply_from_rs2_same_mac",
-        Verdict::Consumed,
+        Verdict::Kernel,
         is_at(RS2, RS2_MAC),
     );
 
@@ -1102,7 +1170,10 @@ mod tests {
         // Not a frame's own doing: the engine's (tx_full, no_mbuf), the tables' size
         // (flow_table_full, persist_table_full), the configuration's state (no_server,
         // neigh_unresolved, no_dest).
+        // The kernel path's limits: the engine's queue and the rate over many frames.
         let elsewhere = [
+            DropReason::ExceptionFull,
+            DropReason::ExceptionRatelimited,
             DropReason::TxFull,
             DropReason::NoMbuf,
             DropReason::FlowTableFull,
@@ -1116,7 +1187,12 @@ mod tests {
                 assert!(covered.contains(r.name()), "no case for {}", r.name());
             }
         }
-        for kind in [Verdict::Forward, Verdict::Reply, Verdict::Consumed] {
+        for kind in [
+            Verdict::Forward,
+            Verdict::Reply,
+            Verdict::Consumed,
+            Verdict::Kernel,
+        ] {
             assert!(
                 all().iter().any(|c| c.expect == kind),
                 "no case for {kind:?}"

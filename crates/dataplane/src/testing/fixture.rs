@@ -14,7 +14,7 @@
 
 use crate::flow::Timeouts;
 use crate::model::{Forward, Model, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec};
-use crate::pipeline::{Worker, WorkerConfig};
+use crate::pipeline::{KernelPath, Worker, WorkerConfig};
 use crate::snapshot::{Behaviour, Shared};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -107,7 +107,15 @@ pub struct Options {
     pub now_ms: u64,
     /// `[dataplane] sloppy_tcp`.
     pub sloppy_tcp: bool,
+    /// The kernel path (on in the fixture, with a rate no test reaches: [`KERNEL_PATH`]).
+    pub kernel_path: Option<KernelPath>,
 }
+
+/// The fixture's kernel path: frames to the DIP go to the kernel; a million per second.
+pub const KERNEL_PATH: KernelPath = KernelPath {
+    rate_pps: 1_000_000,
+    burst: 1_000_000,
+};
 
 impl Default for Options {
     fn default() -> Self {
@@ -115,6 +123,7 @@ impl Default for Options {
             flow_capacity: FLOW_CAPACITY,
             now_ms: 0,
             sloppy_tcp: false,
+            kernel_path: Some(KERNEL_PATH),
         }
     }
 }
@@ -149,8 +158,8 @@ impl Fixture {
             .with_settings(
                 Timeouts::default(),
                 Behaviour {
-                    expire_nodest_conn: false,
                     sloppy_tcp: o.sloppy_tcp,
+                    ..Behaviour::default()
                 },
             ),
         );
@@ -170,6 +179,10 @@ impl Fixture {
             },
             Arc::clone(&shared),
         );
+        let worker = match o.kernel_path {
+            Some(k) => worker.with_kernel_path(k),
+            None => worker,
+        };
         Fixture {
             shared,
             model,

@@ -243,6 +243,7 @@ impl Session {
             flow_capacity: if input.small_table { 8 } else { 1024 },
             now_ms: 0,
             sloppy_tcp: input.sloppy_tcp,
+            ..Options::default()
         };
         let slot = usize::from(input.sloppy_tcp) | usize::from(input.small_table) << 1;
         let pair = self.pairs[slot].get_or_insert_with(|| Pair::new(opts));
@@ -484,6 +485,7 @@ mod tests {
                 sum.forward += part.forward;
                 sum.reply += part.reply;
                 sum.consumed += part.consumed;
+                sum.kernel += part.kernel;
                 for (d, p) in sum.drops.iter_mut().zip(part.drops) {
                     *d += p;
                 }
@@ -514,6 +516,7 @@ mod tests {
                 got.forward += o.single.forward;
                 got.reply += o.single.reply;
                 got.consumed += o.single.consumed;
+                got.kernel += o.single.kernel;
                 for (d, p) in got.drops.iter_mut().zip(o.single.drops) {
                     *d += p;
                 }

@@ -49,7 +49,7 @@ pub fn check_frame(before: &[u8], after: &[u8], v: Verdict) -> Result<(), String
 /// - forwarded: only the first 12 bytes changed, to one of `rs_macs` and the port's MAC;
 /// - answered: an ARP request for an address of ours turned into the reply to its sender, the
 ///   rest of the frame (padding) kept;
-/// - consumed or dropped: unchanged.
+/// - consumed, dropped or handed to the kernel: unchanged.
 ///
 /// The length never changes.
 pub fn check_frame_to(
@@ -80,7 +80,7 @@ pub fn check_frame_to(
             Ok(())
         }
         Verdict::Reply => check_arp_reply(before, after),
-        Verdict::Consumed | Verdict::Drop(_) => {
+        Verdict::Consumed | Verdict::Drop(_) | Verdict::Kernel => {
             if before == after {
                 Ok(())
             } else {
@@ -135,6 +135,8 @@ pub struct Tally {
     pub forward: u64,
     pub reply: u64,
     pub consumed: u64,
+    /// Handed to the kernel interface.
+    pub kernel: u64,
     pub drops: [u64; DropReason::COUNT],
 }
 
@@ -145,6 +147,7 @@ impl Tally {
             Verdict::Forward => self.forward += 1,
             Verdict::Reply => self.reply += 1,
             Verdict::Consumed => self.consumed += 1,
+            Verdict::Kernel => self.kernel += 1,
             Verdict::Drop(r) => self.drops[r.index()] += 1,
         }
     }
@@ -171,6 +174,10 @@ impl Tally {
         let now = Counted::of(wc);
         let forwarded = now.forwarded.wrapping_sub(base.forwarded);
         let replies = now.arp_replies.wrapping_sub(base.arp_replies);
+        let to_kernel = now.to_kernel.wrapping_sub(base.to_kernel);
+        if to_kernel != self.kernel {
+            return Err(format!("to_kernel {to_kernel}, verdicts {}", self.kernel));
+        }
         if forwarded != self.forward {
             return Err(format!("forwarded {forwarded}, verdicts {}", self.forward));
         }
@@ -195,11 +202,11 @@ impl Tally {
             }
             dropped += n;
         }
-        let total = forwarded + replies + self.consumed + dropped;
+        let total = forwarded + replies + self.consumed + to_kernel + dropped;
         if total != self.frames {
             return Err(format!(
-                "forwarded {forwarded} + replies {replies} + consumed {} + drops {dropped} = \
-                 {total}, not the {} frames",
+                "forwarded {forwarded} + replies {replies} + consumed {} + to_kernel \
+                 {to_kernel} + drops {dropped} = {total}, not the {} frames",
                 self.consumed, self.frames
             ));
         }
@@ -212,6 +219,7 @@ impl Tally {
 pub struct Counted {
     pub forwarded: u64,
     pub arp_replies: u64,
+    pub to_kernel: u64,
     pub drops: [u64; DropReason::COUNT],
 }
 
@@ -220,6 +228,7 @@ impl Counted {
         Counted {
             forwarded: wc.forwarded.load(Relaxed),
             arp_replies: wc.arp_replies.load(Relaxed),
+            to_kernel: wc.to_kernel.load(Relaxed),
             drops: DropReason::ALL.map(|r| wc.drop_count(r)),
         }
     }
@@ -274,5 +283,11 @@ mod tests {
             t.check_counters(wc).is_err(),
             "a forward without its verdict"
         );
+        t.add(Verdict::Forward);
+        assert!(t.check_counters(wc).is_ok());
+        t.add(Verdict::Kernel);
+        assert!(t.check_counters(wc).is_err(), "to_kernel not counted");
+        crate::stats::bump(&wc.to_kernel, 1);
+        assert!(t.check_counters(wc).is_ok());
     }
 }
