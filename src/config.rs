@@ -241,12 +241,15 @@ impl Default for ControlConfig {
     }
 }
 
-/// `[rules]`: an optional ipvsadm `-S` rules file applied at start.
+/// `[rules]`: what is applied at start: an optional ipvsadm `-S` rules file, then an optional
+/// keepalived.conf (its `virtual_server` blocks with their checks; see docs/keepalived.md).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RulesConfig {
     #[serde(default)]
     pub file: Option<PathBuf>,
+    #[serde(default)]
+    pub keepalived: Option<PathBuf>,
 }
 
 /// `[[neighbour]]`: a static neighbour entry (no ARP needed).

@@ -48,6 +48,8 @@ pub enum EngineError {
     RulesFile { path: PathBuf, err: std::io::Error },
     #[error("rules file {path}: {err}")]
     Rules { path: PathBuf, err: RpcError },
+    #[error(transparent)]
+    Keepalived(#[from] crate::keepalived::KeepalivedError),
     #[error("publishing the initial configuration: {0}")]
     Publish(#[from] PublishError),
     #[error("worker on lcore {lcore} failed: {msg}")]
@@ -247,6 +249,25 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
             })?;
         tracing::info!(path = %path.display(), commands = n, "rules loaded");
     }
+    if let Some(path) = &cfg.rules.keepalived {
+        let loaded = crate::keepalived::load(
+            path,
+            &director,
+            cfg.tables.max_services,
+            cfg.tables.max_servers,
+        )?;
+        for d in loaded.unsupported() {
+            tracing::warn!("{d}");
+        }
+        let n = crate::keepalived::apply(&control, &loaded)?;
+        tracing::info!(
+            path = %path.display(),
+            services = n,
+            real_servers = loaded.server_count(),
+            not_supported = loaded.unsupported().len(),
+            "keepalived configuration loaded"
+        );
+    }
 
     let socket = ov
         .socket
@@ -333,6 +354,20 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
     }
     let kernel_rate = KernelPath::per_worker(kcfg.rate_pps, lcores.len());
 
+    // The health checker: its probes use the kernel's sockets, so they leave through the
+    // kernel interface; it never runs on a worker lcore.
+    let checker = {
+        let (sink, stop) = (
+            Arc::clone(&control) as Arc<dyn rvs_control::check::HealthSink>,
+            Arc::clone(&stop),
+        );
+        unpinned.run(move || crate::checker::spawn(sink, stop, crate::checker::Options::default()))
+    }
+    .map_err(|err| EngineError::Thread {
+        name: "health checker",
+        err,
+    })?;
+
     let main_lcore = eal.main_lcore();
     let mut main_worker = None;
     let mut launched = Vec::new();
@@ -382,6 +417,7 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
     }
     let _ = ctl_thread.join();
     let _ = neigh_log.join();
+    let _ = checker.join();
     if let Some(t) = kernel_thread {
         let _ = t.join();
     }

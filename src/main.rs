@@ -101,10 +101,10 @@ fn main() -> ExitCode {
             }
         }
         Cmd::CheckConfig { config } => match rvs::config::Config::load(&config) {
-            Ok(_) => {
+            Ok(cfg) => check_keepalived(&cfg).map_or(ExitCode::from(2), |()| {
                 println!("{}: ok", config.display());
                 ExitCode::SUCCESS
-            }
+            }),
             Err(e) => {
                 eprintln!("rvs: {}: {e}", config.display());
                 ExitCode::from(2)
@@ -132,6 +132,44 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `check-config` of a configuration's keepalived.conf, as `run` reads it (without the port's
+/// MAC, which only the NIC knows): errors with file and line on stderr; what is not supported
+/// listed on stdout.
+fn check_keepalived(cfg: &rvs::config::Config) -> Result<(), ()> {
+    let Some(path) = &cfg.rules.keepalived else {
+        return Ok(());
+    };
+    let director = rvs_control::proto::Director {
+        dip: cfg.network.dip,
+        prefix_len: cfg.network.prefix_len,
+        mac: [0; 6],
+    };
+    match rvs::keepalived::load(
+        path,
+        &director,
+        cfg.tables.max_services,
+        cfg.tables.max_servers,
+    ) {
+        Ok(loaded) => {
+            for d in loaded.unsupported() {
+                println!("{d}");
+            }
+            println!(
+                "{}: {} services, {} real servers, {} directives not supported",
+                path.display(),
+                loaded.conf.services.len(),
+                loaded.server_count(),
+                loaded.unsupported().len()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("rvs: {e}");
+            Err(())
         }
     }
 }

@@ -1190,7 +1190,9 @@ impl Worker {
                 if snap.expire_nodest_conn || new_syn {
                     self.flows.remove(hit.id, &mut on_evict);
                 } else {
-                    if hit.rs_slot != NO_SLOT {
+                    // A server a health check took down keeps its slot: its flows stay
+                    // attached and resume when it is up again.
+                    if hit.rs_slot != NO_SLOT && !snap.is_parked(hit.rs_slot, hit.rs_id) {
                         // Stop counting it on the slot: a new server may take the slot over.
                         gauge_sub(cells, hit.rs_slot, hit.state);
                         self.flows.set_server(hit.id, NO_SLOT, hit.rs_id);

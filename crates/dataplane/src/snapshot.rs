@@ -176,6 +176,9 @@ pub struct Snapshot {
     pub vips: Vec<u32>,
     /// Indexed by real server slot; `id` 0 where no server has the slot.
     rs_by_slot: Vec<ServerRef>,
+    /// Indexed by real server slot: the id of a server a health check took out of this
+    /// picture (down, still configured), 0 for none. Its flows stay attached to it.
+    parked: Vec<u32>,
     /// Flow idle timeouts (changed at run time by `--set`).
     pub timeouts: Timeouts,
     /// IPVS `expire_nodest_conn`: a packet of a flow whose real server was deleted expires the
@@ -211,6 +214,7 @@ impl Snapshot {
             lookup: ServiceIndex::with_capacity(0),
             vips: Vec::new(),
             rs_by_slot: vec![ServerRef::default(); max_servers],
+            parked: vec![0; max_servers],
             timeouts: Timeouts::default(),
             expire_nodest_conn: false,
             sloppy_tcp: false,
@@ -231,6 +235,15 @@ impl Snapshot {
         s.lookup = ServiceIndex::with_capacity(model.services().len());
         for (si, svc) in model.services().iter().enumerate() {
             let scheduled = scheduled(svc);
+            for r in svc
+                .servers
+                .iter()
+                .filter(|r| r.effective_weight().is_none())
+            {
+                if let Some(p) = s.parked.get_mut(r.slot as usize) {
+                    *p = r.id;
+                }
+            }
             let mut servers = Vec::with_capacity(scheduled.len());
             for (ri, (spec, slot, id)) in scheduled.iter().enumerate() {
                 let neigh_slot = neigh
@@ -332,6 +345,16 @@ impl Snapshot {
             .get(slot as usize)
             .copied()
             .filter(|r| r.id != 0)
+    }
+
+    /// Whether the flow stored with (`slot`, `id`) belongs to a real server that is configured
+    /// but down by its health check: its packets are dropped (or, with `expire_nodest_conn`,
+    /// rescheduled) as for a deleted server, but the flow stays attached to it, so it resumes
+    /// when the server is up again (as IPVS connections to a destination keepalived removed and
+    /// added back do).
+    #[inline]
+    pub fn is_parked(&self, slot: u32, id: u32) -> bool {
+        id != 0 && self.parked.get(slot as usize) == Some(&id)
     }
 
     /// The real server of a flow stored with (`slot`, `id`), if that server is in this snapshot
@@ -1378,6 +1401,7 @@ mod tests {
         let b = Behaviour {
             expire_nodest_conn: expire,
             sloppy_tcp: true,
+            ..Behaviour::default()
         };
         let sh = Arc::new(shared(16).with_settings(Timeouts::default(), b));
         sh.publish(&m).unwrap();
@@ -1459,13 +1483,13 @@ mod tests {
             );
             // the flow still in the table with it resumes on it
             assert_eq!(send(&mut w, quiet, ACK, 2000), (Verdict::Forward, MAC11));
-            // the one that sent while it was down: rescheduled (expire_nodest_conn), or let
-            // go of its server by the dataplane on the first drop and dropped until it
-            // times out (as a deleted server's)
+            // the one that sent while it was down: rescheduled (expire_nodest_conn), or,
+            // dropped while its server was down, attached to it still and resumed on it
+            // (a deleted server's flow would be let go of on its first drop)
             let want = if expire {
                 (Verdict::Forward, MAC12)
             } else {
-                (Verdict::Drop(DropReason::NoDest), [2, 0, 0, 0, 0, 1])
+                (Verdict::Forward, MAC11)
             };
             assert_eq!(send(&mut w, hit, ACK, 2000), want);
         }
