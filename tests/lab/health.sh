@@ -12,10 +12,13 @@
 #
 # Prints one `ok NAME` / `FAIL NAME` line per test and finally `N passed, M failed`; the
 # detection measurements go to $RVS_HEALTH_OUT (default /tmp/rvs-lab-health.json). Always tears
-# the lab down (the lab's rvs-* namespaces and this suite's rvh-sorry). Every traffic-generating
+# the lab down (this suite's namespaces: rvh-*, see RVS_LAB_NS_PREFIX). Every traffic-generating
 # command and every wait is bounded.
 set -euo pipefail
 shopt -s inherit_errexit
+# This suite's own namespaces (rvh-*) and state directory, apart from the other suites'.
+export RVS_LAB_NS_PREFIX=${RVS_LAB_NS_PREFIX:-rvh}
+export RVS_LAB_DIR=${RVS_LAB_DIR:-/tmp/rvh-lab}
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/common.sh"
 
@@ -24,7 +27,7 @@ OUT=${RVS_HEALTH_OUT:-/tmp/rvs-lab-health.json}
 HDIR="$LAB_DIR/health"
 KCONF="$HDIR/keepalived.conf"
 TOML="$HDIR/rvs.toml"
-NS_SORRY=rvh-sorry
+NS_SORRY=$LAB_NS_PREFIX-sorry
 SORRY_IP=198.18.0.13
 VIP_MISC=198.18.0.101
 VIP_SORRY=198.18.0.102
@@ -180,7 +183,8 @@ virtual_server $VIP_SORRY $VIP_PORT {
 }
 EOF
     # The lab's configuration, with the keepalived.conf instead of the rules file.
-    sed -e "s|^file = .*|keepalived = \"$KCONF\"|" "$REPO_ROOT/configs/lab.toml" >"$TOML"
+    sed -e "s|^file = .*|keepalived = \"$KCONF\"|" -e "s|\"--file-prefix\", \"rvs\"|\"--file-prefix\", \"$LAB_NS_PREFIX\"|" \
+        "$REPO_ROOT/configs/lab.toml" >"$TOML"
     grep -q "^keepalived = " "$TOML" || die "configs/lab.toml has no [rules] file line to replace"
 }
 
@@ -190,7 +194,7 @@ setup_extra() {
     local h v
     for h in rs1 rs2; do
         for v in "${EXTRA_VIPS[@]}"; do
-            ip -n "rvs-$h" addr add "$v/32" dev lo
+            ip -n "$LAB_NS_PREFIX-$h" addr add "$v/32" dev lo
         done
     done
     ip netns add "$NS_SORRY"
@@ -311,7 +315,7 @@ t_shared_probe() {
 
 t_detection() {
     python3 "$REPO_ROOT/tests/lab/health_kill.py" --socket "$RVS_SOCK" --lab-dir "$LAB_DIR" \
-        --vip "$VIP" --rs-name rs1 --rs-addr "$RS1_IP" --kills 5 --rate 20 --limit-s 3 \
+        --ns-prefix "$LAB_NS_PREFIX" --vip "$VIP" --rs-name rs1 --rs-addr "$RS1_IP" --kills 5 --rate 20 --limit-s 3 \
         --out "$OUT" || fail "detection: $(cat "$OUT" 2>/dev/null)"
     echo "    $(cat "$OUT")" >&2
 }

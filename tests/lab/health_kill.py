@@ -29,7 +29,8 @@ import sys
 import threading
 import time
 
-CLIENT_NS = "rvs-client"
+PREFIX = "rvs"  # the lab's namespace prefix (--ns-prefix)
+
 
 
 def rpc(sock_path, method, params=None):
@@ -85,7 +86,7 @@ class Clients:
         start = time.monotonic()
         try:
             out = subprocess.run(
-                ["ip", "netns", "exec", CLIENT_NS, "curl", "-s", "--max-time", "2",
+                ["ip", "netns", "exec", f"{PREFIX}-client", "curl", "-s", "--max-time", "2",
                  f"http://{self.vip}/"],
                 capture_output=True, timeout=5, check=False)
             body = out.stdout.decode(errors="replace").strip() if out.returncode == 0 else None
@@ -147,7 +148,7 @@ def stop_nginx(lab_dir, name):
 def start_nginx(lab_dir, name):
     d = os.path.join(lab_dir, name)
     subprocess.run(
-        ["ip", "netns", "exec", f"rvs-{name}", "nginx", "-c", f"{d}/nginx.conf", "-p", f"{d}/",
+        ["ip", "netns", "exec", f"{PREFIX}-{name}", "nginx", "-c", f"{d}/nginx.conf", "-p", f"{d}/",
          "-e", f"{d}/error.log"], check=True, stdin=subprocess.DEVNULL, timeout=10)
     for _ in range(100):
         pid = nginx_pid(lab_dir, name)
@@ -179,7 +180,10 @@ def main():
     ap.add_argument("--rate", type=float, default=20.0)
     ap.add_argument("--limit-s", type=float, default=3.0)
     ap.add_argument("--out")
+    ap.add_argument("--ns-prefix", default="rvs")
     args = ap.parse_args()
+    global PREFIX
+    PREFIX = args.ns_prefix
 
     if server_state(args.socket, args.vip, args.port, args.rs_addr) != "up":
         print(f"{args.rs_addr} is not up in {args.vip}:{args.port} before the test", file=sys.stderr)

@@ -216,6 +216,14 @@ fn service_block(out: &mut String, s: &ListedService, opts: &ListOpts, now_ms: u
     }
     out.push('\n');
     for r in &s.servers {
+        // As ipvsadm shows IPVS run by keepalived: a server its check took down is not in the
+        // table (`--health` lists it), and the weight is the one it is scheduled with (0 when
+        // inhibited, a MISC_CHECK's dynamic weight).
+        let down = r.health.as_ref().is_some_and(|h| h.state == Health::Down);
+        if down && !opts.health {
+            continue;
+        }
+        let weight = r.health.as_ref().map_or(r.weight, |h| h.weight);
         let mut d = addrport(r.addr, r.port, s.proto, opts.numeric);
         truncate(&mut d, 28);
         let c = &r.counters;
@@ -240,14 +248,14 @@ fn service_block(out: &mut String, s: &ListedService, opts: &ListOpts, now_ms: u
             let _ = writeln!(
                 out,
                 "  -> {d:<28} {:<9} {:<11} {:<10} {:<10}",
-                r.weight, r.persistent_conns, r.active_conns, r.inactive_conns
+                weight, r.persistent_conns, r.active_conns, r.inactive_conns
             );
         } else {
             let _ = write!(
                 out,
                 "  -> {d:<28} {:<7} {:<6} {:<10} {:<10}",
                 r.forward.lvs_name(),
-                r.weight,
+                weight,
                 r.active_conns,
                 r.inactive_conns
             );
@@ -1080,21 +1088,27 @@ IP Virtual Server version 1.2.1 (size=4096)
 Prot LocalAddress:Port Scheduler Flags
   -> RemoteAddress:Port           Forward Weight ActiveConn InActConn State     InState LastError
 TCP  198.18.0.100:80 rr (quorum 1 lost)
-  -> 198.18.0.11:80               Route   1      2          3          down      3m07s   HTTP_GET: status 503  
-  -> 198.18.0.12:80               Route   1      0          0          up(w7)    2d04h   -
+  -> 198.18.0.11:80               Route   0      2          3          down      3m07s   HTTP_GET: status 503  
+  -> 198.18.0.12:80               Route   7      0          0          up(w7)    2d04h   -
   -> 198.18.0.99:80               Route   1      -          -          sorry server, active
 UDP  198.18.0.100:53 wrr persistent 300 mask 255.255.255.0
 ";
         assert_eq!(format_list_at(&health_reply(now), &opts, true, now), want);
-        // the plain table is the same with or without health in the reply
+        // the plain table shows what is scheduled: the down server left out, the health
+        // weight in the weight column (ipvsadm's view of IPVS run by keepalived)
         let plain = ListOpts {
             numeric: true,
             ..Default::default()
         };
-        assert_eq!(
-            format_list_at(&health_reply(now), &plain, true, now),
-            format_list_at(&reply(), &plain, true, now)
-        );
+        let want = "\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  198.18.0.100:80 rr
+  -> 198.18.0.12:80               Route   7      0          0         
+UDP  198.18.0.100:53 wrr persistent 300 mask 255.255.255.0
+";
+        assert_eq!(format_list_at(&health_reply(now), &plain, true, now), want);
         // a daemon without health: '-' columns, no sorry line
         let out = format_list_at(&reply(), &opts, false, now);
         assert!(
@@ -1208,8 +1222,15 @@ UDP  198.18.0.100:53 wrr persistent 300 mask 255.255.255.0
         assert!(line.contains(" 0s ") || line.contains(" 1s "), "{line}");
         let line = out.lines().find(|l| l.contains("198.18.0.12:80")).unwrap();
         assert!(line.contains(" up ") && line.ends_with(" -"), "{out}");
-        // the plain table does not change with health
-        assert_eq!(rvsadm("-L -n").1, plain);
+        // the plain table shows what is scheduled, as ipvsadm under keepalived: the down
+        // server is left out (and is back once up)
+        let without: String = plain
+            .lines()
+            .filter(|l| !l.contains("198.18.0.11:80"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_ne!(without, plain);
+        assert_eq!(rvsadm("-L -n").1, without);
         // --health with another layout is a command-line error
         let (code, _, err) = rvsadm("-L -n --stats --health");
         assert_eq!(code, rvs_control::grammar::EXIT_USAGE);
