@@ -38,7 +38,8 @@ step no-dpdk env PKG_CONFIG_PATH=/nonexistent PKG_CONFIG_LIBDIR=/nonexistent \
 # The rest: the daemon (DPDK wrapper, engine, config) and the bindings.
 step unit-tests cargo test -p rvs -p dpdk-sys --no-fail-fast
 step trex-profiles "$REPO_ROOT/perf/trex/run_tests.sh"
-# Every fuzz target (pipeline, control requests, rules, rvsadm arguments, configuration) for a
+# Every fuzz target (pipeline, control requests, rules, rvsadm arguments, configuration,
+# keepalived.conf, HTTP check responses) for a
 # short fixed time from its seeds: a crash, a hang or a broken invariant fails the step.
 step fuzz "$REPO_ROOT/scripts/fuzz.sh" 30
 step build cargo build --release
