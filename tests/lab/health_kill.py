@@ -90,10 +90,11 @@ class Clients:
                  f"http://{self.vip}/"],
                 capture_output=True, timeout=5, check=False)
             body = out.stdout.decode(errors="replace").strip() if out.returncode == 0 else None
+            why = f"curl exit {out.returncode}" if out.returncode else "empty answer"
         except subprocess.TimeoutExpired:
-            body = None
+            body, why = None, "curl did not end within 5 s"
         with self.lock:
-            self.results.append((start, time.monotonic(), body or None))
+            self.results.append((start, time.monotonic(), body or None, why))
 
     def run(self):
         nxt = time.monotonic()
@@ -232,23 +233,30 @@ def main():
             except Exception as e:  # noqa: BLE001 - best effort on the way out
                 print(f"restarting nginx: {e}", file=sys.stderr)
 
-    # A request counts against the checker when it started after a detection and before the
-    # next kill; requests in flight between a kill and its detection are counted apart.
+    # A request counts against the checker when it started after a detection and ended before
+    # the next kill; requests in flight at a kill or started before its detection are counted
+    # apart.
     kills = [w[0] for w in windows]
     failed_after, failed_before, total = 0, 0, len(clients.results)
-    for start, _end, body in clients.results:
+    failures = []
+    for start, end, body, why in clients.results:
         if body is not None:
             continue
+        # The last kill the request lived to see (one in flight at a kill counts with it).
         last = None
         for (killed, seen) in windows:
-            if killed <= start:
+            if killed <= end:
                 last = (killed, seen)
         if last is None:
             failed_after += 1  # before any kill: nothing should fail
+            failures.append(f"before any kill: {why}")
         elif last[1] is None or start < last[1]:
             failed_before += 1
         else:
             failed_after += 1
+            failures.append(f"started {start - last[1]:.3f} s after a detection "
+                            f"({start - last[0]:.3f} s after its kill), took "
+                            f"{end - start:.3f} s: {why}")
     ok_det = [d for d in detections if d is not None]
     summary = {
         "kills": len(kills),
@@ -260,6 +268,7 @@ def main():
         "failed_after_detection": failed_after,
         "failed_between_kill_and_detection": failed_before,
         "answering_again_after_restart": came_back,
+        "failures_after_detection": failures,
     }
     text = json.dumps(summary)
     print(text)
