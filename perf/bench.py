@@ -245,7 +245,11 @@ class Rvs:
             lines += ["[[neighbour]]", 'addr = "%s"' % rs, 'mac = "%s"' % rs_mac(i)]
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
-        self.argv = [cfg["rvs"], "run", "-c", self.conf, "--socket", self.sock, "--log", "info"]
+        # rvs makes a kernel interface (the kernel path) where it runs: a namespace of the
+        # bench's own, so the host's network is never touched (deleted by stop()).
+        self.ns = "rvb-bench-%d" % os.getpid()
+        self.argv = ["ip", "netns", "exec", self.ns,
+                     cfg["rvs"], "run", "-c", self.conf, "--socket", self.sock, "--log", "info"]
         self.proc = None
         self.last = None
 
@@ -271,6 +275,11 @@ class Rvs:
     def start(self):
         if os.path.exists(self.sock):
             os.unlink(self.sock)
+        subprocess.run(["ip", "netns", "del", self.ns], stderr=subprocess.DEVNULL, check=False)
+        try:
+            subprocess.run(["ip", "netns", "add", self.ns], check=True, timeout=10)
+        except (OSError, subprocess.SubprocessError) as e:
+            raise CannotRun("cannot create network namespace %s: %s" % (self.ns, e)) from None
         self.logf = open(self.logpath, "wb")
         self.logf.write((" ".join(self.argv) + "\n").encode())
         self.logf.flush()
@@ -314,6 +323,7 @@ class Rvs:
             return
         stop_process(self.proc, signal.SIGINT, 15)
         self.logf.close()
+        subprocess.run(["ip", "netns", "del", self.ns], stderr=subprocess.DEVNULL, check=False)
 
 
 def pcap_for(variant, cfg):

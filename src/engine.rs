@@ -54,12 +54,6 @@ pub enum EngineError {
     Publish(#[from] PublishError),
     #[error("worker on lcore {lcore} failed: {msg}")]
     Worker { lcore: u32, msg: String },
-    #[error(
-        "configuration: the kernel path needs {need} tx queues on port {port} (one per worker \
-         and one for the kernel-path thread), the device allows {max}: use fewer workers, or \
-         set kernel.enabled = false"
-    )]
-    KernelTxQueues { port: u16, need: u16, max: u16 },
     #[error("{0}")]
     Kernel(#[from] kernel::KernelError),
     #[error("cannot start the {name} thread: {err}")]
@@ -132,20 +126,23 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
 
     let kcfg = &cfg.kernel;
     // The kernel path's own tx queue on the data port (the last one), but where the driver's
-    // queues are fanout pairs (net_af_packet): there worker 0 sends the kernel's frames.
+    // queues are fanout pairs (net_af_packet) or it has no spare one: there worker 0 sends the
+    // kernel's frames.
     let mut via_worker = false;
     let tx_queues = if kcfg.enabled {
         let need = nq.saturating_add(1);
         let (driver, _, max) = dpdk::max_queues(PortId(cfg.port.id))?;
-        via_worker = kernel::shares_worker_tx(&driver);
+        via_worker = kernel::shares_worker_tx(&driver) || max < need;
         if via_worker {
+            if max < need && !kernel::shares_worker_tx(&driver) {
+                tracing::info!(
+                    port = cfg.port.id,
+                    %driver,
+                    max_tx_queues = max,
+                    "no spare tx queue for the kernel path: worker 0 sends the kernel's frames"
+                );
+            }
             nq
-        } else if max < need {
-            return Err(EngineError::KernelTxQueues {
-                port: cfg.port.id,
-                need,
-                max,
-            });
         } else {
             need
         }
