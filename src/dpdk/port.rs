@@ -524,30 +524,8 @@ impl Queue {
     /// `(sent, freed_unsent)` and leaves `from` empty.
     #[inline]
     pub fn tx_burst(&mut self, from: &mut Burst) -> (usize, usize) {
-        from.compact();
-        let len = from.len;
-        if len == 0 {
-            return (0, 0);
-        }
-        // SAFETY: this Queue is the only user of tx queue `q`; slots[..len] are live mbufs owned
-        // by `from`, whose ownership passes to the driver for the first `sent` of them.
-        let sent = unsafe {
-            sys::rvs_eth_tx_burst(self.port, self.q, from.slots.as_mut_ptr(), len as u16)
-        };
-        let sent = usize::from(sent).min(len);
-        let unsent = len - sent;
-        if unsent > 0 {
-            // SAFETY: slots[sent..len] are still owned by `from` and not used afterwards.
-            unsafe {
-                sys::rvs_pktmbuf_free_bulk(from.slots.as_mut_ptr().add(sent), unsent as c_uint)
-            };
-        }
-        for s in &mut from.slots[..len] {
-            *s = ptr::null_mut();
-        }
-        from.len = 0;
-        from.holes = 0;
-        (sent, unsent)
+        // This Queue is the only user of tx queue `q` (handed out once).
+        tx_burst_on(self.port, self.q, from)
     }
 }
 
@@ -580,31 +558,8 @@ impl TxQueue {
     /// `(sent, freed_unsent)` and leaves `from` empty.
     #[inline]
     pub fn tx_burst(&mut self, from: &mut Burst) -> (usize, usize) {
-        from.compact();
-        let len = from.len;
-        if len == 0 {
-            return (0, 0);
-        }
-        // SAFETY: this TxQueue is the only user of tx queue `q` (handed out once); slots[..len]
-        // are live mbufs owned by `from`, whose ownership passes to the driver for the first
-        // `sent` of them.
-        let sent = unsafe {
-            sys::rvs_eth_tx_burst(self.port, self.q, from.slots.as_mut_ptr(), len as u16)
-        };
-        let sent = usize::from(sent).min(len);
-        let unsent = len - sent;
-        if unsent > 0 {
-            // SAFETY: slots[sent..len] are still owned by `from` and not used afterwards.
-            unsafe {
-                sys::rvs_pktmbuf_free_bulk(from.slots.as_mut_ptr().add(sent), unsent as c_uint)
-            };
-        }
-        for s in &mut from.slots[..len] {
-            *s = ptr::null_mut();
-        }
-        from.len = 0;
-        from.holes = 0;
-        (sent, unsent)
+        // This TxQueue is the only user of tx queue `q` (handed out once).
+        tx_burst_on(self.port, self.q, from)
     }
 }
 
@@ -615,4 +570,31 @@ impl Drop for TxQueue {
             *t = false;
         }
     }
+}
+
+/// Send every mbuf `from` holds on tx queue `q` of `port`; free the ones the device did not
+/// take. Returns `(sent, freed_unsent)` and leaves `from` empty. The caller is the only user of
+/// that queue (a [`Queue`] or [`TxQueue`], each handed out once).
+#[inline]
+fn tx_burst_on(port: u16, q: u16, from: &mut Burst) -> (usize, usize) {
+    from.compact();
+    let len = from.len;
+    if len == 0 {
+        return (0, 0);
+    }
+    // SAFETY: the caller is the only user of tx queue `q`; slots[..len] are live mbufs owned by
+    // `from`, whose ownership passes to the driver for the first `sent` of them.
+    let sent = unsafe { sys::rvs_eth_tx_burst(port, q, from.slots.as_mut_ptr(), len as u16) };
+    let sent = usize::from(sent).min(len);
+    let unsent = len - sent;
+    if unsent > 0 {
+        // SAFETY: slots[sent..len] are still owned by `from` and not used afterwards.
+        unsafe { sys::rvs_pktmbuf_free_bulk(from.slots.as_mut_ptr().add(sent), unsent as c_uint) };
+    }
+    for s in &mut from.slots[..len] {
+        *s = ptr::null_mut();
+    }
+    from.len = 0;
+    from.holes = 0;
+    (sent, unsent)
 }

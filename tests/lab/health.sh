@@ -49,6 +49,25 @@ ALL_TESTS=(
 
 md5_of() { printf '%s' "$1" | md5sum | cut -d' ' -f1; }
 
+# http_get_server ADDR DIGEST [URL_LINE]: a real_server block with an HTTP_GET of /index.txt.
+http_get_server() {
+    cat <<EOF
+    real_server $1 $VIP_PORT {
+        weight 1
+        HTTP_GET {
+            url {
+                path /index.txt
+                digest $2
+                ${3:-}
+            }
+            connect_timeout 1
+            retry 1
+            delay_before_retry 0.5
+        }
+    }
+EOF
+}
+
 # The keepalived.conf the director runs with (timers chosen so that a dead server is down
 # within delay_loop x retry + connect_timeout = 1 x 1 + 1 = 2 s).
 write_keepalived_conf() {
@@ -86,31 +105,8 @@ virtual_server $VIP $VIP_PORT {
     lb_algo rr
     lb_kind DR
     protocol TCP
-    real_server $RS1_IP $VIP_PORT {
-        weight 1
-        HTTP_GET {
-            url {
-                path /index.txt
-                digest $d1
-                status_code 200
-            }
-            connect_timeout 1
-            retry 1
-            delay_before_retry 0.5
-        }
-    }
-    real_server $RS2_IP $VIP_PORT {
-        weight 1
-        HTTP_GET {
-            url {
-                path /index.txt
-                digest $d2
-            }
-            connect_timeout 1
-            retry 1
-            delay_before_retry 0.5
-        }
-    }
+$(http_get_server "$RS1_IP" "$d1" "status_code 200")
+$(http_get_server "$RS2_IP" "$d2")
 }
 
 # The same real servers and checks under another VIP: probed once, not twice.
@@ -119,19 +115,7 @@ virtual_server $VIP_SHARED $VIP_PORT {
     lb_algo rr
     lb_kind DR
     protocol TCP
-    real_server $RS1_IP $VIP_PORT {
-        weight 1
-        HTTP_GET {
-            url {
-                path /index.txt
-                digest $d1
-                status_code 200
-            }
-            connect_timeout 1
-            retry 1
-            delay_before_retry 0.5
-        }
-    }
+$(http_get_server "$RS1_IP" "$d1" "status_code 200")
 }
 
 virtual_server $VIP_MISC $VIP_PORT {

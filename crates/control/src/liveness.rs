@@ -511,7 +511,7 @@ impl Liveness {
 
 /// The fields a check object may have on the socket, by its `type` (serde cannot refuse
 /// unknown fields through `flatten`, so the socket checks them against these lists).
-pub fn check_fields(kind: &str) -> Option<&'static [&'static str]> {
+pub fn check_fields(kind: &str) -> Option<Vec<&'static str>> {
     const COMMON: [&str; 12] = [
         "type",
         "connect_ip",
@@ -526,62 +526,14 @@ pub fn check_fields(kind: &str) -> Option<&'static [&'static str]> {
         "rise",
         "alpha",
     ];
-    const HTTP: [&str; 14] = [
-        "type",
-        "connect_ip",
-        "connect_port",
-        "bindto",
-        "bind_port",
-        "connect_timeout_ms",
-        "delay_loop_ms",
-        "retry",
-        "delay_before_retry_ms",
-        "warmup_ms",
-        "rise",
-        "alpha",
-        "urls",
-        "virtualhost",
-    ];
-    const UDP: [&str; 14] = [
-        "type",
-        "connect_ip",
-        "connect_port",
-        "bindto",
-        "bind_port",
-        "connect_timeout_ms",
-        "delay_loop_ms",
-        "retry",
-        "delay_before_retry_ms",
-        "warmup_ms",
-        "rise",
-        "alpha",
-        "payload",
-        "require_reply",
-    ];
-    const MISC: [&str; 15] = [
-        "type",
-        "connect_ip",
-        "connect_port",
-        "bindto",
-        "bind_port",
-        "connect_timeout_ms",
-        "delay_loop_ms",
-        "retry",
-        "delay_before_retry_ms",
-        "warmup_ms",
-        "rise",
-        "alpha",
-        "path",
-        "timeout_ms",
-        "dynamic",
-    ];
-    Some(match kind {
-        "TCP_CHECK" | "PING_CHECK" => &COMMON,
-        "HTTP_GET" | "SSL_GET" => &HTTP,
-        "UDP_CHECK" => &UDP,
-        "MISC_CHECK" => &MISC,
+    let own: &[&'static str] = match kind {
+        "TCP_CHECK" | "PING_CHECK" => &[],
+        "HTTP_GET" | "SSL_GET" => &["urls", "virtualhost"],
+        "UDP_CHECK" => &["payload", "require_reply"],
+        "MISC_CHECK" => &["path", "timeout_ms", "dynamic"],
         _ => return None,
-    })
+    };
+    Some(COMMON.iter().chain(own).copied().collect())
 }
 
 /// The fields of one `url` of an `HTTP_GET`/`SSL_GET`.
