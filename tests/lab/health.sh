@@ -32,7 +32,9 @@ SORRY_IP=198.18.0.13
 VIP_MISC=198.18.0.101
 VIP_SORRY=198.18.0.102
 VIP_SHARED=198.18.0.103
-EXTRA_VIPS=("$VIP_MISC" "$VIP_SORRY" "$VIP_SHARED")
+VIP_PROBES=198.18.0.104
+EXTRA_VIPS=("$VIP_MISC" "$VIP_SORRY" "$VIP_SHARED" "$VIP_PROBES")
+UDP_PORT=5353
 
 ALL_TESTS=(
     t_keepalived_conf_loaded
@@ -44,6 +46,7 @@ ALL_TESTS=(
     t_inhibit_on_failure
     t_sorry_server
     t_runtime_checks
+    t_ping_and_udp_checks
     t_check_config
 )
 
@@ -166,6 +169,40 @@ virtual_server $VIP_SORRY $VIP_PORT {
     }
 }
 EOF
+    cat >>"$KCONF" <<EOF
+
+# PING_CHECK and UDP_CHECK through the kernel path: rs1 answers ping; the sorry host runs a UDP
+# echo (up with require_reply); rs2 has nothing on the UDP port (ICMP port unreachable: down).
+virtual_server $VIP_PROBES $UDP_PORT {
+    delay_loop 1
+    lb_algo rr
+    lb_kind DR
+    protocol UDP
+    real_server $RS1_IP $UDP_PORT {
+        weight 1
+        PING_CHECK {
+            connect_timeout 1
+        }
+    }
+    real_server $SORRY_IP $UDP_PORT {
+        weight 1
+        UDP_CHECK {
+            payload 7276732d6c6162
+            require_reply 7276732d6c6162
+            connect_timeout 1
+            retry 0
+        }
+    }
+    real_server $RS2_IP $UDP_PORT {
+        weight 1
+        UDP_CHECK {
+            payload 7276732d6c6162
+            connect_timeout 1
+            retry 0
+        }
+    }
+}
+EOF
     # The lab's configuration, with the keepalived.conf instead of the rules file.
     sed -e "s|^file = .*|keepalived = \"$KCONF\"|" -e "s|\"--file-prefix\", \"rvs\"|\"--file-prefix\", \"$LAB_NS_PREFIX\"|" \
         "$REPO_ROOT/configs/lab.toml" >"$TOML"
@@ -199,6 +236,17 @@ setup_extra() {
     (cd "$HDIR/sorry" && exec ip netns exec "$NS_SORRY" python3 -m http.server 80 --bind 0.0.0.0) \
         </dev/null >"$HDIR/sorry.log" 2>&1 &
     echo $! >"$HDIR/sorry.pid"
+    # A UDP echo on the sorry host, for the UDP_CHECK.
+    cat >"$HDIR/udp_echo.py" <<EOF
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", $UDP_PORT))
+while True:
+    data, peer = s.recvfrom(2048)
+    s.sendto(data, peer)
+EOF
+    ip netns exec "$NS_SORRY" python3 "$HDIR/udp_echo.py" </dev/null >"$HDIR/udp_echo.log" 2>&1 &
+    echo $! >"$HDIR/udp_echo.pid"
     local i
     for ((i = 0; i < 50; i++)); do
         in_client curl -s --max-time 1 "http://$SORRY_IP/" | grep -qx sorry && return 0
@@ -209,11 +257,12 @@ setup_extra() {
 
 teardown_extra() {
     local pid
-    if [[ -f $HDIR/sorry.pid ]]; then
-        pid=$(head -n1 "$HDIR/sorry.pid")
+    for f in "$HDIR/sorry.pid" "$HDIR/udp_echo.pid"; do
+        [[ -f $f ]] || continue
+        pid=$(head -n1 "$f")
         if [[ $pid =~ ^[0-9]+$ ]]; then kill "$pid" 2>/dev/null || true; fi
-        rm -f "$HDIR/sorry.pid"
-    fi
+        rm -f "$f"
+    done
     if ip netns list | grep -qw "^$NS_SORRY"; then
         for pid in $(ip netns pids "$NS_SORRY" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
         ip netns del "$NS_SORRY" 2>/dev/null || true
@@ -223,9 +272,9 @@ teardown_extra() {
 # state VIP ADDR: the health state of a real server in VIP:80 ("up", "down", "inhibited", or
 # "absent"), from the control socket's `list`.
 state() {
-    python3 - "$RVS_SOCK" "$1" "$2" <<'EOF'
+    python3 - "$RVS_SOCK" "$1" "$2" "${PORT:-80}" <<'EOF'
 import json, socket, sys
-sock, vip, addr = sys.argv[1:4]
+sock, vip, addr, port = sys.argv[1:5]
 s = socket.socket(socket.AF_UNIX); s.settimeout(3); s.connect(sock)
 s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"list"}\n')
 buf = b""
@@ -237,7 +286,7 @@ res = json.loads(buf.split(b"\n")[0])["result"]
 svcs = res["services"] if isinstance(res, dict) else res
 for svc in svcs:
     spec = svc.get("spec", svc); key = spec.get("key", spec)
-    if key.get("vip") != vip or key.get("port") != 80: continue
+    if key.get("vip") != vip or key.get("port") != int(port): continue
     for rs in svc.get("servers", []):
         r = rs.get("spec", rs)
         if r.get("addr") == addr:
@@ -256,7 +305,7 @@ wait_state() {
         [[ $got == "$want" ]] && return 0
         sleep 0.1
     done
-    fail "$addr in $vip:80 is '$got', not '$want' after ${limit} s"
+    fail "$addr in $vip:${PORT:-80} is '$got', not '$want' after ${limit} s"
 }
 
 get_from() { in_client curl -s --max-time 2 "http://$1/" || true; }
@@ -384,6 +433,15 @@ t_runtime_checks() {
     rpc expect-result "$set" >/dev/null || fail "health.server refused: $(rpc send "$set")"
     wait_state "$VIP" "$RS2_IP" up 6
     rvsadm -L -n --health | grep -q "$RS2_IP:80" || fail "rvsadm -L -n --health does not list rs2"
+}
+
+t_ping_and_udp_checks() {
+    PORT=$UDP_PORT wait_state "$VIP_PROBES" "$RS1_IP" up 8
+    PORT=$UDP_PORT wait_state "$VIP_PROBES" "$SORRY_IP" up 8
+    PORT=$UDP_PORT wait_state "$VIP_PROBES" "$RS2_IP" down 8
+    # The echo stops: its UDP_CHECK fails (port unreachable), and it is down too.
+    kill "$(head -n1 "$HDIR/udp_echo.pid")"
+    PORT=$UDP_PORT wait_state "$VIP_PROBES" "$SORRY_IP" down 8
 }
 
 t_check_config() {
