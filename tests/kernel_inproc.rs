@@ -58,19 +58,11 @@ fn syn_to_dip() -> Vec<u8> {
 
 /// The TCP checksum over the pseudo-header (the kernel checks it, unlike a DR director).
 fn fix_tcp_checksum(f: &mut [u8]) {
-    let mut sum: u32 = 0;
-    let mut add = |b: &[u8]| {
-        for c in b.chunks(2) {
-            sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-        }
-    };
-    add(&f[26..34]); // source and destination addresses
-    add(&[0, 6, 0, 20]); // zero, protocol, TCP length
-    add(&f[34..54]);
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    let c = !(sum as u16);
+    // source and destination addresses, zero, protocol, TCP length, then the segment
+    let mut b = f[26..34].to_vec();
+    b.extend_from_slice(&[0, 6, 0, 20]);
+    b.extend_from_slice(&f[34..54]);
+    let c = rvs_dataplane::wire::ipv4::internet_checksum(&b);
     f[50..52].copy_from_slice(&c.to_be_bytes());
 }
 

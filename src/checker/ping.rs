@@ -92,22 +92,8 @@ pub fn check(key: &ProbeKey) -> ProbeResult {
     }
 }
 
-/// The Internet checksum (RFC 1071) of `b`: the ones' complement of the ones' complement
-/// sum of its 16-bit big-endian words (an odd last byte padded with zero).
-pub fn checksum(b: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    let mut words = b.chunks_exact(2);
-    for w in &mut words {
-        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
-    }
-    if let [last] = words.remainder() {
-        sum += u32::from(*last) << 8;
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
+/// The Internet checksum (RFC 1071) of `b`: the wire module's.
+pub use rvs_dataplane::wire::ipv4::internet_checksum as checksum;
 
 /// An ICMP echo request: type 8, code 0, checksum, identifier, sequence number, payload.
 pub fn echo_request(id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {

@@ -142,7 +142,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     pub fn verify_checksum(&self) -> bool {
         let b = self.buffer.as_ref();
         match b.get(..self.header_len()) {
-            Some(h) => checksum(h) == 0,
+            Some(h) => internet_checksum(h) == 0,
             None => false,
         }
     }
@@ -185,7 +185,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         put(self.buffer.as_mut(), field::CHECKSUM.start, &[0, 0]);
         let hl = self.header_len();
         let c = match self.buffer.as_ref().get(..hl) {
-            Some(h) => checksum(h),
+            Some(h) => internet_checksum(h),
             None => return,
         };
         put(
@@ -207,8 +207,10 @@ pub fn prefix_netmask(len: u8) -> Ipv4Addr {
 }
 
 /// RFC 1071 Internet checksum of `data`: the one's complement of the folded one's complement
-/// sum (0 over a header whose checksum field is correct).
-fn checksum(data: &[u8]) -> u16 {
+/// sum of its 16-bit big-endian words, an odd last byte padded with zero (0 over a header whose
+/// checksum field is correct). IPv4 headers here; ICMP and TCP bytes for the health checker and
+/// the tests.
+pub fn internet_checksum(data: &[u8]) -> u16 {
     let mut sum: u32 = 0;
     let mut chunks = data.chunks_exact(2);
     for c in &mut chunks {
