@@ -63,7 +63,7 @@ http_get_server() {
                 digest $2
                 ${3:-}
             }
-            connect_timeout 1
+            connect_timeout 1.5
             retry 1
             delay_before_retry 0.5
         }
@@ -72,7 +72,9 @@ EOF
 }
 
 # The keepalived.conf the director runs with (timers chosen so that a dead server is down
-# within delay_loop x retry + connect_timeout = 1 x 1 + 1 = 2 s).
+# within delay_loop x retry + connect_timeout = 1 x 1 + 1.5 = 2.5 s, the limit t_detection
+# holds; keepalived's timing: a refused probe at most delay_loop after the kill, its retry
+# delay_before_retry = 0.5 s later).
 write_keepalived_conf() {
     local d1 d2
     d1=$(md5_of "rs1"$'\n')
@@ -348,7 +350,7 @@ t_shared_probe() {
 
 t_detection() {
     python3 "$REPO_ROOT/tests/lab/health_kill.py" --socket "$RVS_SOCK" --lab-dir "$LAB_DIR" \
-        --ns-prefix "$LAB_NS_PREFIX" --vip "$VIP" --rs-name rs1 --rs-addr "$RS1_IP" --kills 5 --rate 20 --limit-s 3 \
+        --ns-prefix "$LAB_NS_PREFIX" --vip "$VIP" --rs-name rs1 --rs-addr "$RS1_IP" --kills 5 --rate 20 --limit-s 2.5 \
         --out "$OUT" || fail "detection: $(cat "$OUT" 2>/dev/null)"
     echo "    $(cat "$OUT")" >&2
 }
