@@ -9,6 +9,7 @@
 //! - [`director`]: what the director's link allows (real servers on its subnet, not itself).
 //! - [`keepalived`]: keepalived.conf's `virtual_server` blocks read as services, real servers
 //!   and checks (everything else listed as not supported).
+//! - [`ha`]: VRRP instances, tracked scripts and connection sync as configured.
 //! - [`grammar`]: ipvsadm's command-line grammar (`rvsadm`'s, and each line of a rules file).
 //! - [`rules`]: `ipvsadm -S` rules: saving the model as text, restoring it all-or-nothing.
 //! - [`liveness`]: what health checks make of the model (server states, quorum, sorry server).
@@ -21,6 +22,7 @@
 pub mod check;
 pub mod director;
 pub mod grammar;
+pub mod ha;
 pub mod health;
 pub mod httpcheck;
 pub mod keepalived;

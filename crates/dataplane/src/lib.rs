@@ -14,6 +14,7 @@
 //! - [`snapshot`]: the immutable picture the workers forward by, and its publication.
 //! - [`stats`]: per-worker counters; [`report`]: what is read back from them.
 //! - [`pipeline`]: one worker's classify / ARP / forward loop.
+//! - [`sync`]: connection sync between directors (the rings between workers and the HA thread).
 //! - [`mem`]: prefetch and huge-page advice, the crate's only `unsafe`.
 //! - `testing` (feature `testing`): a small fixed configuration, the malformed-frame corpus and
 //!   the pipeline fuzz target's checks, for tests outside this crate.
@@ -30,6 +31,7 @@ pub mod report;
 pub mod sched;
 pub mod snapshot;
 pub mod stats;
+pub mod sync;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod wire;
