@@ -16,6 +16,7 @@ pub mod checker;
 pub mod config;
 pub mod dpdk;
 pub mod engine;
+pub mod ha;
 pub mod keepalived;
 pub mod kernel;
 pub mod rssetup;

@@ -1,0 +1,1 @@
+//! Connection sync between directors (the role of IPVS's sync daemon).

@@ -1,0 +1,1 @@
+//! VRRP on the kernel interface: one runner thread for every instance.
