@@ -1063,6 +1063,35 @@ impl FlowTable {
         }
         n
     }
+
+    /// Visit the live flows of buckets `from..` in order, at most `n_buckets` of them, while
+    /// `f` returns true (connection sync's bulk dump, a slice per call). Returns the bucket to
+    /// resume from: where `f` said stop (that bucket is visited again, whole), or after the
+    /// last bucket visited; `None` once the table's end is reached.
+    pub fn scan_live(
+        &self,
+        from: usize,
+        n_buckets: usize,
+        now_s: u32,
+        mut f: impl FnMut(&Entry) -> bool,
+    ) -> Option<usize> {
+        let nb = self.store.buckets.len();
+        let end = from.saturating_add(n_buckets).min(nb);
+        for b in from..end {
+            for j in 0..ENTRIES_PER_BUCKET {
+                let live = self
+                    .slot(b * ENTRIES_PER_BUCKET + j)
+                    .filter(|s| s.state_raw() != 0 && !self.expired(s, now_s))
+                    .and_then(Slot::read);
+                if let Some(e) = live {
+                    if !f(&e) {
+                        return Some(b);
+                    }
+                }
+            }
+        }
+        (end < nb).then_some(end)
+    }
 }
 
 #[cfg(test)]

@@ -467,6 +467,9 @@ impl Slots {
 pub struct Model {
     services: Vec<Service>,
     pub statics: Vec<StaticNeighbour>,
+    /// VIPs a VRRP instance holds while it is not MASTER (sorted): configured, but neither
+    /// answered for (ARP) nor forwarded to. Empty without VRRP: every VIP is ours.
+    standby: Vec<Ipv4Addr>,
     svc_slots: Slots,
     rs_slots: Slots,
     next_id: u32,
@@ -478,10 +481,37 @@ impl Model {
         Model {
             services: Vec::new(),
             statics: Vec::new(),
+            standby: Vec::new(),
             svc_slots: Slots::new(max_services),
             rs_slots: Slots::new(max_servers),
             next_id: 1,
         }
+    }
+
+    /// VRRP: `vips` become ours (`master`) or are held in standby (not answered for, not
+    /// forwarded to; their flows are kept). Returns whether anything changed.
+    pub fn set_vips_master(&mut self, vips: &[Ipv4Addr], master: bool) -> bool {
+        let before = self.standby.len();
+        if master {
+            self.standby.retain(|v| !vips.contains(v));
+        } else {
+            for v in vips {
+                if let Err(i) = self.standby.binary_search(v) {
+                    self.standby.insert(i, *v);
+                }
+            }
+        }
+        self.standby.len() != before
+    }
+
+    /// The VIPs held in standby (sorted).
+    pub fn standby_vips(&self) -> &[Ipv4Addr] {
+        &self.standby
+    }
+
+    /// Whether `vip` is held in standby by VRRP.
+    pub fn is_standby(&self, vip: Ipv4Addr) -> bool {
+        self.standby.binary_search(&vip).is_ok()
     }
 
     pub fn max_services(&self) -> u32 {

@@ -37,6 +37,7 @@ use crate::neigh::{self, Learned, NeighTable, DEFAULT_REACHABLE_MS, DEFAULT_RETR
 use crate::persist::{Insert, Template};
 use crate::snapshot::{ServerRef, Service, Shared, Snapshot};
 use crate::stats::{bump, drop_by, ServerCells, WorkerCounters};
+use crate::sync::{FlowRecord, SyncRings};
 use crate::wire::{arp, ethernet, ipv4, l4};
 use crossbeam_utils::CachePadded;
 use std::net::Ipv4Addr;
@@ -213,6 +214,115 @@ pub struct Worker {
     kernel: Bucket,
     /// The clock of the burst being decided (ms), for the kernel path's bucket.
     now_ms: u64,
+    /// Connection sync (see [`crate::sync`]), when on.
+    sync: Option<Arc<SyncRings>>,
+    /// The bulk dump in progress: its generation and the next bucket to visit.
+    dump_gen: u64,
+    dump_cursor: usize,
+}
+
+/// Buckets of the flow table a bulk dump visits per housekeeping call (8 flows each at most).
+const DUMP_BUCKETS_PER_CALL: usize = 64;
+/// Synced flows a worker installs per housekeeping call at most.
+const INSTALLS_PER_CALL: usize = 256;
+/// VRRP's IPv4 group, 224.0.0.18 (RFC 5798 §5.1.1.2), and protocol number.
+const VRRP_GROUP: u32 = 0xe000_0012;
+const VRRP_PROTO: u8 = 112;
+
+/// Whether `dst` (host order) is in 224.0.0.0/24, the local network control block (VRRP,
+/// connection sync's group, routing protocols): link-local multicast for the kernel.
+#[inline(always)]
+fn is_local_multicast(dst: u32) -> bool {
+    dst >> 8 == 0x00e0_0000
+}
+
+/// The record connection sync sends for flow `key` in `state`, attached to real server `rs`
+/// of service `svc` of `snap` (indices); `None` if the snapshot has no such server.
+fn sync_record(
+    snap: &Snapshot,
+    key: FlowKey,
+    state: FlowState,
+    svc: usize,
+    rs: usize,
+) -> Option<FlowRecord> {
+    let r = snap.services.get(svc)?.servers.get(rs)?;
+    Some(FlowRecord {
+        proto: key.proto,
+        state,
+        client: key.src,
+        client_port: key.sport,
+        vip: key.dst,
+        vport: key.dport,
+        rs: u32::from(r.addr),
+        rs_port: r.port,
+    })
+}
+
+/// Install a flow a peer reported into `flows` (a worker's own table, between bursts): the
+/// real server is found by address and port in the service of the record's VIP:port. An
+/// existing flow is re-pointed and its state taken over. Returns whether it was installed.
+fn sync_install(
+    flows: &mut FlowTable,
+    snap: &Snapshot,
+    cells: &[ServerCells],
+    r: &FlowRecord,
+    now_s: u32,
+) -> bool {
+    let Some(svc) = snap
+        .service_for(r.proto, r.vip, r.vport)
+        .and_then(|i| snap.services.get(i))
+    else {
+        return false;
+    };
+    let Some(rs) = svc
+        .servers
+        .iter()
+        .find(|x| u32::from(x.addr) == r.rs && x.port == r.rs_port)
+    else {
+        return false;
+    };
+    let key = FlowKey {
+        src: r.client,
+        dst: r.vip,
+        sport: r.client_port,
+        dport: r.vport,
+        proto: r.proto,
+    }
+    .words();
+    let hash = flows.hash_words(key);
+    let on_evict = |e: &Entry| gauge_sub(cells, e.rs_slot, e.state());
+    let existing = match flows.find_live(key, hash, now_s) {
+        Ok(hit) => {
+            let (id, slot, state) = (hit.id, hit.rs_slot, hit.state);
+            if state != r.state {
+                flows.set_hit_state(&hit, r.state);
+            }
+            flows.touch_hit_time(&hit, now_s);
+            Some((id, slot, state))
+        }
+        Err(Miss::Expired(id)) => {
+            flows.remove(id, on_evict);
+            None
+        }
+        Err(Miss::Absent) => None,
+    };
+    match existing {
+        Some((id, slot, state)) => {
+            if slot != NO_SLOT {
+                gauge_sub(cells, slot, state);
+            }
+            flows.set_server(id, rs.slot, rs.id);
+            gauge_add(cells, rs.slot, r.state);
+            true
+        }
+        None => match flows.insert_words(key, hash, r.state, rs.slot, rs.id, now_s, on_evict) {
+            Ok(_) => {
+                gauge_add(cells, rs.slot, r.state);
+                true
+            }
+            Err(_) => false,
+        },
+    }
 }
 
 fn gauge_add(cells: &[ServerCells], slot: u32, s: FlowState) {
@@ -717,6 +827,7 @@ impl Worker {
         shared.register_flows(id, flows.store());
         // A full sweep about every two seconds at one call per millisecond.
         let expire_per_call = (flows.buckets() / 2048).max(8);
+        let sync = shared.sync().cloned();
         let mut sched = crate::sched::Schedulers::new(shared.max_services(), shared.max_servers());
         sched.sync_epoch(snap.epoch);
         let wc = shared
@@ -742,6 +853,9 @@ impl Worker {
             last_scan_ms: None,
             kernel: Bucket::default(),
             now_ms: 0,
+            sync,
+            dump_gen: 0,
+            dump_cursor: 0,
         };
         if w.is_arp {
             w.garp_pending = Vec::with_capacity(w.shared.max_services().max(1));
@@ -795,7 +909,7 @@ impl Worker {
         if self.is_arp {
             for i in 0..new.vips.len() {
                 let v = new.vips[i];
-                if !self.snap.is_vip(v) {
+                if !self.snap.owns(v) {
                     self.queue_garp(v);
                 }
             }
@@ -1018,7 +1132,7 @@ impl Worker {
         // putting the local hardware and protocol addresses in the sender fields; set the
         // ar$op field to ares_op$REPLY; send the packet to the (new) target hardware address".
         // Gratuitous requests (sender = target) are announcements, not questions.
-        let ours = t == self.dip || self.snap.is_vip(t);
+        let ours = t == self.dip || self.snap.owns(t);
         if op == arp::Operation::Request && ours && spa != tpa && !ethernet::is_group(&sha) {
             let mut eth = ethernet::Frame::new_unchecked(&mut *frame);
             eth.set_dst_addr(sha);
@@ -1073,7 +1187,20 @@ impl Worker {
             return Verdict::Drop(r);
         };
         let dst = u32::from_be_bytes(dst);
-        if dst == self.dip || (self.snap.vip_other_ports_to_kernel && self.snap.is_vip(dst)) {
+        // VRRP adverts (to the group, or unicast to us): the HA thread's, never rate limited,
+        // so a flood to the DIP cannot make a backup miss its master's adverts.
+        let proto = frame.get(ethernet::HEADER_LEN + 9).copied();
+        if r == DropReason::NotTcpUdp
+            && proto == Some(VRRP_PROTO)
+            && (dst == VRRP_GROUP || dst == self.dip)
+        {
+            bump(&self.wc.to_kernel, 1);
+            return Verdict::Kernel;
+        }
+        if dst == self.dip
+            || is_local_multicast(dst)
+            || (self.snap.vip_other_ports_to_kernel && self.snap.owns(dst))
+        {
             kernel_verdict(&mut self.kernel, &self.wc, self.now_ms)
         } else {
             Verdict::Drop(r)
@@ -1118,6 +1245,9 @@ impl Worker {
                 gauge_sub(&wc.servers, hit.rs_slot, hit.state);
                 gauge_add(&wc.servers, hit.rs_slot, new_state);
             }
+            if self.sync.is_some() {
+                self.sync_state_change(flow, new_state, r);
+            }
         }
         self.flows.touch_hit_time(hit, now_s);
         if r.persistent {
@@ -1132,6 +1262,26 @@ impl Worker {
             r.svc_slot,
             hit.rs_slot,
         )
+    }
+
+    /// Connection sync: report a new flow or a state change (while this director is master of
+    /// the sync instance; a full ring is a counted loss).
+    #[cold]
+    #[inline(never)]
+    fn sync_report(&self, key: FlowKey, state: FlowState, svc: usize, rs: usize) {
+        if let Some(s) = self.sync.as_deref().filter(|s| s.sending()) {
+            if let Some(rec) = sync_record(&self.snap, key, state, svc, rs) {
+                s.push_out(self.id, rec);
+            }
+        }
+    }
+
+    /// [`sync_report`](Self::sync_report) of a state change seen on the hit path (out of line:
+    /// the hit path only tests that sync is on).
+    #[cold]
+    #[inline(never)]
+    fn sync_state_change(&self, flow: &L4Flow, state: FlowState, r: &ServerRef) {
+        self.sync_report(flow.key.key(), state, r.svc as usize, r.rs as usize);
     }
 
     /// A packet of a persistent service's flow keeps its client's template alive.
@@ -1155,9 +1305,16 @@ impl Worker {
     #[inline(never)]
     fn ipv4_slow(&mut self, frame: &mut [u8], flow: &L4Flow, now_s: u32, absent: bool) -> Verdict {
         let key = flow.key;
-        // The director's own address: the kernel's (no flow is ever made for it).
-        if self.kernel.on && key.dst() == self.dip {
+        // The director's own address, and UDP to link-local multicast (connection sync's group):
+        // the kernel's (no flow is ever made for them).
+        if self.kernel.on
+            && (key.dst() == self.dip || (key.proto() == 17 && is_local_multicast(key.dst())))
+        {
             return kernel_verdict(&mut self.kernel, &self.wc, self.now_ms);
+        }
+        // A VIP VRRP holds in standby: not ours to forward (its flows are kept).
+        if self.snap.is_standby(key.dst()) {
+            return Verdict::Drop(DropReason::NotMaster);
         }
         let hash = self.flows.hash_words(key);
         // Disjoint field borrows: counters (shared), flow table and scheduler (ours).
@@ -1209,7 +1366,7 @@ impl Worker {
             return Verdict::Drop(DropReason::MartianSource);
         }
         let Some(svc_idx) = snap.service_for(key.proto(), key.dst(), key.dport()) else {
-            if self.kernel.on && snap.vip_other_ports_to_kernel && snap.is_vip(key.dst()) {
+            if self.kernel.on && snap.vip_other_ports_to_kernel && snap.owns(key.dst()) {
                 return kernel_verdict(&mut self.kernel, &self.wc, self.now_ms);
             }
             return Verdict::Drop(DropReason::NoService);
@@ -1261,6 +1418,12 @@ impl Worker {
             if let Some(c) = wc.servers.get(rs.slot as usize) {
                 bump(&c.counters.conns, 1);
             }
+            if self.sync.is_some() {
+                let state = flow
+                    .tcp_flags()
+                    .map_or(FlowState::Udp, FlowState::tcp_initial);
+                self.sync_report(key.key(), state, svc_idx, rs_idx);
+            }
         }
         emit(
             frame,
@@ -1285,11 +1448,54 @@ impl Worker {
         self.flows.expire_slice(now_s, self.expire_per_call, |e| {
             gauge_sub(cells, e.rs_slot, e.state())
         });
+        if let Some(sync) = self.sync.as_deref() {
+            let snap = &*self.snap;
+            let w = self.id;
+            let mut n = 0;
+            while n < INSTALLS_PER_CALL {
+                let Some(r) = sync.pop_in(w) else { break };
+                let c = if sync_install(&mut self.flows, snap, cells, &r, now_s) {
+                    &sync.counters.installed
+                } else {
+                    &sync.counters.install_failed
+                };
+                c.fetch_add(1, Relaxed);
+                n += 1;
+            }
+            let req = sync.dump_requested();
+            if req > sync.dump_done(w) {
+                if self.dump_gen != req {
+                    self.dump_gen = req;
+                    self.dump_cursor = 0;
+                }
+                let next =
+                    self.flows
+                        .scan_live(self.dump_cursor, DUMP_BUCKETS_PER_CALL, now_s, |e| {
+                            if !sync.out_has_room(w) {
+                                return false;
+                            }
+                            let rec = snap.flow_server(e.rs_slot, e.rs_id).and_then(|r| {
+                                sync_record(snap, e.key(), e.state(), r.svc as usize, r.rs as usize)
+                            });
+                            if let Some(rec) = rec {
+                                sync.push_out(w, rec);
+                            }
+                            true
+                        });
+                match next {
+                    Some(c) => self.dump_cursor = c,
+                    None => sync.finish_dump(w, req),
+                }
+            }
+        }
         self.wc.flows.store(self.flows.len() as u64, Relaxed);
         if !self.is_arp {
             return 0;
         }
         self.shared.set_clock_ms(now_ms);
+        while let Some(v) = self.shared.next_garp_request() {
+            self.queue_garp(v);
+        }
         let mac = self.port_mac;
         let mut sent = 0;
         while sent < frames.len() {
@@ -3801,5 +4007,306 @@ mod tests {
         let r = sh.stats(&model(SchedulerKind::Rr, 1, 1));
         assert_eq!((r.kernel.to_kernel, r.kernel.exception_full), (1, 2));
         assert_eq!(r.drops.get("exception_full"), Some(&2));
+    }
+
+    // ---- issue 14: VRRP standby, VRRP to the kernel, GARP requests, connection sync ----
+
+    /// A worker (rr over RS1, RS2 on VIP:80) whose Shared has sync rings of `cap` records.
+    fn sync_worker(m: &Model, cap: usize) -> (Arc<Shared>, Worker, Arc<SyncRings>) {
+        let rings = Arc::new(SyncRings::new(1, cap));
+        let sh = Arc::new(Shared::new(8, 8, 16, 1, PORT_MAC, DIP, 16).with_sync(rings.clone()));
+        sh.publish(m).unwrap();
+        sh.neigh.confirm(sh.neigh.find(RS1).unwrap(), RS1_MAC, 0);
+        sh.neigh.confirm(sh.neigh.find(RS2).unwrap(), RS2_MAC, 0);
+        let w = Worker::new(
+            WorkerConfig {
+                worker: 0,
+                flow_capacity: 1024,
+                is_arp_worker: true,
+            },
+            sh.clone(),
+        );
+        (sh, w, rings)
+    }
+
+    fn drain(rings: &SyncRings) -> Vec<FlowRecord> {
+        let mut v = Vec::new();
+        rings.drain_out(usize::MAX, |r| v.push(r));
+        v
+    }
+
+    #[test]
+    fn a_standby_vip_is_neither_answered_nor_forwarded_and_its_flows_wait() {
+        let mut m = model(SchedulerKind::Rr, 1, 1);
+        let (sh, mut w) = worker_with(&m, 1024, true);
+        let mut f = syn(1);
+        assert_eq!(send(&mut w, &mut f, 1000), Verdict::Forward);
+        let first = dst_mac(&f);
+        assert!(m.set_vips_master(&[VIP], false));
+        assert!(
+            !m.set_vips_master(&[VIP], false),
+            "no change the second time"
+        );
+        sh.publish(&m).unwrap();
+        w.refresh();
+        // ARP for the VIP: not answered; for the DIP: still.
+        let mut a = arp_frame(1, ROUTER_MAC, CLIENT, VIP, [0xff; 6]);
+        assert_eq!(
+            send(&mut w, &mut a, 1000),
+            Verdict::Drop(DropReason::ArpNotForUs)
+        );
+        let mut a = arp_frame(1, ROUTER_MAC, CLIENT, DIP, [0xff; 6]);
+        assert_eq!(send(&mut w, &mut a, 1000), Verdict::Reply);
+        // The live flow and a new one: not forwarded.
+        let mut f = ack(1);
+        assert_eq!(
+            send(&mut w, &mut f, 1000),
+            Verdict::Drop(DropReason::NotMaster)
+        );
+        let mut f = syn(2);
+        assert_eq!(
+            send(&mut w, &mut f, 1000),
+            Verdict::Drop(DropReason::NotMaster)
+        );
+        assert_eq!(w.flow_count(), 1, "the live flow is kept, no new one made");
+        // A VIP in standby is still a director's address: never a client's.
+        let mut f = tcp_frame(
+            VIP,
+            5,
+            Ipv4Addr::new(198, 18, 0, 200),
+            80,
+            l4::TcpFlags::SYN,
+        );
+        assert_eq!(
+            send(&mut w, &mut f, 1000),
+            Verdict::Drop(DropReason::MartianSource)
+        );
+        // Master again: the flow resumes on its server, and the VIP is announced.
+        assert!(m.set_vips_master(&[VIP], true));
+        sh.publish(&m).unwrap();
+        w.refresh();
+        let mut f = ack(1);
+        assert_eq!(send(&mut w, &mut f, 1000), Verdict::Forward);
+        assert_eq!(dst_mac(&f), first);
+        let mut frames = [[0u8; 64]; 4];
+        let n = w.housekeeping(1001, &mut frames);
+        let garps: Vec<_> = frames[..n]
+            .iter()
+            .filter(|f| f[12..14] == [8, 6] && f[38..42] == VIP.octets())
+            .collect();
+        assert_eq!(garps.len(), 1, "one gratuitous ARP for the VIP taken back");
+        let r = sh.stats(&m);
+        assert_eq!(r.drops.get("not_master"), Some(&2));
+    }
+
+    #[test]
+    fn gratuitous_arps_asked_for_are_sent_by_the_arp_worker() {
+        let (sh, _m, mut w) = setup(SchedulerKind::Rr, 1, 1);
+        let mut frames = [[0u8; 64]; 4];
+        w.housekeeping(0, &mut frames); // the start-up announcement
+        assert!(sh.request_garp(u32::from(VIP)));
+        let n = w.housekeeping(10, &mut frames);
+        assert_eq!(n, 1);
+        // ARP request, sender = target = VIP, from the port's MAC to broadcast.
+        assert_eq!(&frames[0][..6], &[0xff; 6]);
+        assert_eq!(&frames[0][6..12], &PORT_MAC);
+        assert_eq!(&frames[0][28..32], &VIP.octets());
+        assert_eq!(&frames[0][38..42], &VIP.octets());
+        assert_eq!(w.housekeeping(20, &mut frames), 0, "once per request");
+    }
+
+    #[test]
+    fn vrrp_adverts_reach_the_kernel_whatever_the_rate() {
+        // A bucket of one frame: the adverts pass after it is spent; other traffic does not.
+        let k = KernelPath {
+            rate_pps: 1,
+            burst: 1,
+        };
+        let (_sh, mut w) = kernel_worker(k, crate::snapshot::Behaviour::default());
+        let group = Ipv4Addr::new(224, 0, 0, 18);
+        // VRRPv3 advert: version 3 type 1, VRID 51, priority 100, count 1, interval, checksum.
+        let advert = [0x31, 51, 100, 1, 0, 100, 0, 0];
+        let mut f = ip_frame(1, DIP, DF, ECHO);
+        assert_eq!(
+            send(&mut w, &mut f, 5000),
+            Verdict::Kernel,
+            "the bucket's one frame"
+        );
+        let mut f = ip_frame(1, DIP, DF, ECHO);
+        assert_eq!(
+            send(&mut w, &mut f, 5000),
+            Verdict::Drop(DropReason::ExceptionRatelimited)
+        );
+        for dst in [group, DIP] {
+            for _ in 0..10 {
+                let mut f = ip_frame(VRRP_PROTO, dst, DF, advert);
+                f[0] = 0x01; // 01:00:5e:00:00:12 for the group; any group MAC is accepted
+                f[1] = 0x00;
+                f[2] = 0x5e;
+                assert_eq!(send(&mut w, &mut f, 5000), Verdict::Kernel, "{dst}");
+            }
+        }
+        // VRRP to some other address is not ours; without the kernel path VRRP is dropped.
+        let mut f = ip_frame(VRRP_PROTO, Ipv4Addr::new(198, 18, 0, 200), DF, advert);
+        assert_eq!(
+            send(&mut w, &mut f, 5000),
+            Verdict::Drop(DropReason::NotTcpUdp)
+        );
+        let (_sh, _m, mut plain) = setup(SchedulerKind::Rr, 1, 1);
+        let mut f = ip_frame(VRRP_PROTO, group, DF, advert);
+        assert_eq!(
+            send(&mut plain, &mut f, 5000),
+            Verdict::Drop(DropReason::NotTcpUdp)
+        );
+        // Connection sync's group (UDP to 224.0.0.81) goes to the kernel too (rate limited).
+        let (_sh, mut w) = kernel_worker(OPEN, crate::snapshot::Behaviour::default());
+        let sync_udp = [0x22, 0x90, 0x22, 0x90, 0, 8, 0, 0]; // 8848 -> 8848, length 8
+        let mut f = ip_frame(17, Ipv4Addr::new(224, 0, 0, 81), DF, sync_udp);
+        assert_eq!(send(&mut w, &mut f, 5000), Verdict::Kernel);
+    }
+
+    #[test]
+    fn a_master_reports_new_flows_and_state_changes_while_sending() {
+        let m = model(SchedulerKind::Rr, 1, 1);
+        let (_sh, mut w, rings) = sync_worker(&m, 64);
+        let mut f = syn(1);
+        assert_eq!(send(&mut w, &mut f, 1000), Verdict::Forward);
+        assert!(drain(&rings).is_empty(), "not sending: nothing reported");
+        rings.set_sending(true);
+        let mut f = syn(2);
+        assert_eq!(send(&mut w, &mut f, 1000), Verdict::Forward);
+        let rs = if dst_mac(&f) == RS1_MAC { RS1 } else { RS2 };
+        let mut f = ack(2);
+        assert_eq!(send(&mut w, &mut f, 1000), Verdict::Forward);
+        let mut f = ack(2); // no state change: no record
+        assert_eq!(send(&mut w, &mut f, 1000), Verdict::Forward);
+        let want = |state| FlowRecord {
+            proto: 6,
+            state,
+            client: u32::from(CLIENT),
+            client_port: 2,
+            vip: u32::from(VIP),
+            vport: 80,
+            rs: u32::from(rs),
+            rs_port: 80,
+        };
+        assert_eq!(
+            drain(&rings),
+            [want(FlowState::SynRecv), want(FlowState::Established)]
+        );
+        // A full ring loses records, counted, and forwarding goes on.
+        let (_sh, mut w, rings) = sync_worker(&m, 2);
+        rings.set_sending(true);
+        for p in 10..15 {
+            let mut f = syn(p);
+            assert_eq!(send(&mut w, &mut f, 1000), Verdict::Forward);
+        }
+        assert_eq!(rings.counters.out_dropped.load(Relaxed), 3);
+        assert_eq!(drain(&rings).len(), 2);
+    }
+
+    #[test]
+    fn a_backup_installs_synced_flows_and_forwards_them_after_takeover() {
+        // The backup holds VIP in standby, with a flow installed from the master's record:
+        // after takeover an ACK of it (no SYN: rr would refuse it as tcp_not_syn) goes to the
+        // record's server, whichever rr would pick.
+        let mut m = model(SchedulerKind::Rr, 1, 1);
+        m.set_vips_master(&[VIP], false);
+        let (sh, mut w, rings) = sync_worker(&m, 64);
+        let rec = |port, rs: Ipv4Addr, state| FlowRecord {
+            proto: 6,
+            state,
+            client: u32::from(CLIENT),
+            client_port: port,
+            vip: u32::from(VIP),
+            vport: 80,
+            rs: u32::from(rs),
+            rs_port: 80,
+        };
+        for (p, rs) in [(1, RS2), (2, RS2), (3, RS1)] {
+            assert!(rings.install(rec(p, rs, FlowState::Established)));
+        }
+        // Records for no service, no such server: refused, counted.
+        let mut bad = rec(4, RS1, FlowState::Established);
+        bad.vport = 81;
+        assert!(rings.install(bad));
+        assert!(rings.install(rec(
+            5,
+            Ipv4Addr::new(198, 18, 0, 99),
+            FlowState::Established
+        )));
+        let mut frames = [[0u8; 64]; 8];
+        w.housekeeping(1000, &mut frames);
+        assert_eq!(w.flow_count(), 3);
+        assert_eq!(rings.counters.installed.load(Relaxed), 3);
+        assert_eq!(rings.counters.install_failed.load(Relaxed), 2);
+        let mut f = ack(1);
+        assert_eq!(
+            send(&mut w, &mut f, 1500),
+            Verdict::Drop(DropReason::NotMaster)
+        );
+        // The same flow again (a state change): updated in place, not duplicated.
+        assert!(rings.install(rec(3, RS2, FlowState::FinWait)));
+        w.housekeeping(1600, &mut frames);
+        assert_eq!(w.flow_count(), 3);
+        m.set_vips_master(&[VIP], true);
+        sh.publish(&m).unwrap();
+        w.refresh();
+        for (p, mac) in [(1, RS2_MAC), (2, RS2_MAC), (3, RS2_MAC)] {
+            let mut f = ack(p);
+            assert_eq!(send(&mut w, &mut f, 2000), Verdict::Forward, "port {p}");
+            assert_eq!(dst_mac(&f), mac, "port {p}");
+        }
+        let r = sh.stats(&m);
+        let rs2 = r.services[0]
+            .servers
+            .iter()
+            .find(|s| s.addr == RS2)
+            .unwrap();
+        assert_eq!(
+            (rs2.active_conns, rs2.inactive_conns),
+            (2, 1),
+            "gauges follow installs"
+        );
+        // Without the sync the ACK of an unknown flow is refused.
+        let mut f = ack(9);
+        assert_eq!(
+            send(&mut w, &mut f, 2000),
+            Verdict::Drop(DropReason::TcpNotSyn)
+        );
+    }
+
+    #[test]
+    fn a_bulk_dump_reports_every_live_flow_and_resumes_when_the_ring_is_full() {
+        let m = model(SchedulerKind::Rr, 1, 1);
+        let (_sh, mut w, rings) = sync_worker(&m, 16);
+        for p in 0..40 {
+            let mut f = syn(100 + p);
+            assert_eq!(send(&mut w, &mut f, 1000), Verdict::Forward);
+        }
+        let gen = rings.request_dump();
+        let mut frames = [[0u8; 64]; 8];
+        let mut got = Vec::new();
+        for i in 0..200 {
+            w.housekeeping(1000 + i, &mut frames);
+            rings.drain_out(5, |r| got.push(r.client_port)); // a slow reader
+            if rings.dump_finished(gen) && got.len() >= 40 {
+                break;
+            }
+        }
+        rings.drain_out(usize::MAX, |r| got.push(r.client_port));
+        assert!(rings.dump_finished(gen));
+        got.sort_unstable();
+        got.dedup();
+        assert_eq!(
+            got,
+            (100..140).collect::<Vec<u16>>(),
+            "every flow, none lost"
+        );
+        assert_eq!(
+            rings.counters.out_dropped.load(Relaxed),
+            0,
+            "a full ring pauses the dump"
+        );
     }
 }

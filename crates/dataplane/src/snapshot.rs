@@ -17,7 +17,9 @@ use crate::report::{
 };
 use crate::sched::wrr_params;
 use crate::stats::{DropReason, StatsRegistry};
+use crate::sync::SyncRings;
 use arc_swap::ArcSwap;
+use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{
@@ -172,8 +174,12 @@ pub struct Snapshot {
     pub epoch: u64,
     pub services: Vec<Service>,
     lookup: ServiceIndex,
-    /// VIPs (host order), sorted, deduplicated: the addresses we answer ARP for.
+    /// VIPs (host order), sorted, deduplicated: the addresses we answer ARP for and forward to.
     pub vips: Vec<u32>,
+    /// VIPs held in standby by VRRP (host order, sorted): configured, not answered for, not
+    /// forwarded to (`not_master`). Their services' servers are parked, so their flows (made
+    /// here while master, or installed by connection sync) stay attached and resume on takeover.
+    pub standby: Vec<u32>,
     /// Indexed by real server slot; `id` 0 where no server has the slot.
     rs_by_slot: Vec<ServerRef>,
     /// Indexed by real server slot: the id of a server a health check took out of this
@@ -213,6 +219,7 @@ impl Snapshot {
             services: Vec::new(),
             lookup: ServiceIndex::with_capacity(0),
             vips: Vec::new(),
+            standby: Vec::new(),
             rs_by_slot: vec![ServerRef::default(); max_servers],
             parked: vec![0; max_servers],
             timeouts: Timeouts::default(),
@@ -233,8 +240,13 @@ impl Snapshot {
         let mut s = Snapshot::empty(max_servers);
         s.epoch = epoch;
         s.lookup = ServiceIndex::with_capacity(model.services().len());
+        s.standby = model.standby_vips().iter().map(|&v| u32::from(v)).collect();
         for (si, svc) in model.services().iter().enumerate() {
             let scheduled = scheduled(svc);
+            let standby = s
+                .standby
+                .binary_search(&u32::from(svc.spec.key.vip))
+                .is_ok();
             for r in svc
                 .servers
                 .iter()
@@ -261,14 +273,22 @@ impl Snapshot {
                         what: "neighbour",
                         slot: neigh_slot,
                     })?;
-                *cell = ServerRef {
-                    svc: si as u32,
-                    rs: ri as u32,
-                    id: *id,
-                    neigh: neigh_ref,
-                    svc_slot: svc.slot,
-                    persistent: svc.spec.persistent.is_some(),
-                };
+                if standby {
+                    // Parked, not in the slot table: the hit path misses, the slow path drops
+                    // the packet as `not_master` and the flow keeps its server.
+                    if let Some(p) = s.parked.get_mut(*slot as usize) {
+                        *p = *id;
+                    }
+                } else {
+                    *cell = ServerRef {
+                        svc: si as u32,
+                        rs: ri as u32,
+                        id: *id,
+                        neigh: neigh_ref,
+                        svc_slot: svc.slot,
+                        persistent: svc.spec.persistent.is_some(),
+                    };
+                }
                 servers.push(RealServer {
                     addr: spec.addr,
                     port: spec.port,
@@ -286,7 +306,9 @@ impl Snapshot {
             ) {
                 return Err(PublishError::ServiceIndexFull);
             }
-            s.vips.push(u32::from(k.vip));
+            if !standby {
+                s.vips.push(u32::from(k.vip));
+            }
             let usable = servers
                 .iter()
                 .enumerate()
@@ -332,10 +354,22 @@ impl Snapshot {
             .map(|i| i as usize)
     }
 
-    /// Whether `ip` (host order) is a VIP of some service.
+    /// Whether `ip` (host order) is a VIP of some service (ours or in standby).
     #[inline]
     pub fn is_vip(&self, ip: u32) -> bool {
+        self.owns(ip) || self.is_standby(ip)
+    }
+
+    /// Whether `ip` (host order) is a VIP we answer for and forward to (not in VRRP standby).
+    #[inline]
+    pub fn owns(&self, ip: u32) -> bool {
         self.vips.binary_search(&ip).is_ok()
+    }
+
+    /// Whether `ip` (host order) is a VIP held in standby by VRRP.
+    #[inline]
+    pub fn is_standby(&self, ip: u32) -> bool {
+        !self.standby.is_empty() && self.standby.binary_search(&ip).is_ok()
     }
 
     /// Where the real server in stats slot `slot` lives, if it is in this snapshot.
@@ -406,7 +440,15 @@ pub struct Shared {
     dip_netmask: Ipv4Addr,
     /// Persistence templates, shared by every worker.
     pub persist: PersistTable,
+    /// VIPs to announce by gratuitous ARP now (the HA thread's takeover bursts), taken by the
+    /// ARP worker's housekeeping.
+    garp_requests: ArrayQueue<u32>,
+    /// Connection sync with the HA thread (off unless [`Shared::with_sync`]).
+    sync: Option<Arc<SyncRings>>,
 }
+
+/// Gratuitous ARP requests queued at most (each VIP once per burst).
+const GARP_QUEUE: usize = 1024;
 
 /// Persistence table entries when not configured ([`Shared::with_persistence`]).
 pub const DEFAULT_PERSISTENCE: usize = 65536;
@@ -448,7 +490,33 @@ impl Shared {
             dip,
             dip_netmask,
             persist: PersistTable::new(DEFAULT_PERSISTENCE),
+            garp_requests: ArrayQueue::new(GARP_QUEUE),
+            sync: None,
         }
+    }
+
+    /// Connection sync on: workers report their flows to, and install flows from, `rings`.
+    /// Call before workers start.
+    pub fn with_sync(mut self, rings: Arc<SyncRings>) -> Self {
+        self.sync = Some(rings);
+        self
+    }
+
+    /// The connection-sync rings, when sync is on.
+    pub fn sync(&self) -> Option<&Arc<SyncRings>> {
+        self.sync.as_ref()
+    }
+
+    /// Ask the ARP worker to send one gratuitous ARP for `vip` (host order) at its next
+    /// housekeeping; `false` when the queue is full (the request is lost, counted by the
+    /// caller).
+    pub fn request_garp(&self, vip: u32) -> bool {
+        self.garp_requests.push(vip).is_ok()
+    }
+
+    /// The next gratuitous ARP asked for (the ARP worker's side of [`Self::request_garp`]).
+    pub fn next_garp_request(&self) -> Option<u32> {
+        self.garp_requests.pop()
     }
 
     /// Size the persistence table (`[tables] persistence`); call before workers start.

@@ -75,10 +75,13 @@ pub enum DropReason {
     /// A frame for the kernel interface over the worker's share of `kernel.rate_pps` (the
     /// token bucket of [`crate::pipeline::KernelPath`]).
     ExceptionRatelimited,
+    /// A packet to a VIP this director holds in VRRP standby (BACKUP, FAULT or INIT): not
+    /// forwarded; its flow, if any, is kept for a takeover.
+    NotMaster,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 28;
+    pub const COUNT: usize = 29;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::ShortFrame,
         DropReason::Vlan,
@@ -108,6 +111,7 @@ impl DropReason {
         DropReason::MartianSource,
         DropReason::ExceptionFull,
         DropReason::ExceptionRatelimited,
+        DropReason::NotMaster,
     ];
 
     /// The stable name used in stats output and metrics.
@@ -141,6 +145,7 @@ impl DropReason {
             DropReason::MartianSource => "martian_source",
             DropReason::ExceptionFull => "exception_full",
             DropReason::ExceptionRatelimited => "exception_ratelimited",
+            DropReason::NotMaster => "not_master",
         }
     }
 

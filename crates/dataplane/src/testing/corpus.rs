@@ -1169,7 +1169,7 @@ mod tests {
             .collect();
         // Not a frame's own doing: the engine's (tx_full, no_mbuf), the tables' size
         // (flow_table_full, persist_table_full), the configuration's state (no_server,
-        // neigh_unresolved, no_dest).
+        // neigh_unresolved, no_dest, not_master: a VIP VRRP holds in standby).
         // The kernel path's limits: the engine's queue and the rate over many frames.
         let elsewhere = [
             DropReason::ExceptionFull,
@@ -1181,6 +1181,7 @@ mod tests {
             DropReason::NoServer,
             DropReason::NeighUnresolved,
             DropReason::NoDest,
+            DropReason::NotMaster,
         ];
         for r in DropReason::ALL {
             if !elsewhere.contains(&r) {
