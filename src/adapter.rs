@@ -49,6 +49,9 @@ impl Dataplane for Adapter {
     fn publish(&self, model: &Model) -> Result<(), PublishError> {
         self.shared.publish(model)
     }
+    fn request_garp(&self, vip: Ipv4Addr) -> bool {
+        self.shared.request_garp(u32::from(vip))
+    }
     fn stats(&self, model: &Model) -> StatsReport {
         let mut r = self.shared.stats(model);
         for w in &mut r.workers {

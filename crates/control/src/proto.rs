@@ -362,6 +362,9 @@ impl ListedService {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ListReply {
     pub services: Vec<ListedService>,
+    /// VRRP instances (their state, priority, master, transitions), when VRRP is configured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vrrp: Vec<crate::ha::InstanceStatus>,
 }
 
 /// Who the director is on its link: its own address (DIP), the prefix length of its subnet, and
@@ -408,6 +411,10 @@ pub trait Dataplane: Send + Sync {
     fn connections(&self, limit: usize) -> Vec<ConnEntry>;
     /// The director's address, subnet and MAC (fixed for the process).
     fn director(&self) -> Director;
+    /// Send one gratuitous ARP for `vip` (VRRP takeover); `false` if it could not be queued.
+    fn request_garp(&self, _vip: Ipv4Addr) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

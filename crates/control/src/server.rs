@@ -13,6 +13,7 @@
 use crate::check::{
     CheckSpec, HealthSink, ProbeKey, ProbeStatus, QuorumAction, ServerHealth, ServiceHealth,
 };
+use crate::ha::{HaSink, InstanceStatus};
 use crate::liveness::{self, Liveness};
 use crate::proto::*;
 use crate::rules;
@@ -69,7 +70,14 @@ pub struct Control {
     dp: Arc<dyn Dataplane>,
     /// What `version` reports: the daemon's name, version and commit.
     build: Build,
+    /// VRRP instances as the HA thread last reported them ([`HaSink::status`]).
+    vrrp: Mutex<Vec<InstanceStatus>>,
+    /// The HA thread's counters for `stats` (`sync`), when connection sync runs.
+    ha_stats: Mutex<Option<HaStatsFn>>,
 }
+
+/// What `stats` shows of connection sync (set by the daemon once its sync thread runs).
+pub type HaStatsFn = Box<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave a half-applied change (changes go to a clone),
@@ -100,7 +108,19 @@ impl Control {
             generation: AtomicU64::new(1),
             dp,
             build: Build::default(),
+            vrrp: Mutex::new(Vec::new()),
+            ha_stats: Mutex::new(None),
         }
+    }
+
+    /// `stats` shows `f()` as `sync` from now on.
+    pub fn set_ha_stats(&self, f: HaStatsFn) {
+        *lock(&self.ha_stats) = Some(f);
+    }
+
+    /// The VRRP instances as last reported.
+    pub fn vrrp_status(&self) -> Vec<InstanceStatus> {
+        lock(&self.vrrp).clone()
     }
 
     /// What `version` reports (the daemon passes its own name, version and commit).
@@ -435,8 +455,18 @@ impl Control {
             "stats" => {
                 fields(p, &[])?;
                 let model = lock(&self.model).clone();
-                serde_json::to_value(self.dp.stats(&model))
-                    .map_err(|e| RpcError::new(ERR_INTERNAL, e.to_string()))
+                let mut v = serde_json::to_value(self.dp.stats(&model))
+                    .map_err(|e| RpcError::new(ERR_INTERNAL, e.to_string()))?;
+                if let Some(o) = v.as_object_mut() {
+                    let vrrp = self.vrrp_status();
+                    if !vrrp.is_empty() {
+                        o.insert("vrrp".into(), json!(vrrp));
+                    }
+                    if let Some(f) = lock(&self.ha_stats).as_ref() {
+                        o.insert("sync".into(), f());
+                    }
+                }
+                Ok(v)
             }
             "zero" => {
                 fields(p, &params::Zero::FIELDS)?;
@@ -637,7 +667,41 @@ impl Control {
                 quorum_met: !svc.quorum_lost,
             });
         }
-        ListReply { services }
+        ListReply {
+            services,
+            vrrp: self.vrrp_status(),
+        }
+    }
+}
+
+impl HaSink for Control {
+    /// Hold `vips` in standby or take them back, as a new snapshot (only when it changes
+    /// something). The model keeps the standby set across every other change.
+    fn set_master(&self, instance: &str, vips: &[Ipv4Addr], master: bool) -> Result<(), String> {
+        let mut guard = lock(&self.model);
+        let mut next = guard.clone();
+        if !next.set_vips_master(vips, master) {
+            return Ok(());
+        }
+        self.dp
+            .publish(&next)
+            .map_err(|e| format!("vrrp instance {instance}: VIPs not published: {e}"))?;
+        *guard = next;
+        Ok(())
+    }
+
+    fn garp(&self, vip: Ipv4Addr) {
+        if !self.dp.request_garp(vip) {
+            tracing::debug!(%vip, "gratuitous ARP not queued");
+        }
+    }
+
+    fn status(&self, s: &InstanceStatus) {
+        let mut v = lock(&self.vrrp);
+        match v.iter_mut().find(|x| x.name == s.name) {
+            Some(x) => *x = s.clone(),
+            None => v.push(s.clone()),
+        }
     }
 }
 
@@ -2487,5 +2551,56 @@ mod tests {
             "server.add",
             json!({"service": svc(), "addr": "198.18.0.13"}),
         );
+    }
+
+    #[test]
+    fn vrrp_standby_is_published_kept_and_shown() {
+        let (c, dp) = setup();
+        ok(
+            &c,
+            "service.add",
+            json!({"proto": "tcp", "vip": "198.18.0.100", "port": 80, "scheduler": "rr"}),
+        );
+        let vip = Ipv4Addr::new(198, 18, 0, 100);
+        let n = dp.publishes.lock().unwrap().len();
+        c.set_master("VI_1", &[vip], false).unwrap();
+        assert_eq!(dp.publishes.lock().unwrap().len(), n + 1);
+        assert!(dp.publishes.lock().unwrap().last().unwrap().is_standby(vip));
+        c.set_master("VI_1", &[vip], false).unwrap();
+        assert_eq!(
+            dp.publishes.lock().unwrap().len(),
+            n + 1,
+            "no change, no publication"
+        );
+        // Another change to the model keeps the VIP in standby.
+        ok(
+            &c,
+            "service.edit",
+            json!({"proto": "tcp", "vip": "198.18.0.100", "port": 80, "scheduler": "wrr"}),
+        );
+        assert!(dp.publishes.lock().unwrap().last().unwrap().is_standby(vip));
+        // A failed publication leaves the model as it was.
+        dp.set_fail(true);
+        assert!(c
+            .set_master("VI_1", &[vip], true)
+            .unwrap_err()
+            .contains("VI_1"));
+        dp.set_fail(false);
+        assert!(c.model().is_standby(vip));
+        c.set_master("VI_1", &[vip], true).unwrap();
+        assert!(!c.model().is_standby(vip));
+        c.status(&InstanceStatus {
+            name: "VI_1".into(),
+            vrid: 51,
+            state: crate::ha::VrrpState::Master,
+            ..InstanceStatus::default()
+        });
+        let l = ok(&c, "list", json!({}));
+        assert_eq!(l["vrrp"][0]["state"], "MASTER");
+        let st = ok(&c, "stats", json!({}));
+        assert_eq!(st["vrrp"][0]["vrid"], 51);
+        assert!(st.get("sync").is_none());
+        c.set_ha_stats(Box::new(|| json!({"messages_sent": 3})));
+        assert_eq!(ok(&c, "stats", json!({}))["sync"]["messages_sent"], 3);
     }
 }

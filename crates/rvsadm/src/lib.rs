@@ -784,6 +784,7 @@ mod tests {
             health: None,
         };
         ListReply {
+            vrrp: vec![],
             services: vec![
                 ListedService {
                     proto: Protocol::Udp,
