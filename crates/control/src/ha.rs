@@ -388,7 +388,8 @@ mod tests {
     fn bad_instances_are_named() {
         let ok = VrrpInstance::new("VI_1", 51, 100, vec![vip(100)]);
         assert_eq!(ok.validate(), Ok(()));
-        let cases: [(fn(&mut VrrpInstance), &str); 7] = [
+        type Case = (fn(&mut VrrpInstance), &'static str);
+        let cases: [Case; 7] = [
             (|i| i.vrid = 0, "virtual_router_id"),
             (|i| i.priority = 0, "priority"),
             (|i| i.advert_int_cs = 0, "advert_int"),
