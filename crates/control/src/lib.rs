@@ -10,6 +10,7 @@
 //! - [`keepalived`]: keepalived.conf's `virtual_server` blocks read as services, real servers
 //!   and checks (everything else listed as not supported).
 //! - [`ha`]: VRRP instances, tracked scripts and connection sync as configured.
+//! - [`vrrp`]: VRRP advertisements (v2, v3) and the state machine of an instance.
 //! - [`grammar`]: ipvsadm's command-line grammar (`rvsadm`'s, and each line of a rules file).
 //! - [`rules`]: `ipvsadm -S` rules: saving the model as text, restoring it all-or-nothing.
 //! - [`liveness`]: what health checks make of the model (server states, quorum, sorry server).
@@ -31,6 +32,7 @@ pub mod proto;
 pub mod rules;
 pub mod server;
 mod strict;
+pub mod vrrp;
 
 #[cfg(test)]
 mod bad_requests;
