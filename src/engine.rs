@@ -14,6 +14,7 @@ use crate::dpdk::{
     self, Burst, Eal, IpCsum, LcoreId, Mempool, Port, PortConfig, PortId, Queue, BURST,
 };
 use crate::kernel::{self, DataTx, KernelIf, KernelThread, Ring};
+use rvs_control::ha::{HaSink, SyncLink};
 use rvs_control::server::{self as control, Control, RpcError};
 use rvs_dataplane::flow::Timeouts;
 use rvs_dataplane::model::{Model, ModelError, StaticNeighbour};
@@ -22,6 +23,7 @@ use rvs_dataplane::pipeline::{
 };
 use rvs_dataplane::report::PublishError;
 use rvs_dataplane::snapshot::{Behaviour, Shared};
+use rvs_dataplane::sync::SyncRings;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -56,6 +58,8 @@ pub enum EngineError {
     Worker { lcore: u32, msg: String },
     #[error("{0}")]
     Kernel(#[from] kernel::KernelError),
+    #[error("configuration: {0}")]
+    Ha(String),
     #[error("cannot start the {name} thread: {err}")]
     Thread {
         name: &'static str,
@@ -94,9 +98,13 @@ pub struct Overrides {
 
 /// Start everything described by `cfg` and run until SIGINT/SIGTERM.
 pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
+    // SIGINT/SIGTERM ask for a stop (`term`); the stopper thread lets the HA threads say
+    // goodbye (a VRRP master's priority-0 advert) while the kernel path still runs, then sets
+    // `stop` for everything else.
+    let term = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(EngineError::Signal)?;
+        signal_hook::flag::register(sig, Arc::clone(&term)).map_err(EngineError::Signal)?;
     }
 
     // EAL pins the calling thread to the main lcore, and threads inherit that. The control
@@ -187,36 +195,72 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
         "port started"
     );
 
-    let shared = Arc::new(
-        Shared::new(
-            cfg.tables.max_services,
-            cfg.tables.max_servers,
-            cfg.tables.neighbours,
-            lcores.len(),
-            mac,
-            cfg.network.dip,
-            cfg.network.prefix_len,
-        )
-        .with_persistence(cfg.tables.persistence as usize)
-        .with_settings(
-            Timeouts::default().with_settable(cfg.timeouts),
-            Behaviour {
-                expire_nodest_conn: cfg.dataplane.expire_nodest_conn,
-                sloppy_tcp: cfg.dataplane.sloppy_tcp,
-                vip_other_ports_to_kernel: kcfg.enabled
-                    && kcfg.vip_other_ports == VipOtherPorts::Kernel,
-            },
-        ),
-    );
-
-    let mut model = Model::new(cfg.tables.max_services, cfg.tables.max_servers);
-    // The configuration's static neighbours pass the same checks as the control socket's
-    // (the port's own MAC, group and zero MACs, the DIP and off-link addresses refused).
+    // The director's own addresses, for the checks the control socket makes.
     let director = rvs_control::proto::Director {
         dip: cfg.network.dip,
         prefix_len: cfg.network.prefix_len,
         mac,
     };
+    // keepalived.conf is read before anything is published: its VRRP instances decide which
+    // VIPs start in standby.
+    let keepalived = match &cfg.rules.keepalived {
+        Some(path) => Some(crate::keepalived::load(
+            path,
+            &director,
+            cfg.tables.max_services,
+            cfg.tables.max_servers,
+        )?),
+        None => None,
+    };
+    let own_ha = cfg.ha().map_err(|e| EngineError::Ha(e.to_string()))?;
+    let ha = crate::ha::merge(own_ha, keepalived.as_ref().map(|k| &k.conf.ha))
+        .map_err(EngineError::Ha)?;
+    if !ha.instances.is_empty() && !kcfg.enabled {
+        return Err(EngineError::Ha(
+            "VRRP and connection sync run over the kernel path: set [kernel] enabled = true"
+                .into(),
+        ));
+    }
+    let sync_rings = ha
+        .sync
+        .as_ref()
+        .map(|s| Arc::new(SyncRings::new(lcores.len(), s.ring)));
+
+    let mut shared = Shared::new(
+        cfg.tables.max_services,
+        cfg.tables.max_servers,
+        cfg.tables.neighbours,
+        lcores.len(),
+        mac,
+        cfg.network.dip,
+        cfg.network.prefix_len,
+    )
+    .with_persistence(cfg.tables.persistence as usize)
+    .with_settings(
+        Timeouts::default().with_settable(cfg.timeouts),
+        Behaviour {
+            expire_nodest_conn: cfg.dataplane.expire_nodest_conn,
+            sloppy_tcp: cfg.dataplane.sloppy_tcp,
+            vip_other_ports_to_kernel: kcfg.enabled
+                && kcfg.vip_other_ports == VipOtherPorts::Kernel,
+        },
+    );
+    if let Some(r) = &sync_rings {
+        shared = shared.with_sync(Arc::clone(r));
+    }
+    let shared = Arc::new(shared);
+
+    let mut model = Model::new(cfg.tables.max_services, cfg.tables.max_servers);
+    // Every VRRP instance's VIPs start in standby: not answered for, not forwarded, until the
+    // instance becomes master.
+    let vrrp_vips: Vec<std::net::Ipv4Addr> = ha
+        .instances
+        .iter()
+        .flat_map(|i| i.vips.iter().copied())
+        .collect();
+    model.set_vips_master(&vrrp_vips, false);
+    // The configuration's static neighbours pass the same checks as the control socket's
+    // (the port's own MAC, group and zero MACs, the DIP and off-link addresses refused).
     for n in &cfg.neighbours {
         let st = StaticNeighbour {
             addr: n.addr,
@@ -246,17 +290,11 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
             })?;
         tracing::info!(path = %path.display(), commands = n, "rules loaded");
     }
-    if let Some(path) = &cfg.rules.keepalived {
-        let loaded = crate::keepalived::load(
-            path,
-            &director,
-            cfg.tables.max_services,
-            cfg.tables.max_servers,
-        )?;
+    if let (Some(path), Some(loaded)) = (&cfg.rules.keepalived, &keepalived) {
         for d in loaded.unsupported() {
             tracing::warn!("{d}");
         }
-        let n = crate::keepalived::apply(&control, &loaded)?;
+        let n = crate::keepalived::apply(&control, loaded)?;
         tracing::info!(
             path = %path.display(),
             services = n,
@@ -351,6 +389,74 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
     }
     let kernel_rate = KernelPath::per_worker(kcfg.rate_pps, lcores.len());
 
+    // VRRP and sync, on the kernel interface (which exists by now).
+    let ha_stop = Arc::new(AtomicBool::new(false));
+    let mut ha_threads = Vec::new();
+    if !ha.instances.is_empty() {
+        let link = ha.sync.as_ref().map(|_| Arc::new(SyncLink::default()));
+        if let (Some(s), Some(rings), Some(link)) = (&ha.sync, &sync_rings, &link) {
+            let vrid = ha
+                .instances
+                .iter()
+                .find(|i| i.name == s.instance)
+                .map_or(0, |i| i.vrid);
+            let opts = crate::ha::sync::Options {
+                ifname: kcfg.name.clone(),
+                dip: cfg.network.dip,
+                vrid,
+                cfg: s.clone(),
+            };
+            let (rings, link, ha_stop) =
+                (Arc::clone(rings), Arc::clone(link), Arc::clone(&ha_stop));
+            let counters = Arc::clone(&rings);
+            let (h, stats) = unpinned
+                .run(move || crate::ha::sync::spawn(opts, rings, link, ha_stop))
+                .map_err(|err| EngineError::Thread {
+                    name: "connection sync",
+                    err,
+                })?;
+            control.set_ha_stats(Box::new(move || {
+                let mut v = crate::ha::counters_json(&counters.counters);
+                if let (Some(o), Some(m)) = (v.as_object_mut(), stats.to_json().as_object()) {
+                    for (k, x) in m {
+                        o.insert(k.clone(), x.clone());
+                    }
+                }
+                v
+            }));
+            ha_threads.push(h);
+        }
+        let opts = crate::ha::vrrp::Options {
+            ifname: kcfg.name.clone(),
+            dip: cfg.network.dip,
+            ha: ha.clone(),
+            link,
+        };
+        let sink = Arc::clone(&control) as Arc<dyn HaSink>;
+        let stop = Arc::clone(&ha_stop);
+        let h = unpinned
+            .run(move || crate::ha::vrrp::spawn(opts, sink, stop))
+            .map_err(|err| EngineError::Thread { name: "VRRP", err })?;
+        ha_threads.push(h);
+        tracing::info!(
+            instances = ha.instances.len(),
+            sync = ha.sync.is_some(),
+            "VRRP running"
+        );
+    }
+    let stopper = {
+        let (term, stop, ha_stop) = (Arc::clone(&term), Arc::clone(&stop), Arc::clone(&ha_stop));
+        unpinned.run(move || {
+            std::thread::Builder::new()
+                .name("rvs-stopper".to_string())
+                .spawn(move || stopper(&term, &stop, &ha_stop, ha_threads))
+        })
+    }
+    .map_err(|err| EngineError::Thread {
+        name: "stopper",
+        err,
+    })?;
+
     // The health checker: its probes use the kernel's sockets, so they leave through the
     // kernel interface; it never runs on a worker lcore.
     let checker = {
@@ -412,6 +518,7 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
             result = Err(EngineError::Worker { lcore: l, msg });
         }
     }
+    let _ = stopper.join();
     let _ = ctl_thread.join();
     let _ = neigh_log.join();
     let _ = checker.join();
@@ -426,6 +533,31 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
     drop(pool);
     drop(eal);
     result
+}
+
+/// Wait for a stop request (a signal sets `term`; a failed worker sets `stop`), let the HA
+/// threads finish first (a VRRP master sends its priority-0 advert through the still running
+/// kernel path), then stop everything else.
+fn stopper(
+    term: &AtomicBool,
+    stop: &AtomicBool,
+    ha_stop: &AtomicBool,
+    ha: Vec<std::thread::JoinHandle<()>>,
+) {
+    while !term.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ha_stop.store(true, Ordering::Relaxed);
+    let had_ha = !ha.is_empty();
+    for h in ha {
+        let _ = h.join();
+    }
+    if had_ha {
+        // The goodbye adverts are in the kernel interface's queue: give the kernel path a
+        // moment to send them.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::Relaxed);
 }
 
 /// A thread started before EAL init (so not pinned to the main lcore) that spawns threads on

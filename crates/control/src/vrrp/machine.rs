@@ -171,7 +171,7 @@ impl Machine {
         });
     }
 
-    fn to_master(&mut self, now: u64, reason: &str, out: &mut Vec<Action>) {
+    fn enter_master(&mut self, now: u64, reason: &str, out: &mut Vec<Action>) {
         out.push(Action::SendAdvert {
             priority: self.priority,
         });
@@ -183,7 +183,7 @@ impl Machine {
         self.go(VrrpState::Master, reason, out);
     }
 
-    fn to_backup(&mut self, now: u64, reason: &str, out: &mut Vec<Action>) {
+    fn enter_backup(&mut self, now: u64, reason: &str, out: &mut Vec<Action>) {
         self.adver_at = None;
         self.master_down_at = Some(now + self.master_down_ms());
         self.lower_since = None;
@@ -204,12 +204,12 @@ impl Machine {
         if self.fault {
             self.go(VrrpState::Fault, "a tracked script is down", &mut out);
         } else if self.p.priority == 255 {
-            self.to_master(now, "address owner (priority 255)", &mut out);
+            self.enter_master(now, "address owner (priority 255)", &mut out);
         } else if self.p.initial == InitialState::Master {
             // keepalived's `state MASTER`: claim at once; a better master's advert demotes.
-            self.to_master(now, "configured state MASTER", &mut out);
+            self.enter_master(now, "configured state MASTER", &mut out);
         } else {
-            self.to_backup(now, "started", &mut out);
+            self.enter_backup(now, "started", &mut out);
         }
         out
     }
@@ -260,11 +260,11 @@ impl Machine {
                         } else {
                             "master down (no advert within the master-down interval)"
                         };
-                        self.to_master(now, why, &mut out);
+                        self.enter_master(now, why, &mut out);
                     }
                 } else if self.gate_at.is_some_and(|t| now >= t) {
                     if self.gate_open(now) {
-                        self.to_master(now, "preempted a lower priority master", &mut out);
+                        self.enter_master(now, "preempted a lower priority master", &mut out);
                     } else {
                         self.arm_gate(now);
                     }
@@ -330,7 +330,7 @@ impl Machine {
                         self.lower_since = Some(now);
                     }
                     if self.gate_open(now) {
-                        self.to_master(now, "preempted a lower priority master", &mut out);
+                        self.enter_master(now, "preempted a lower priority master", &mut out);
                     } else if self.gate_at.is_none() {
                         self.arm_gate(now);
                     }
@@ -348,7 +348,7 @@ impl Machine {
                     if self.p.version == VrrpVersion::V3 {
                         self.master_interval_cs = a.interval_cs;
                     }
-                    self.to_backup(now, "a higher priority master", &mut out);
+                    self.enter_backup(now, "a higher priority master", &mut out);
                     self.master = Some(src);
                 }
             }
@@ -403,9 +403,9 @@ impl Machine {
             (false, VrrpState::Fault) => {
                 self.master_interval_cs = self.p.interval_cs;
                 if self.p.priority == 255 {
-                    self.to_master(now, "tracked scripts up (address owner)", &mut out);
+                    self.enter_master(now, "tracked scripts up (address owner)", &mut out);
                 } else {
-                    self.to_backup(now, "tracked scripts up", &mut out);
+                    self.enter_backup(now, "tracked scripts up", &mut out);
                 }
             }
             (false, _) => {}
