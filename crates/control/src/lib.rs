@@ -32,6 +32,7 @@ pub mod proto;
 pub mod rules;
 pub mod server;
 mod strict;
+pub mod sync;
 pub mod vrrp;
 
 #[cfg(test)]
