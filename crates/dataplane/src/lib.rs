@@ -28,6 +28,7 @@ pub mod neigh;
 pub mod persist;
 pub mod pipeline;
 pub mod report;
+pub mod rss;
 pub mod sched;
 pub mod snapshot;
 pub mod stats;
