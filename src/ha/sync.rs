@@ -621,12 +621,12 @@ impl Runner {
         if !self.opts.cfg.bulk_resync {
             return;
         }
+        // A request seen while still master (the runner bumps and demotes in either order)
+        // waits until this director is a backup.
         let want = self.link.want_resync.load(Acquire);
-        if want != self.seen_want {
+        if want != self.seen_want && !master {
             self.seen_want = want;
-            if !master {
-                self.start_resync(now, "asked by VRRP");
-            }
+            self.start_resync(now, "asked by VRRP");
         }
         let Some(r) = &mut self.resync else { return };
         if now.duration_since(r.started) >= self.resync_timeout {
@@ -940,6 +940,35 @@ mod tests {
         std::thread::sleep(Duration::from_millis(30));
         assert!(link.resynced.load(Relaxed));
         assert_eq!(stats.snapshot().dumps_requested, 0);
+        stop.store(true, Relaxed);
+        h.join().unwrap();
+    }
+
+    #[test]
+    fn a_resync_asked_for_while_master_waits_for_the_demotion() {
+        let port = free_port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let rings = Arc::new(SyncRings::new(1, 8));
+        let link = Arc::new(SyncLink::default());
+        link.master.store(true, Relaxed);
+        let peer = UdpSocket::bind(("127.0.0.6", port)).unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let o = opts([127, 0, 0, 2], &[[127, 0, 0, 6]], port);
+        let (h, stats) = spawn(o, rings.clone(), link.clone(), stop.clone()).unwrap();
+        wait_until("sending", || rings.sending());
+        assert!(link.resynced.load(Relaxed), "a master waits for nothing");
+        link.want_resync.fetch_add(1, Relaxed);
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(stats.snapshot().dumps_requested, 0, "not while master");
+        link.master.store(false, Relaxed);
+        let mut buf = [0u8; 64];
+        let n = peer.recv(&mut buf).unwrap();
+        assert!(matches!(
+            codec::decode(&buf[..n]),
+            Ok(Message::DumpRequest { .. })
+        ));
+        assert!(!rings.sending());
+        assert!(!link.resynced.load(Relaxed));
         stop.store(true, Relaxed);
         h.join().unwrap();
     }
