@@ -1474,17 +1474,6 @@ const MAX_VIPS: usize = 255;
 /// Most unicast peers of one instance.
 const MAX_PEERS: usize = 255;
 
-/// The `global_defs` keys that are VRRP defaults rvs reads.
-const GLOBAL_VRRP: [&str; 7] = [
-    "vrrp_version",
-    "vrrp_garp_master_delay",
-    "vrrp_garp_master_repeat",
-    "vrrp_garp_interval",
-    "vrrp_garp_master_refresh",
-    "vrrp_garp_master_refresh_repeat",
-    "lvs_sync_daemon",
-];
-
 /// `vrrp_instance` keywords rvs reads but does not apply, with why.
 const INSTANCE_IGNORED: [(&str, &str); 36] = [
     (
@@ -1767,13 +1756,12 @@ fn read_global_defs(
             &s.kw,
             "global_defs",
             format!(
-                "not read by rvs: {} (rvs reads {} here)",
+                "{} not read by rvs (only vrrp_version, vrrp_garp_* and lvs_sync_daemon are)",
                 if other.is_empty() {
-                    "the line".to_string()
+                    "the line is".to_string()
                 } else {
                     other.join(", ")
-                },
-                GLOBAL_VRRP.join(", ")
+                }
             ),
         );
     }
@@ -1927,7 +1915,7 @@ fn command(cx: &mut Cx<'_>, s: &Stmt) -> Result<Vec<String>, LoadError> {
 }
 
 /// Split a command line at blanks; `'...'` is one word (quotes removed, may be empty).
-fn split_argv(text: &str) -> Result<Vec<String>, String> {
+pub(super) fn split_argv(text: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut in_word = false;

@@ -3,6 +3,9 @@
 
 use super::*;
 use crate::check::{CheckKind, CheckSpec, DEFAULT_DELAY_LOOP_MS};
+use crate::ha::{
+    Garp, InitialState, Notify, SyncConfig, TrackScript, VrrpInstance, VrrpScript, VrrpVersion,
+};
 use rvs_dataplane::model::{Protocol, SchedulerKind};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -82,7 +85,7 @@ fn includes_are_relative_to_the_including_file_and_nested() {
         "sub/deeper/x.conf",
         &vs(" real_server 198.18.0.11 80"),
     );
-    write(d.path(), "sub/b.conf", "global_defs {\n}\n");
+    write(d.path(), "sub/b.conf", "global_defs {\n router_id x\n}\n");
     let c = load(&main).unwrap();
     assert_eq!(c.services.len(), 1);
     assert!(
@@ -419,7 +422,7 @@ fn virtual_server_group_expands_to_one_service_per_address_and_port() {
 #[test]
 fn unsupported_directives_are_listed_once_with_file_and_line() {
     let c = parse(
-        "global_defs {\n router_id x\n smtp_server 1.2.3.4\n}\nvrrp_instance V {\n state MASTER\n}\n\
+        "global_defs {\n router_id x\n smtp_server 1.2.3.4\n}\nvrrp_instance V { virtual_router_id 1\n virtual_ipaddress { 198.18.0.100 }\n}\n\
          vrrp_script s {\n}\nstatic_ipaddress {\n 1.2.3.4/24 dev eth0\n}\n@high net_namespace x\n\
          $VAR=1\n\
          virtual_server 198.18.0.100 80 {\n lvs_method DR\n protocol TCP\n ops\n ha_suspend\n\
@@ -435,7 +438,6 @@ fn unsupported_directives_are_listed_once_with_file_and_line() {
         got,
         [
             (1, "global_defs"),
-            (5, "vrrp_instance"),
             (8, "vrrp_script"),
             (10, "static_ipaddress"),
             (13, "@high"),
@@ -449,7 +451,7 @@ fn unsupported_directives_are_listed_once_with_file_and_line() {
             (28, "enable_sni"),
         ]
     );
-    assert!(c.unsupported[1].message.contains("VRRP is a later issue"));
+    assert!(c.unsupported[1].message.contains("has no script"));
     let shown = c.unsupported[0].to_string();
     assert!(
         shown.starts_with("t.conf:1: 'global_defs' not supported: "),
@@ -596,7 +598,13 @@ fn fixture_web_dr() {
     assert_eq!(hb.params.delay_loop_ms, 500);
     assert_eq!(hb.params.connect_port, Some(8080));
     let dirs: Vec<&str> = c.unsupported.iter().map(|d| d.directive.as_str()).collect();
-    assert_eq!(dirs, ["global_defs", "vrrp_instance"]);
+    assert_eq!(dirs, ["global_defs"]);
+    // Its VRRP instance, with keepalived's defaults.
+    let mut want = VrrpInstance::new("VI_WEB", 7, 100, vec![ip("198.18.0.100")]);
+    want.version = VrrpVersion::V2;
+    want.initial = InitialState::Master;
+    assert_eq!(c.ha.instances, [want]);
+    assert!(c.ha.sync.is_none() && c.ha.scripts.is_empty());
 }
 
 #[test]
@@ -687,14 +695,77 @@ fn keepalived_samples_all_read() {
         .iter()
         .map(|d| (d.line, d.directive.as_str()))
         .collect();
-    assert_eq!(
-        lines,
-        [(3, "global_defs"), (13, "vrrp_instance"), (29, "lb_kind")]
-    );
-    assert!(all["keepalived.conf.vrrp"]
-        .unsupported
+    assert_eq!(lines, [(3, "global_defs"), (29, "lb_kind")]);
+    let vi = &s.ha.instances[0];
+    assert_eq!((vi.name.as_str(), vi.vrid, vi.preempt), ("VI_1", 50, false));
+    // keepalived.conf.vrrp: four instances, two with a password, VI_1's second GARP burst
+    // after 10 s and its VIP listed twice taken once.
+    let v = &all["keepalived.conf.vrrp"].ha;
+    let ids: Vec<(&str, u8, u8)> = v
+        .instances
         .iter()
-        .any(|d| d.message.contains("VRRP is a later issue")));
+        .map(|i| (i.name.as_str(), i.vrid, i.priority))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("VI_1", 51, 100),
+            ("VI_2", 50, 50),
+            ("VI_3", 52, 100),
+            ("VI_4", 53, 50)
+        ]
+    );
+    let vi1 = &v.instances[0];
+    assert_eq!(vi1.auth_pass.as_deref(), Some("1111"));
+    assert_eq!(vi1.garp.delay_ms, 10_000);
+    assert_eq!(vi1.vips.len(), 3);
+    assert_eq!(vi1.version, VrrpVersion::V2);
+    assert_eq!(v.instances[1].auth_pass, None);
+    // lvs_syncd: the older per-instance form gives sync following VI_1.
+    let l = &all["keepalived.conf.vrrp.lvs_syncd"].ha;
+    assert_eq!(l.sync.as_ref().unwrap().instance, "VI_1");
+    assert_eq!(l.instances[0].auth_pass.as_deref(), Some("grr02"));
+    // localcheck: five scripts, VI_1 tracking all of them, chk_haproxy with its own weight.
+    let lc = &all["keepalived.conf.vrrp.localcheck"].ha;
+    assert_eq!(lc.scripts.len(), 5);
+    assert_eq!(
+        lc.scripts[0],
+        VrrpScript {
+            name: "chk_sshd".into(),
+            argv: vec!["killall".into(), "-0".into(), "sshd".into()],
+            interval_ms: 2_000,
+            timeout_ms: 2_000,
+            weight: -4,
+            rise: 2,
+            fall: 2,
+        }
+    );
+    assert_eq!(lc.instances[0].track_scripts.len(), 5);
+    assert_eq!(
+        lc.instances[0].track_scripts[1],
+        TrackScript {
+            name: "chk_haproxy".into(),
+            weight: Some(2)
+        }
+    );
+    assert_eq!(lc.instances.len(), 9);
+    // scripts: notify commands split into argv.
+    let sc = &all["keepalived.conf.vrrp.scripts"].ha;
+    assert_eq!(
+        sc.instances[0].notify.master.as_deref(),
+        Some(
+            &[
+                "/usr/local/bin/vrrp.sh".to_string(),
+                "MASTER".into(),
+                "VI_1".into()
+            ][..]
+        )
+    );
+    // conditional_conf: version 3 in the instance, the script without `script` not tracked.
+    let cc = &all["keepalived.conf.conditional_conf"].ha;
+    assert_eq!(cc.instances[0].version, VrrpVersion::V3);
+    assert_eq!(cc.instances[0].advert_int_cs, 1200);
+    assert!(cc.instances[0].track_scripts.is_empty() && cc.scripts.is_empty());
     assert!(all["keepalived.conf.fwmark"]
         .unsupported
         .iter()
