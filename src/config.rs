@@ -1715,6 +1715,18 @@ resync_timeout = 2.5
     }
 
     #[test]
+    fn docs_ha_example_parses() {
+        let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ha.md");
+        let text = std::fs::read_to_string(doc).unwrap();
+        let start = text.find("```toml\n").expect("the example") + 8;
+        let end = start + text[start..].find("```").unwrap();
+        let c = Config::from_str(&text[start..end]).unwrap();
+        let ha = c.ha().unwrap();
+        assert_eq!(ha.instances[0].advert_int_cs, 30);
+        assert_eq!(ha.sync.unwrap().peers, [Ipv4Addr::new(198, 18, 0, 3)]);
+    }
+
+    #[test]
     fn load_names_missing_file() {
         let e = Config::load("/nonexistent/rvs.toml")
             .unwrap_err()

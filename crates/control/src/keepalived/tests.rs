@@ -1375,3 +1375,19 @@ fn command_lines_split_into_argv() {
         }
     }
 }
+
+#[test]
+fn docs_ha_keepalived_example_reads() {
+    let doc = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/ha.md");
+    let text = std::fs::read_to_string(doc).unwrap();
+    let start = text.find("```\nglobal_defs").expect("the example") + 4;
+    let end = start + text[start..].find("```").unwrap();
+    let c = parse(&text[start..end]);
+    let i = &c.ha.instances[0];
+    assert_eq!((i.vrid, i.priority, i.advert_int_cs), (51, 150, 30));
+    assert_eq!(i.version, VrrpVersion::V3);
+    assert_eq!((i.garp.repeat, i.garp.delay_ms), (3, 2_000));
+    assert_eq!(c.ha.sync.as_ref().unwrap().instance, "VI_1");
+    // Only the sync interface is listed.
+    assert_eq!(c.unsupported.len(), 1, "{:?}", c.unsupported);
+}
