@@ -14,6 +14,9 @@
 //!
 //! Relative paths (`rules.file`) are taken relative to the working directory of the daemon.
 
+use rvs_control::ha::{
+    HaConfig, InitialState, SyncConfig, TrackScript, VrrpInstance, VrrpScript, VrrpVersion,
+};
 use rvs_dataplane::model::Timeouts;
 use rvs_dataplane::report::MacAddr;
 use serde::{Deserialize, Serialize};
@@ -31,14 +34,15 @@ pub enum ConfigError {
     /// TOML syntax, wrong types or unknown keys (the message names the key and line).
     #[error("{0}")]
     Parse(String),
-    /// A value that parsed but makes no sense.
+    /// A value that parsed but makes no sense (`key` as written in the file, with the index of
+    /// an array-of-tables entry: `vrrp.instance[0].advert_int`).
     #[error("{key}: {msg}")]
-    Invalid { key: &'static str, msg: String },
+    Invalid { key: String, msg: String },
 }
 
-fn invalid(key: &'static str, msg: impl Into<String>) -> ConfigError {
+fn invalid(key: impl Into<String>, msg: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
-        key,
+        key: key.into(),
         msg: msg.into(),
     }
 }
@@ -285,6 +289,12 @@ pub struct Config {
     pub rules: RulesConfig,
     #[serde(default, rename = "neighbour")]
     pub neighbours: Vec<NeighbourConfig>,
+    /// `[[vrrp.instance]]`, `[[vrrp.script]]`: VRRP (see docs/ha.md).
+    #[serde(default)]
+    pub vrrp: VrrpSection,
+    /// `[sync]`: connection sync between the directors of a VRRP instance.
+    #[serde(default)]
+    pub sync: Option<SyncSection>,
 }
 
 /// Upper bounds that catch typos (an extra digit) before DPDK fails obscurely.
@@ -422,6 +432,7 @@ impl Config {
             ));
         }
         self.kernel.validate()?;
+        self.ha()?;
         if self.control.socket.as_os_str().is_empty() {
             return Err(invalid("control.socket", "empty path"));
         }
@@ -489,6 +500,512 @@ impl KernelConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// A time in seconds as written in the file (`0.3`, `5`); integers and floats alike.
+/// Checked (finite, not negative, in range) when converted by [`Config::ha`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Seconds(pub f64);
+
+// NaN never reaches a use: `Config::ha` refuses it.
+impl Eq for Seconds {}
+
+/// `[vrrp]`: the VRRP instances this director runs and the scripts they track.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VrrpSection {
+    #[serde(default)]
+    pub instance: Vec<VrrpInstanceConfig>,
+    #[serde(default)]
+    pub script: Vec<VrrpScriptConfig>,
+}
+
+/// `[[vrrp.instance]]`: one virtual router. Unset keys take keepalived's defaults, except
+/// `version` (v3 here; keepalived.conf input defaults to v2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VrrpInstanceConfig {
+    pub name: String,
+    pub vrid: u8,
+    #[serde(default = "default_vrrp_priority")]
+    pub priority: u8,
+    /// Seconds (fractional with v3: `0.3`); default 1.
+    #[serde(default)]
+    pub advert_int: Option<Seconds>,
+    #[serde(default)]
+    pub version: VrrpVersion,
+    /// "MASTER" or "BACKUP" (default).
+    #[serde(default)]
+    pub state: InitialState,
+    #[serde(default = "default_true")]
+    pub preempt: bool,
+    #[serde(default)]
+    pub preempt_delay: Option<Seconds>,
+    /// VRRPv2 simple password (1 to 8 bytes).
+    #[serde(default)]
+    pub auth_pass: Option<String>,
+    pub vips: Vec<Ipv4Addr>,
+    #[serde(default)]
+    pub unicast_src: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub unicast_peers: Vec<Ipv4Addr>,
+    /// GARPs per VIP in each burst on becoming master (default 5).
+    #[serde(default)]
+    pub garp_repeat: Option<u32>,
+    /// Delay before the second burst (s, default 5).
+    #[serde(default)]
+    pub garp_delay: Option<Seconds>,
+    /// Spacing between the GARPs of a burst (s, default 0).
+    #[serde(default)]
+    pub garp_interval: Option<Seconds>,
+    /// Periodic GARPs while master (s, default 0 = off).
+    #[serde(default)]
+    pub garp_refresh: Option<Seconds>,
+    /// GARPs per VIP per refresh (default 1).
+    #[serde(default)]
+    pub garp_refresh_repeat: Option<u32>,
+    /// Commands (argv, no shell) run on transitions.
+    #[serde(default)]
+    pub notify_master: Option<Vec<String>>,
+    #[serde(default)]
+    pub notify_backup: Option<Vec<String>>,
+    #[serde(default)]
+    pub notify_fault: Option<Vec<String>>,
+    #[serde(default)]
+    pub notify_stop: Option<Vec<String>>,
+    /// Run on every transition with `INSTANCE <name> <STATE> <priority>` appended.
+    #[serde(default)]
+    pub notify: Option<Vec<String>>,
+    /// `[[vrrp.script]]` names, or `{ name = "...", weight = -20 }`.
+    #[serde(default)]
+    pub track_script: Vec<TrackScriptRef>,
+    /// Longest wait (s) for a bulk resync before preempting (default 5; 0 = do not wait).
+    #[serde(default)]
+    pub sync_wait: Option<Seconds>,
+}
+
+fn default_vrrp_priority() -> u8 {
+    100
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A `track_script` entry: a script's name, or the name with a weight of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TrackScriptRef {
+    Name(String),
+    Weighted(TrackScriptWeighted),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackScriptWeighted {
+    pub name: String,
+    #[serde(default)]
+    pub weight: Option<i32>,
+}
+
+/// `[[vrrp.script]]`: a check run periodically; a failing one changes the priority of the
+/// instances tracking it by its weight, or (weight 0) puts them in FAULT.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VrrpScriptConfig {
+    pub name: String,
+    /// argv, run without a shell.
+    pub script: Vec<String>,
+    /// Seconds between runs (default 1).
+    #[serde(default)]
+    pub interval: Option<Seconds>,
+    /// Seconds before a run counts as failed (default: the interval).
+    #[serde(default)]
+    pub timeout: Option<Seconds>,
+    #[serde(default)]
+    pub weight: i32,
+    #[serde(default = "default_one")]
+    pub rise: u32,
+    #[serde(default = "default_one")]
+    pub fall: u32,
+}
+
+fn default_one() -> u32 {
+    1
+}
+
+/// `[sync]`: connection sync, its role following the VRRP instance named.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSection {
+    pub instance: String,
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// The other directors' DIPs; empty = the multicast group 224.0.0.81.
+    #[serde(default)]
+    pub peers: Vec<Ipv4Addr>,
+    /// Records per worker ring each way (default 16384).
+    #[serde(default)]
+    pub ring: Option<usize>,
+    /// Largest message payload, bytes (default 1400).
+    #[serde(default)]
+    pub max_message: Option<usize>,
+    /// Flush pending records at least this often (default 20 ms).
+    #[serde(default)]
+    pub flush_ms: Option<u32>,
+    /// Ask the master for its whole table on start or return (default true).
+    #[serde(default)]
+    pub bulk_resync: Option<bool>,
+    /// Longest wait for a bulk resync, seconds (default 5).
+    #[serde(default)]
+    pub resync_timeout: Option<Seconds>,
+}
+
+/// Bounds of the HA keys.
+const MAX_NAME: usize = 64;
+const MAX_PREEMPT_DELAY_MS: u64 = 1_000_000;
+const MAX_GARP_MS: u64 = 3_600_000;
+const MAX_WAIT_MS: u64 = 600_000;
+const MAX_SCRIPT_MS: u64 = 3_600_000;
+const MAX_SYNC_RING: usize = 1 << 20;
+const MAX_FLUSH_MS: u32 = 10_000;
+const MAX_VRRP_ADDRS: usize = 255;
+
+/// `v` seconds as milliseconds (rounded to the nearest), checked to be in `min_ms..=max_ms`.
+fn seconds_ms(key: &str, v: Seconds, min_ms: u64, max_ms: u64) -> Result<u32, ConfigError> {
+    let s = v.0;
+    let range = || {
+        format!(
+            "{s} s is out of range {}..={} s",
+            min_ms as f64 / 1000.0,
+            max_ms as f64 / 1000.0
+        )
+    };
+    if !s.is_finite() || s < 0.0 || s * 1000.0 > max_ms as f64 + 0.5 {
+        return Err(invalid(key, range()));
+    }
+    let ms = (s * 1000.0).round() as u64;
+    if ms < min_ms || ms > max_ms {
+        return Err(invalid(key, range()));
+    }
+    Ok(ms as u32)
+}
+
+/// A name used in logs, notify arguments and `list`: printable, no blanks.
+fn check_name(key: &str, n: &str) -> Result<(), ConfigError> {
+    if n.is_empty() || n.len() > MAX_NAME || !n.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(
+            key,
+            format!("{n:?} is not a name (1 to {MAX_NAME} printable ASCII characters, no blanks)"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_unicast(key: &str, a: Ipv4Addr) -> Result<(), ConfigError> {
+    if a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback() {
+        return Err(invalid(key, format!("{a} is not a unicast address")));
+    }
+    Ok(())
+}
+
+fn check_argv(key: &str, argv: &[String]) -> Result<(), ConfigError> {
+    match argv.first() {
+        Some(p) if !p.trim().is_empty() => {}
+        _ => {
+            return Err(invalid(
+                key,
+                "needs a command (argv: [\"/path\", \"arg\", ...])",
+            ))
+        }
+    }
+    if argv.iter().any(|a| a.contains('\0')) {
+        return Err(invalid(key, "an argument contains a NUL byte"));
+    }
+    Ok(())
+}
+
+fn check_weight(key: &str, w: i32) -> Result<(), ConfigError> {
+    if !(-253..=253).contains(&w) {
+        return Err(invalid(key, format!("{w} is out of range -253..=253")));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// The HA configuration `[vrrp]` and `[sync]` describe, checked (errors name the key,
+    /// e.g. `vrrp.instance[0].advert_int`). Empty when neither section is present.
+    pub fn ha(&self) -> Result<HaConfig, ConfigError> {
+        let dip = self.network.dip;
+        let mut ha = HaConfig::default();
+        for (i, s) in self.vrrp.script.iter().enumerate() {
+            let k = |f: &str| format!("vrrp.script[{i}].{f}");
+            check_name(&k("name"), &s.name)?;
+            if self.vrrp.script[..i].iter().any(|o| o.name == s.name) {
+                return Err(invalid(k("name"), format!("{} is defined twice", s.name)));
+            }
+            check_argv(&k("script"), &s.script)?;
+            let interval_ms = match s.interval {
+                Some(v) => seconds_ms(&k("interval"), v, 1, MAX_SCRIPT_MS)?,
+                None => 1_000,
+            };
+            let timeout_ms = match s.timeout {
+                Some(v) => seconds_ms(&k("timeout"), v, 1, MAX_SCRIPT_MS)?,
+                None => interval_ms,
+            };
+            check_weight(&k("weight"), s.weight)?;
+            for (f, v) in [("rise", s.rise), ("fall", s.fall)] {
+                if !(1..=1000).contains(&v) {
+                    return Err(invalid(k(f), format!("{v} is out of range 1..=1000")));
+                }
+            }
+            ha.scripts.push(VrrpScript {
+                name: s.name.clone(),
+                argv: s.script.clone(),
+                interval_ms,
+                timeout_ms,
+                weight: s.weight,
+                rise: s.rise,
+                fall: s.fall,
+            });
+        }
+        for (i, c) in self.vrrp.instance.iter().enumerate() {
+            let k = |f: &str| format!("vrrp.instance[{i}].{f}");
+            check_name(&k("name"), &c.name)?;
+            if self.vrrp.instance[..i].iter().any(|o| o.name == c.name) {
+                return Err(invalid(k("name"), format!("{} is defined twice", c.name)));
+            }
+            if c.vrid == 0 {
+                return Err(invalid(k("vrid"), "0 is out of range 1..=255"));
+            }
+            if c.priority == 0 {
+                return Err(invalid(
+                    k("priority"),
+                    "0 is out of range 1..=255 (0 is reserved for a master leaving)",
+                ));
+            }
+            if c.vips.is_empty() {
+                return Err(invalid(k("vips"), "at least one VIP is needed"));
+            }
+            if c.vips.len() > MAX_VRRP_ADDRS || c.unicast_peers.len() > MAX_VRRP_ADDRS {
+                return Err(invalid(
+                    k(if c.vips.len() > MAX_VRRP_ADDRS {
+                        "vips"
+                    } else {
+                        "unicast_peers"
+                    }),
+                    format!("more than {MAX_VRRP_ADDRS} addresses"),
+                ));
+            }
+            for (j, v) in c.vips.iter().enumerate() {
+                check_unicast(&k("vips"), *v)?;
+                if *v == dip {
+                    return Err(invalid(
+                        k("vips"),
+                        format!("{v} is the director's own address (network.dip)"),
+                    ));
+                }
+                if c.vips[..j].contains(v) {
+                    return Err(invalid(k("vips"), format!("{v} is listed twice")));
+                }
+            }
+            if let Some(a) = c.unicast_src {
+                check_unicast(&k("unicast_src"), a)?;
+            }
+            for (j, a) in c.unicast_peers.iter().enumerate() {
+                check_unicast(&k("unicast_peers"), *a)?;
+                if *a == dip || Some(*a) == c.unicast_src {
+                    return Err(invalid(
+                        k("unicast_peers"),
+                        format!("{a} is this director's own address"),
+                    ));
+                }
+                if c.unicast_peers[..j].contains(a) {
+                    return Err(invalid(k("unicast_peers"), format!("{a} is listed twice")));
+                }
+            }
+            let mut inst = VrrpInstance::new(&c.name, c.vrid, c.priority, c.vips.clone());
+            inst.version = c.version;
+            inst.initial = c.state;
+            inst.preempt = c.preempt;
+            if let Some(v) = c.advert_int {
+                let ms = seconds_ms(&k("advert_int"), v, 10, 40_950)?;
+                inst.advert_int_cs = ((ms + 5) / 10) as u16;
+                if inst.version == VrrpVersion::V2 && inst.advert_int_cs % 100 != 0 {
+                    return Err(invalid(
+                        k("advert_int"),
+                        format!(
+                            "VRRPv2 advertises whole seconds: {} s needs version = \"v3\"",
+                            v.0
+                        ),
+                    ));
+                }
+            }
+            if let Some(v) = c.preempt_delay {
+                inst.preempt_delay_ms =
+                    seconds_ms(&k("preempt_delay"), v, 0, MAX_PREEMPT_DELAY_MS)?;
+            }
+            if let Some(p) = &c.auth_pass {
+                if c.version != VrrpVersion::V2 {
+                    return Err(invalid(
+                        k("auth_pass"),
+                        "authentication needs version = \"v2\" (RFC 5798 removed it)",
+                    ));
+                }
+                if p.is_empty() || p.len() > 8 {
+                    return Err(invalid(k("auth_pass"), "must be 1 to 8 bytes"));
+                }
+                inst.auth_pass = Some(p.clone());
+            }
+            inst.unicast_src = c.unicast_src;
+            inst.unicast_peers = c.unicast_peers.clone();
+            for (f, v) in [
+                ("garp_repeat", c.garp_repeat),
+                ("garp_refresh_repeat", c.garp_refresh_repeat),
+            ] {
+                if let Some(n) = v {
+                    if !(1..=255).contains(&n) {
+                        return Err(invalid(k(f), format!("{n} is out of range 1..=255")));
+                    }
+                }
+            }
+            if let Some(n) = c.garp_repeat {
+                inst.garp.repeat = n;
+            }
+            if let Some(n) = c.garp_refresh_repeat {
+                inst.garp.refresh_repeat = n;
+            }
+            if let Some(v) = c.garp_delay {
+                inst.garp.delay_ms = seconds_ms(&k("garp_delay"), v, 0, MAX_GARP_MS)?;
+            }
+            if let Some(v) = c.garp_interval {
+                inst.garp.interval_ms = seconds_ms(&k("garp_interval"), v, 0, MAX_GARP_MS)?;
+            }
+            if let Some(v) = c.garp_refresh {
+                inst.garp.refresh_ms = seconds_ms(&k("garp_refresh"), v, 0, MAX_GARP_MS)?;
+            }
+            for (f, v, slot) in [
+                ("notify_master", &c.notify_master, &mut inst.notify.master),
+                ("notify_backup", &c.notify_backup, &mut inst.notify.backup),
+                ("notify_fault", &c.notify_fault, &mut inst.notify.fault),
+                ("notify_stop", &c.notify_stop, &mut inst.notify.stop),
+                ("notify", &c.notify, &mut inst.notify.generic),
+            ] {
+                if let Some(argv) = v {
+                    check_argv(&k(f), argv)?;
+                    *slot = Some(argv.clone());
+                }
+            }
+            for t in &c.track_script {
+                let (name, weight) = match t {
+                    TrackScriptRef::Name(n) => (n, None),
+                    TrackScriptRef::Weighted(w) => (&w.name, w.weight),
+                };
+                if !ha.scripts.iter().any(|s| &s.name == name) {
+                    return Err(invalid(
+                        k("track_script"),
+                        format!("{name} is not a [[vrrp.script]]"),
+                    ));
+                }
+                if inst.track_scripts.iter().any(|o| &o.name == name) {
+                    return Err(invalid(
+                        k("track_script"),
+                        format!("{name} is listed twice"),
+                    ));
+                }
+                if let Some(w) = weight {
+                    check_weight(&k("track_script"), w)?;
+                }
+                inst.track_scripts.push(TrackScript {
+                    name: name.clone(),
+                    weight,
+                });
+            }
+            if let Some(v) = c.sync_wait {
+                inst.sync_wait_ms = seconds_ms(&k("sync_wait"), v, 0, MAX_WAIT_MS)?;
+            }
+            inst.validate()
+                .map_err(|e| invalid(format!("vrrp.instance[{i}]"), e))?;
+            ha.instances.push(inst);
+        }
+        if let Some(s) = &self.sync {
+            let mut sc = SyncConfig::new(&s.instance);
+            if !ha.instances.iter().any(|i| i.name == s.instance) {
+                return Err(invalid(
+                    "sync.instance",
+                    format!("{} is not a [[vrrp.instance]]", s.instance),
+                ));
+            }
+            if let Some(p) = s.port {
+                if p == 0 {
+                    return Err(invalid("sync.port", "0 is out of range 1..=65535"));
+                }
+                sc.port = p;
+            }
+            for (j, a) in s.peers.iter().enumerate() {
+                check_unicast("sync.peers", *a)?;
+                if *a == dip {
+                    return Err(invalid(
+                        "sync.peers",
+                        format!("{a} is this director's own address (network.dip)"),
+                    ));
+                }
+                if s.peers[..j].contains(a) {
+                    return Err(invalid("sync.peers", format!("{a} is listed twice")));
+                }
+            }
+            sc.peers = s.peers.clone();
+            if let Some(r) = s.ring {
+                if !(1..=MAX_SYNC_RING).contains(&r) {
+                    return Err(invalid(
+                        "sync.ring",
+                        format!("{r} is out of range 1..={MAX_SYNC_RING}"),
+                    ));
+                }
+                sc.ring = r;
+            }
+            if let Some(m) = s.max_message {
+                if !(128..=65_000).contains(&m) {
+                    return Err(invalid(
+                        "sync.max_message",
+                        format!("{m} is out of range 128..=65000"),
+                    ));
+                }
+                sc.max_message = m;
+            }
+            if let Some(f) = s.flush_ms {
+                if !(1..=MAX_FLUSH_MS).contains(&f) {
+                    return Err(invalid(
+                        "sync.flush_ms",
+                        format!("{f} is out of range 1..={MAX_FLUSH_MS}"),
+                    ));
+                }
+                sc.flush_ms = f;
+            }
+            if let Some(b) = s.bulk_resync {
+                sc.bulk_resync = b;
+            }
+            if let Some(v) = s.resync_timeout {
+                sc.resync_timeout_ms = seconds_ms("sync.resync_timeout", v, 0, MAX_WAIT_MS)?;
+            }
+            ha.sync = Some(sc);
+        }
+        ha.validate().map_err(|e| {
+            // Name the instance the message names last (the later of a pair).
+            let words: Vec<&str> = e
+                .split(|c: char| c.is_whitespace() || c == ',' || c == ':')
+                .collect();
+            let key = ha
+                .instances
+                .iter()
+                .rposition(|i| words.contains(&i.name.as_str()))
+                .map(|i| format!("vrrp.instance[{i}]"))
+                .unwrap_or_else(|| "sync".to_string());
+            invalid(key, e)
+        })?;
+        Ok(ha)
     }
 }
 
@@ -734,10 +1251,479 @@ mac = "02:00:00:00:00:11"
         let rules = lab.rules.file.as_ref().unwrap();
         let text = std::fs::read_to_string(root.join(rules)).unwrap();
         assert_eq!(rvs_control::rules::parse(&text).unwrap().len(), 3);
+        for (file, dip, priority) in [
+            ("configs/ha-master.toml", [198, 18, 0, 2], 150),
+            ("configs/ha-backup.toml", [198, 18, 0, 3], 100),
+        ] {
+            let c = Config::load(root.join(file)).unwrap();
+            assert_eq!(c.network.dip, Ipv4Addr::from(dip), "{file}");
+            assert!(
+                c.kernel.enabled,
+                "{file}: VRRP and sync need the kernel path"
+            );
+            let ha = c.ha().unwrap();
+            let [vi] = &ha.instances[..] else {
+                panic!("{file}: one instance")
+            };
+            assert_eq!((vi.name.as_str(), vi.vrid), ("VI_1", 51), "{file}");
+            assert_eq!((vi.priority, vi.advert_int_cs), (priority, 30), "{file}");
+            assert_eq!(vi.version, VrrpVersion::V3);
+            assert_eq!(vi.vips, [Ipv4Addr::new(198, 18, 0, 100)], "{file}");
+            let sync = ha.sync.as_ref().unwrap();
+            assert_eq!(sync.instance, "VI_1");
+            // VRRP to the group; sync to the other director's DIP.
+            assert!(vi.unicast_peers.is_empty(), "{file}");
+            let other = if dip[3] == 2 { 3 } else { 2 };
+            assert_eq!(sync.peers, [Ipv4Addr::new(198, 18, 0, other)], "{file}");
+        }
         let bm = Config::load(root.join("configs/baremetal.toml")).unwrap();
         assert_eq!(bm.workers.lcores.len(), 2);
         assert!(bm.eal.args.iter().any(|a| a == "0000:03:00.0"));
         assert!(bm.tables.flows_per_worker > lab.tables.flows_per_worker);
+    }
+
+    const HA: &str = r#"
+[network]
+dip = "198.18.0.2"
+
+[[vrrp.script]]
+name = "chk_web"
+script = ["/usr/bin/curl", "-fs", "http://198.18.0.11/"]
+interval = 0.5
+timeout = 2
+weight = -60
+rise = 2
+fall = 3
+
+[[vrrp.script]]
+name = "chk_disk"
+script = ["/bin/true"]
+
+[[vrrp.instance]]
+name = "VI_1"
+vrid = 51
+priority = 150
+advert_int = 0.3
+state = "MASTER"
+preempt_delay = 1.5
+vips = ["198.18.0.100", "198.18.0.101"]
+unicast_src = "198.18.0.2"
+unicast_peers = ["198.18.0.3"]
+garp_repeat = 3
+garp_delay = 1
+garp_interval = 0.01
+garp_refresh = 60
+garp_refresh_repeat = 2
+notify_master = ["/etc/rvs/notify", "master"]
+notify_backup = ["/etc/rvs/notify", "backup"]
+notify_fault = ["/etc/rvs/notify", "fault"]
+notify_stop = ["/etc/rvs/notify", "stop"]
+notify = ["/etc/rvs/log"]
+track_script = ["chk_web", { name = "chk_disk", weight = 10 }]
+sync_wait = 3
+
+[[vrrp.instance]]
+name = "VI_2"
+vrid = 52
+version = "v2"
+preempt = false
+advert_int = 2
+auth_pass = "secret"
+vips = ["198.18.0.102"]
+
+[sync]
+instance = "VI_1"
+port = 8849
+peers = ["198.18.0.3"]
+ring = 4096
+max_message = 1200
+flush_ms = 10
+bulk_resync = false
+resync_timeout = 2.5
+"#;
+
+    #[test]
+    fn ha_sections_convert() {
+        let c = Config::from_str(HA).unwrap();
+        let ha = c.ha().unwrap();
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let vip = |d: u8| Ipv4Addr::new(198, 18, 0, d);
+        let mut a = VrrpInstance::new("VI_1", 51, 150, vec![vip(100), vip(101)]);
+        a.version = VrrpVersion::V3;
+        a.advert_int_cs = 30;
+        a.initial = InitialState::Master;
+        a.preempt_delay_ms = 1_500;
+        a.unicast_src = Some(vip(2));
+        a.unicast_peers = vec![vip(3)];
+        a.garp = rvs_control::ha::Garp {
+            delay_ms: 1_000,
+            repeat: 3,
+            interval_ms: 10,
+            refresh_ms: 60_000,
+            refresh_repeat: 2,
+        };
+        a.notify = rvs_control::ha::Notify {
+            master: Some(s(&["/etc/rvs/notify", "master"])),
+            backup: Some(s(&["/etc/rvs/notify", "backup"])),
+            fault: Some(s(&["/etc/rvs/notify", "fault"])),
+            stop: Some(s(&["/etc/rvs/notify", "stop"])),
+            generic: Some(s(&["/etc/rvs/log"])),
+        };
+        a.track_scripts = vec![
+            TrackScript {
+                name: "chk_web".into(),
+                weight: None,
+            },
+            TrackScript {
+                name: "chk_disk".into(),
+                weight: Some(10),
+            },
+        ];
+        a.sync_wait_ms = 3_000;
+        let mut b = VrrpInstance::new("VI_2", 52, 100, vec![vip(102)]);
+        b.version = VrrpVersion::V2;
+        b.preempt = false;
+        b.advert_int_cs = 200;
+        b.auth_pass = Some("secret".into());
+        let mut sync = SyncConfig::new("VI_1");
+        sync.port = 8849;
+        sync.peers = vec![vip(3)];
+        sync.ring = 4096;
+        sync.max_message = 1200;
+        sync.flush_ms = 10;
+        sync.bulk_resync = false;
+        sync.resync_timeout_ms = 2_500;
+        let want = HaConfig {
+            instances: vec![a, b],
+            scripts: vec![
+                VrrpScript {
+                    name: "chk_web".into(),
+                    argv: s(&["/usr/bin/curl", "-fs", "http://198.18.0.11/"]),
+                    interval_ms: 500,
+                    timeout_ms: 2_000,
+                    weight: -60,
+                    rise: 2,
+                    fall: 3,
+                },
+                VrrpScript {
+                    name: "chk_disk".into(),
+                    argv: s(&["/bin/true"]),
+                    interval_ms: 1_000,
+                    timeout_ms: 1_000,
+                    weight: 0,
+                    rise: 1,
+                    fall: 1,
+                },
+            ],
+            sync: Some(sync),
+        };
+        assert_eq!(ha, want);
+        // No [vrrp] nor [sync]: nothing.
+        let none = Config::from_str("[network]\ndip = \"198.18.0.2\"\n").unwrap();
+        assert!(none.ha().unwrap().is_empty());
+        // An instance with only the required keys: rvs's defaults (v3, 1 s, BACKUP, preempt).
+        let min = Config::from_str(
+            "[network]\ndip = \"198.18.0.2\"\n[[vrrp.instance]]\nname = \"A\"\nvrid = 1\nvips = [\"198.18.0.100\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            min.ha().unwrap().instances,
+            [VrrpInstance::new("A", 1, 100, vec![vip(100)])]
+        );
+    }
+
+    #[test]
+    fn ha_errors_name_the_key() {
+        /// The HA example with `from` replaced by `to` (each must occur in it).
+        fn with(from: &str, to: &str) -> String {
+            assert!(HA.contains(from), "{from}");
+            HA.replacen(from, to, 1)
+        }
+        let cases: Vec<(String, &str)> = vec![
+            (
+                with("vrid = 51", "vrid = 0"),
+                "vrrp.instance[0].vrid: 0 is out of range",
+            ),
+            (with("vrid = 51", "vrid = 256"), "vrid"),
+            (
+                with("vrid = 52", "vrid = 51"),
+                "vrrp.instance[1]: vrrp instances VI_1 and VI_2 share virtual_router_id 51",
+            ),
+            (
+                with("priority = 150", "priority = 0"),
+                "vrrp.instance[0].priority: 0 is out of range",
+            ),
+            (
+                with("advert_int = 0.3", "advert_int = 0"),
+                "vrrp.instance[0].advert_int: 0 s is out of range 0.01..=40.95 s",
+            ),
+            (
+                with("advert_int = 0.3", "advert_int = 41"),
+                "vrrp.instance[0].advert_int: 41 s is out of range",
+            ),
+            (
+                with("advert_int = 0.3", "advert_int = -1"),
+                "vrrp.instance[0].advert_int: -1 s is out of range",
+            ),
+            (
+                with("advert_int = 0.3", "advert_int = nan"),
+                "vrrp.instance[0].advert_int: NaN s",
+            ),
+            (
+                with("advert_int = 0.3", "advert_int = inf"),
+                "vrrp.instance[0].advert_int: inf s",
+            ),
+            (
+                with("advert_int = 0.3", "advert_int = \"fast\""),
+                "advert_int",
+            ),
+            (
+                with("advert_int = 2", "advert_int = 2.5"),
+                "vrrp.instance[1].advert_int: VRRPv2 advertises whole seconds",
+            ),
+            (with("version = \"v2\"", "version = \"v4\""), "v4"),
+            (with("state = \"MASTER\"", "state = \"LEADER\""), "LEADER"),
+            (
+                with("preempt_delay = 1.5", "preempt_delay = 1001"),
+                "vrrp.instance[0].preempt_delay:",
+            ),
+            (
+                with("auth_pass = \"secret\"", "auth_pass = \"123456789\""),
+                "vrrp.instance[1].auth_pass: must be 1 to 8 bytes",
+            ),
+            (
+                with("version = \"v2\"\n", ""),
+                "vrrp.instance[1].auth_pass: authentication needs version = \"v2\"",
+            ),
+            (
+                with("vips = [\"198.18.0.102\"]", "vips = []"),
+                "vrrp.instance[1].vips: at least one VIP",
+            ),
+            (
+                with("vips = [\"198.18.0.102\"]", "vips = [\"198.18.0.300\"]"),
+                "vips",
+            ),
+            (
+                with("vips = [\"198.18.0.102\"]", "vips = [\"224.0.0.18\"]"),
+                "vrrp.instance[1].vips: 224.0.0.18 is not a unicast address",
+            ),
+            (
+                with("vips = [\"198.18.0.102\"]", "vips = [\"198.18.0.2\"]"),
+                "vrrp.instance[1].vips: 198.18.0.2 is the director's own address",
+            ),
+            (
+                with(
+                    "vips = [\"198.18.0.102\"]",
+                    "vips = [\"198.18.0.102\", \"198.18.0.102\"]",
+                ),
+                "vrrp.instance[1].vips: 198.18.0.102 is listed twice",
+            ),
+            (
+                with("vips = [\"198.18.0.102\"]", "vips = [\"198.18.0.100\"]"),
+                "vrrp.instance[1]: VIP 198.18.0.100 is in vrrp instances VI_1 and VI_2",
+            ),
+            (
+                with("unicast_src = \"198.18.0.2\"", "unicast_src = \"0.0.0.0\""),
+                "vrrp.instance[0].unicast_src: 0.0.0.0 is not a unicast address",
+            ),
+            (
+                with(
+                    "unicast_peers = [\"198.18.0.3\"]",
+                    "unicast_peers = [\"198.18.0.2\"]",
+                ),
+                "vrrp.instance[0].unicast_peers: 198.18.0.2 is this director's own address",
+            ),
+            (
+                with(
+                    "unicast_peers = [\"198.18.0.3\"]",
+                    "unicast_peers = [\"198.18.0.3\", \"198.18.0.3\"]",
+                ),
+                "vrrp.instance[0].unicast_peers: 198.18.0.3 is listed twice",
+            ),
+            (
+                with("garp_repeat = 3", "garp_repeat = 0"),
+                "vrrp.instance[0].garp_repeat: 0 is out of range 1..=255",
+            ),
+            (
+                with("garp_refresh_repeat = 2", "garp_refresh_repeat = 256"),
+                "vrrp.instance[0].garp_refresh_repeat:",
+            ),
+            (
+                with("garp_delay = 1", "garp_delay = 3601"),
+                "vrrp.instance[0].garp_delay:",
+            ),
+            (
+                with("garp_interval = 0.01", "garp_interval = -0.01"),
+                "vrrp.instance[0].garp_interval:",
+            ),
+            (
+                with("garp_refresh = 60", "garp_refresh = 1e9"),
+                "vrrp.instance[0].garp_refresh:",
+            ),
+            (
+                with(
+                    "notify_master = [\"/etc/rvs/notify\", \"master\"]",
+                    "notify_master = []",
+                ),
+                "vrrp.instance[0].notify_master: needs a command",
+            ),
+            (
+                with("notify = [\"/etc/rvs/log\"]", "notify = [\" \"]"),
+                "vrrp.instance[0].notify: needs a command",
+            ),
+            (
+                with("notify = [\"/etc/rvs/log\"]", "notify = \"/etc/rvs/log\""),
+                "notify",
+            ),
+            (
+                with(
+                    "track_script = [\"chk_web\",",
+                    "track_script = [\"chk_nope\",",
+                ),
+                "vrrp.instance[0].track_script: chk_nope is not a [[vrrp.script]]",
+            ),
+            (
+                with(
+                    "track_script = [\"chk_web\",",
+                    "track_script = [\"chk_disk\",",
+                ),
+                "vrrp.instance[0].track_script: chk_disk is listed twice",
+            ),
+            (
+                with("weight = 10 }", "weight = 254 }"),
+                "vrrp.instance[0].track_script: 254 is out of range -253..=253",
+            ),
+            (with("weight = 10 }", "weigth = 10 }"), "track_script"),
+            (
+                with("sync_wait = 3", "sync_wait = 601"),
+                "vrrp.instance[0].sync_wait:",
+            ),
+            (
+                with("name = \"VI_2\"", "name = \"VI_1\""),
+                "vrrp.instance[1].name: VI_1 is defined twice",
+            ),
+            (
+                with("name = \"VI_2\"", "name = \"VI 2\""),
+                "vrrp.instance[1].name: \"VI 2\" is not a name",
+            ),
+            (
+                with("name = \"VI_2\"", "name = \"\""),
+                "vrrp.instance[1].name:",
+            ),
+            (
+                with("name = \"VI_2\"", "nam = \"VI_2\""),
+                "unknown field `nam`",
+            ),
+            (
+                with("sync_wait = 3", "sync_wait = 3\ncolour = 1"),
+                "unknown field `colour`",
+            ),
+            (
+                with("name = \"chk_disk\"\n", "name = \"chk_web\"\n"),
+                "vrrp.script[1].name: chk_web is defined twice",
+            ),
+            (
+                with("script = [\"/bin/true\"]", "script = []"),
+                "vrrp.script[1].script: needs a command",
+            ),
+            (
+                with("script = [\"/bin/true\"]", "script = [\"/bin/\\u0000\"]"),
+                "vrrp.script[1].script: an argument contains a NUL byte",
+            ),
+            (
+                with("interval = 0.5", "interval = 0"),
+                "vrrp.script[0].interval: 0 s is out of range",
+            ),
+            (
+                with("timeout = 2", "timeout = 3601"),
+                "vrrp.script[0].timeout:",
+            ),
+            (
+                with("weight = -60", "weight = -254"),
+                "vrrp.script[0].weight: -254 is out of range",
+            ),
+            (
+                with("rise = 2", "rise = 0"),
+                "vrrp.script[0].rise: 0 is out of range 1..=1000",
+            ),
+            (
+                with("fall = 3", "fall = 1001"),
+                "vrrp.script[0].fall: 1001 is out of range",
+            ),
+            (
+                with("rise = 2", "rise = 2\nrun_as = \"root\""),
+                "unknown field `run_as`",
+            ),
+            (
+                with("instance = \"VI_1\"\nport", "instance = \"VI_9\"\nport"),
+                "sync.instance: VI_9 is not a [[vrrp.instance]]",
+            ),
+            (
+                with("port = 8849", "port = 0"),
+                "sync.port: 0 is out of range",
+            ),
+            (with("port = 8849", "port = 70000"), "port"),
+            (
+                with("\npeers = [\"198.18.0.3\"]", "\npeers = [\"198.18.0.2\"]"),
+                "sync.peers: 198.18.0.2 is this director's own address",
+            ),
+            (
+                with(
+                    "\npeers = [\"198.18.0.3\"]",
+                    "\npeers = [\"255.255.255.255\"]",
+                ),
+                "sync.peers: 255.255.255.255 is not a unicast address",
+            ),
+            (
+                with(
+                    "\npeers = [\"198.18.0.3\"]",
+                    "\npeers = [\"198.18.0.3\", \"198.18.0.3\"]",
+                ),
+                "sync.peers: 198.18.0.3 is listed twice",
+            ),
+            (
+                with("ring = 4096", "ring = 0"),
+                "sync.ring: 0 is out of range",
+            ),
+            (with("ring = 4096", "ring = 2000000"), "sync.ring:"),
+            (
+                with("max_message = 1200", "max_message = 100"),
+                "sync.max_message: 100 is out of range 128..=65000",
+            ),
+            (
+                with("flush_ms = 10", "flush_ms = 0"),
+                "sync.flush_ms: 0 is out of range",
+            ),
+            (
+                with("resync_timeout = 2.5", "resync_timeout = 601"),
+                "sync.resync_timeout:",
+            ),
+            (
+                with(
+                    "bulk_resync = false",
+                    "bulk_resync = false\nmulticast = true",
+                ),
+                "unknown field `multicast`",
+            ),
+            (with("[sync]", "[vrrp.sync]"), "unknown field `sync`"),
+        ];
+        assert!(cases.len() >= 50);
+        for (text, want) in &cases {
+            let e = err(text);
+            assert!(e.contains(want), "want {want:?}, got {e:?}");
+        }
+    }
+
+    #[test]
+    fn docs_ha_example_parses() {
+        let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ha.md");
+        let text = std::fs::read_to_string(doc).unwrap();
+        let start = text.find("```toml\n").expect("the example") + 8;
+        let end = start + text[start..].find("```").unwrap();
+        let c = Config::from_str(&text[start..end]).unwrap();
+        let ha = c.ha().unwrap();
+        assert_eq!(ha.instances[0].advert_int_cs, 30);
+        assert_eq!(ha.sync.unwrap().peers, [Ipv4Addr::new(198, 18, 0, 3)]);
     }
 
     #[test]

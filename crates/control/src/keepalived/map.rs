@@ -12,6 +12,9 @@ use crate::check::{
     UrlCheck, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DELAY_BEFORE_RETRY_MS, DEFAULT_DELAY_LOOP_MS,
     DEFAULT_QUORUM, DEFAULT_RETRY, DEFAULT_RISE,
 };
+use crate::ha::{
+    Garp, HaConfig, InitialState, SyncConfig, TrackScript, VrrpInstance, VrrpScript, VrrpVersion,
+};
 use rvs_dataplane::model::{
     Forward, Model, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec, MAX_WEIGHT,
 };
@@ -32,8 +35,7 @@ pub(crate) const MAX_SERVICES: usize = 65_536;
 const MAX_TIMER_S: u64 = 1 << 32;
 
 /// The top-level blocks of keepalived rvs does not read, reported whole.
-const TOP_UNSUPPORTED: [&str; 17] = [
-    "global_defs",
+const TOP_UNSUPPORTED: [&str; 16] = [
     "SSL",
     "bfd_instance",
     "child_wait_time",
@@ -51,9 +53,8 @@ const TOP_UNSUPPORTED: [&str; 17] = [
     "track_group",
     "use_pid_dir",
 ];
-/// The VRRP blocks (the HA issue).
+/// Top-level VRRP blocks other than `vrrp_*` (all listed as not supported).
 const TOP_VRRP: [&str; 1] = ["garp_group"];
-const VRRP_MESSAGE: &str = "not supported yet (VRRP is a later issue)";
 
 struct Cx<'a> {
     files: &'a [String],
@@ -389,16 +390,20 @@ pub(crate) fn map(stmts: &[Stmt], files: &[String]) -> Result<Config, LoadError>
                 "parameter definitions ($NAME=...) are not supported; the line is not read",
             ),
             _ if name.starts_with('~') => cx.skip(s, "sequence blocks (~SEQ) are not supported"),
-            _ if name.starts_with("vrrp_") || TOP_VRRP.contains(&name) => cx.skip(s, VRRP_MESSAGE),
+            // Read by `map_ha`.
+            "global_defs" => {}
+            _ if name.starts_with("vrrp_") || TOP_VRRP.contains(&name) => {}
             _ if TOP_UNSUPPORTED.contains(&name) => {
                 cx.skip(s, "not read by rvs (only the LVS configuration is)")
             }
             _ => return Err(cx.unknown(s, "the configuration")),
         }
     }
+    let ha = map_ha(&mut cx, stmts)?;
     Ok(Config {
         services,
         unsupported: cx.notes,
+        ha,
     })
 }
 
@@ -1456,4 +1461,1014 @@ fn check_spec(
     spec.validate()
         .map_err(|e| cx.err(&c.tok, format!("{}: {e}", c.kind.name())))?;
     Ok(spec)
+}
+
+// ---- VRRP: vrrp_instance, vrrp_script, global_defs' VRRP defaults and lvs_sync_daemon ----
+
+/// keepalived's largest `preempt_delay` (seconds).
+const MAX_PREEMPT_DELAY_MS: u64 = 1_000_000;
+/// Longest GARP delay, interval or refresh read (an hour: beyond any use).
+const MAX_GARP_MS: u64 = 3_600_000;
+/// Most VIPs in one instance (VRRPv2/v3 carry the count in a byte).
+const MAX_VIPS: usize = 255;
+/// Most unicast peers of one instance.
+const MAX_PEERS: usize = 255;
+
+/// `vrrp_instance` keywords rvs reads but does not apply, with why.
+const INSTANCE_IGNORED: [(&str, &str); 36] = [
+    (
+        "use_vmac",
+        "VRRP virtual MACs are not supported: the port's own MAC is used",
+    ),
+    ("use_vmac_addr", "VRRP virtual MACs are not supported"),
+    ("vmac_xmit_base", "VRRP virtual MACs are not supported"),
+    ("use_ipvlan", "ipvlan interfaces are not supported"),
+    ("vrf", "VRFs are not supported"),
+    ("native_ipv6", "IPv6 VRRP is not supported"),
+    (
+        "dont_track_primary",
+        "rvs does not track interfaces: the data port is the instance's",
+    ),
+    (
+        "track_interface",
+        "interface tracking is not supported (use track_script)",
+    ),
+    (
+        "track_file",
+        "file tracking is not supported (use track_script)",
+    ),
+    (
+        "track_process",
+        "process tracking is not supported (use track_script)",
+    ),
+    ("track_bfd", "BFD tracking is not supported"),
+    (
+        "track_src_ip",
+        "not supported: the source address is rvs's own",
+    ),
+    (
+        "mcast_src_ip",
+        "not supported: adverts leave from the DIP (or unicast_src_ip)",
+    ),
+    (
+        "mcast_dst_ip",
+        "not supported: adverts go to 224.0.0.18 (or to unicast_peer)",
+    ),
+    ("check_unicast_src", "not supported"),
+    ("unicast_fault_no_peer", "not supported"),
+    (
+        "unicast_ttl",
+        "not supported: adverts are sent with TTL 255",
+    ),
+    (
+        "old_unicast_checksum",
+        "not supported: the RFC checksum is used",
+    ),
+    (
+        "down_timer_adverts",
+        "not supported: the RFC's 3 intervals are used",
+    ),
+    ("lower_prio_no_advert", "not supported"),
+    ("higher_prio_send_advert", "not supported"),
+    (
+        "virtual_ipaddress_excluded",
+        "excluded addresses are not supported: list the VIPs in virtual_ipaddress",
+    ),
+    ("virtual_routes", "routes are not managed by rvs"),
+    ("virtual_rules", "routing rules are not managed by rvs"),
+    (
+        "promote_secondaries",
+        "rvs does not add addresses to interfaces",
+    ),
+    (
+        "accept",
+        "rvs serves the VIPs' services as master whatever the mode",
+    ),
+    (
+        "no_accept",
+        "rvs serves the VIPs' services as master whatever the mode",
+    ),
+    (
+        "skip_check_adv_addr",
+        "not supported: the address list is always checked",
+    ),
+    ("strict_mode", "not supported"),
+    ("debug", "not supported"),
+    ("smtp_alert", "e-mail alerts are not supported"),
+    ("kernel_rx_buf_size", "not supported"),
+    ("linkbeat_use_polling", "not supported"),
+    (
+        "notify_master_rx_lower_pri",
+        "not supported (notify_master, notify_backup, notify_fault, notify_stop and notify are)",
+    ),
+    (
+        "notify_deleted",
+        "not supported (notify_master, notify_backup, notify_fault, notify_stop and notify are)",
+    ),
+    ("notify_priority_changes", "notify FIFOs are not supported"),
+];
+
+/// GARP keywords of an instance rvs does not apply.
+const GARP_IGNORED: [&str; 4] = [
+    "garp_lower_prio_delay",
+    "garp_lower_prio_repeat",
+    "garp_extra_if",
+    "gna_interval",
+];
+
+/// The VRRP defaults `global_defs` sets.
+#[derive(Clone)]
+struct VrrpDefaults {
+    version: VrrpVersion,
+    garp: Garp,
+}
+
+impl Default for VrrpDefaults {
+    fn default() -> Self {
+        VrrpDefaults {
+            // keepalived's default, unlike rvs's own configuration (v3).
+            version: VrrpVersion::V2,
+            garp: Garp::default(),
+        }
+    }
+}
+
+struct InstDraft {
+    tok: Token,
+    inst: VrrpInstance,
+    tracks: Vec<(Token, TrackScript)>,
+}
+
+/// The HA part of a configuration, read from its top-level directives. `stmts` is the whole
+/// configuration; nothing but `global_defs`, `vrrp_*` and `garp_group` is looked at.
+fn map_ha(cx: &mut Cx<'_>, stmts: &[Stmt]) -> Result<HaConfig, LoadError> {
+    let mut defaults = VrrpDefaults::default();
+    let mut sync: Option<(SyncConfig, Token)> = None;
+    // global_defs first: its defaults apply to instances before and after it.
+    for s in stmts.iter().filter(|s| s.name() == "global_defs") {
+        read_global_defs(cx, s, &mut defaults, &mut sync)?;
+    }
+    let mut scripts: Vec<(VrrpScript, Token)> = Vec::new();
+    let mut unusable_scripts: Vec<String> = Vec::new();
+    let mut instances: Vec<InstDraft> = Vec::new();
+    for s in stmts {
+        match s.name() {
+            "vrrp_script" => {
+                let name = cx.one_name(s)?;
+                if let Some((_, t)) = scripts.iter().find(|(x, _)| x.name == name) {
+                    return Err(cx.err(
+                        &s.kw,
+                        format!(
+                            "vrrp_script {name} is already defined at {}:{}",
+                            cx.file(t),
+                            t.line
+                        ),
+                    ));
+                }
+                match read_vrrp_script(cx, s, &name)? {
+                    Some(sc) => scripts.push((sc, s.kw.clone())),
+                    None => unusable_scripts.push(name),
+                }
+            }
+            "vrrp_instance" => {
+                let name = cx.one_name(s)?;
+                if let Some(d) = instances.iter().find(|d| d.inst.name == name) {
+                    return Err(cx.err(
+                        &s.kw,
+                        format!(
+                            "vrrp_instance {name} is already defined at {}:{}",
+                            cx.file(&d.tok),
+                            d.tok.line
+                        ),
+                    ));
+                }
+                if let Some(d) = read_vrrp_instance(cx, s, &name, &defaults, &mut sync)? {
+                    instances.push(d);
+                }
+            }
+            "vrrp_sync_group" => cx.skip(
+                s,
+                "sync groups are not supported: each vrrp_instance runs on its own",
+            ),
+            n if n.starts_with("vrrp_") || TOP_VRRP.contains(&n) => {
+                cx.skip(s, "not supported by rvs's VRRP")
+            }
+            _ => {}
+        }
+    }
+    // track_script names: a script keepalived would drop (no `script`) is dropped with a note,
+    // one that does not exist at all is an error (a typo must not leave a check out).
+    for d in &mut instances {
+        let mut kept = Vec::new();
+        for (t, ts) in std::mem::take(&mut d.tracks) {
+            if scripts.iter().any(|(s, _)| s.name == ts.name) {
+                kept.push(ts);
+            } else if unusable_scripts.contains(&ts.name) {
+                cx.note(
+                    &t,
+                    "track_script",
+                    format!(
+                        "vrrp_script {} has no script; not tracked, as keepalived does",
+                        ts.name
+                    ),
+                );
+            } else {
+                return Err(cx.err(
+                    &t,
+                    format!(
+                        "vrrp_instance {}: track_script {} is not a vrrp_script",
+                        d.inst.name, ts.name
+                    ),
+                ));
+            }
+        }
+        d.inst.track_scripts = kept;
+    }
+    for d in &instances {
+        d.inst.validate().map_err(|e| cx.err(&d.tok, e))?;
+    }
+    let ha = HaConfig {
+        instances: instances.iter().map(|d| d.inst.clone()).collect(),
+        scripts: scripts.iter().map(|(s, _)| s.clone()).collect(),
+        sync: sync.as_ref().map(|(s, _)| s.clone()),
+    };
+    if let Err(e) = ha.validate() {
+        // The error names instances: point at the last one it names (the later of a pair),
+        // else at the sync line.
+        let words: Vec<&str> = e
+            .split(|c: char| c.is_whitespace() || c == ',' || c == ':')
+            .collect();
+        let at = instances
+            .iter()
+            .rev()
+            .find(|d| words.contains(&d.inst.name.as_str()))
+            .map(|d| &d.tok)
+            .or(sync.as_ref().map(|(_, t)| t));
+        return Err(match at {
+            Some(t) => cx.err(t, e),
+            None => LoadError {
+                file: cx.files.first().cloned().unwrap_or_default(),
+                line: 0,
+                message: e,
+            },
+        });
+    }
+    Ok(ha)
+}
+
+fn read_global_defs(
+    cx: &mut Cx<'_>,
+    s: &Stmt,
+    defaults: &mut VrrpDefaults,
+    sync: &mut Option<(SyncConfig, Token)>,
+) -> Result<(), LoadError> {
+    let mut other: Vec<String> = Vec::new();
+    for x in s.block.as_deref().unwrap_or(&[]) {
+        match x.name() {
+            "vrrp_version" => defaults.version = vrrp_version(cx, x)?,
+            "vrrp_garp_master_delay" => {
+                defaults.garp.delay_ms = garp_ms(cx, x)?;
+            }
+            "vrrp_garp_master_repeat" => defaults.garp.repeat = cx.uint_arg(x, 1, 255)?,
+            "vrrp_garp_interval" => defaults.garp.interval_ms = garp_ms(cx, x)?,
+            "vrrp_garp_master_refresh" => defaults.garp.refresh_ms = garp_ms(cx, x)?,
+            "vrrp_garp_master_refresh_repeat" => {
+                defaults.garp.refresh_repeat = cx.uint_arg(x, 1, 255)?
+            }
+            "lvs_sync_daemon" => {
+                if let Some((_, t)) = sync {
+                    return Err(cx.err(
+                        &x.kw,
+                        format!("lvs_sync_daemon is already given at line {}", t.line),
+                    ));
+                }
+                *sync = Some((lvs_sync_daemon(cx, x)?, x.kw.clone()));
+            }
+            n => {
+                if !other.iter().any(|o| o == n) {
+                    other.push(n.to_string());
+                }
+            }
+        }
+    }
+    if !other.is_empty() || s.block.is_none() {
+        cx.note(
+            &s.kw,
+            "global_defs",
+            format!(
+                "{} not read by rvs (only vrrp_version, vrrp_garp_* and lvs_sync_daemon are)",
+                if other.is_empty() {
+                    "the line is".to_string()
+                } else {
+                    other.join(", ")
+                }
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn vrrp_version(cx: &Cx<'_>, s: &Stmt) -> Result<VrrpVersion, LoadError> {
+    let t = cx.one(s)?;
+    match t.text.as_str() {
+        "2" => Ok(VrrpVersion::V2),
+        "3" => Ok(VrrpVersion::V3),
+        _ => Err(cx.bad(s, t, "2 or 3")),
+    }
+}
+
+fn garp_ms(cx: &Cx<'_>, s: &Stmt) -> Result<u32, LoadError> {
+    let t = cx.one(s)?;
+    let ms = cx.timer(s, t, 0)?;
+    if ms > MAX_GARP_MS {
+        return Err(cx.err(t, format!("{}: {} s is too long", s.name(), t.text)));
+    }
+    Ok(ms as u32)
+}
+
+/// A signed integer in `min..=max`.
+fn int_value(cx: &Cx<'_>, s: &Stmt, t: &Token, min: i32, max: i32) -> Result<i32, LoadError> {
+    let digits = t.text.strip_prefix(['-', '+']).unwrap_or(&t.text);
+    if digits.is_empty() || digits.len() > 9 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(cx.bad(s, t, "a number"));
+    }
+    let v: i32 = t.text.parse().map_err(|_| cx.bad(s, t, "a number"))?;
+    if v < min || v > max {
+        return Err(cx.err(
+            t,
+            format!("{}: {} is not in {min}..={max}", s.name(), t.text),
+        ));
+    }
+    Ok(v)
+}
+
+/// `lvs_sync_daemon <INTERFACE> [inst] <VRRP_INSTANCE> [id N] [maxlen N] [port N] [ttl N]
+/// [group A]`.
+fn lvs_sync_daemon(cx: &mut Cx<'_>, s: &Stmt) -> Result<SyncConfig, LoadError> {
+    cx.no_block(s)?;
+    let mut args = s.args.iter();
+    let Some(iface) = args.next() else {
+        return Err(cx.err(
+            &s.kw,
+            "lvs_sync_daemon needs an interface and a vrrp_instance",
+        ));
+    };
+    let mut inst = args.next();
+    if inst.is_some_and(|t| t.text == "inst") {
+        inst = args.next();
+    }
+    let Some(inst) = inst else {
+        return Err(cx.err(
+            &s.kw,
+            "lvs_sync_daemon needs the vrrp_instance whose state gives the sync role",
+        ));
+    };
+    let mut sc = SyncConfig::new(&inst.text);
+    cx.note(
+        iface,
+        "lvs_sync_daemon",
+        format!(
+            "interface {}: rvs sends and receives sync through its kernel interface",
+            iface.text
+        ),
+    );
+    while let Some(k) = args.next() {
+        let Some(v) = args.next() else {
+            return Err(cx.err(k, format!("lvs_sync_daemon: '{}' needs a value", k.text)));
+        };
+        match k.text.as_str() {
+            "port" => sc.port = cx.port(s, v, 1)?,
+            "maxlen" => sc.max_message = cx.uint(s, v, 1, 65_507)? as usize,
+            "id" => {
+                cx.uint(s, v, 0, 255)?;
+                cx.note(
+                    k,
+                    "lvs_sync_daemon",
+                    "id: not used (rvs's sync messages name the instance's peers by address)",
+                );
+            }
+            "ttl" => {
+                cx.uint(s, v, 1, 255)?;
+                cx.note(
+                    k,
+                    "lvs_sync_daemon",
+                    "ttl: not supported (TTL 1 multicast, 64 unicast)",
+                );
+            }
+            "group" => {
+                let a = cx.ipv4(s, v)?;
+                if a.is_multicast() {
+                    if a != crate::ha::SYNC_GROUP {
+                        cx.note(
+                            k,
+                            "lvs_sync_daemon",
+                            format!(
+                                "group {a}: other multicast groups are not supported; {} is used",
+                                crate::ha::SYNC_GROUP
+                            ),
+                        );
+                    }
+                } else if a.is_unspecified() || a.is_broadcast() {
+                    return Err(cx.bad(s, v, "a multicast or unicast address"));
+                } else {
+                    // IPVS sends to a unicast group as to a peer.
+                    sc.peers = vec![a];
+                }
+            }
+            _ => {
+                return Err(cx.err(
+                    k,
+                    format!(
+                        "lvs_sync_daemon: unknown option '{}' (id, maxlen, port, ttl, group)",
+                        k.text
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(sc)
+}
+
+/// A command as argv: the value split at blanks, `'...'` grouping words (keepalived's own
+/// splitting of a quoted script). Extra words after a quoted command (or after a single
+/// unquoted word) are keepalived's user and group, noted.
+fn command(cx: &mut Cx<'_>, s: &Stmt) -> Result<Vec<String>, LoadError> {
+    cx.no_block(s)?;
+    let Some(c) = s.args.first() else {
+        return Err(cx.err(&s.kw, format!("{} needs a command", s.name())));
+    };
+    if let Some(user) = s.args.get(1) {
+        cx.note(
+            user,
+            s.name(),
+            format!(
+                "running as user {} is not supported; it runs as rvs",
+                user.text
+            ),
+        );
+    }
+    let argv = split_argv(&c.text).map_err(|m| cx.err(c, format!("{}: {m}", s.name())))?;
+    if argv.is_empty() {
+        return Err(cx.err(c, format!("{} needs a command", s.name())));
+    }
+    Ok(argv)
+}
+
+/// Split a command line at blanks; `'...'` is one word (quotes removed, may be empty).
+pub(super) fn split_argv(text: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut quoted = false;
+    for ch in text.chars() {
+        match ch {
+            '\'' => {
+                quoted = !quoted;
+                in_word = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if quoted {
+        return Err("unterminated ' in the command".into());
+    }
+    if in_word {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+/// Conditional (`@id`) and parameter (`$X`) lines inside a block: noted, not read.
+fn conditional(cx: &mut Cx<'_>, x: &Stmt) -> bool {
+    if x.name().starts_with('@') {
+        cx.skip(
+            x,
+            "conditional configuration (@id lines) is not supported; the line is not read",
+        );
+        true
+    } else if x.name().starts_with('$') {
+        cx.skip(
+            x,
+            "parameter definitions ($NAME=...) are not supported; the line is not read",
+        );
+        true
+    } else {
+        false
+    }
+}
+
+/// A `vrrp_script`; `None` when it has no `script` (keepalived drops it).
+fn read_vrrp_script(
+    cx: &mut Cx<'_>,
+    s: &Stmt,
+    name: &str,
+) -> Result<Option<VrrpScript>, LoadError> {
+    let mut argv = None;
+    let mut interval_ms: u64 = 1_000;
+    let mut timeout_ms = None;
+    let mut weight = 0;
+    let mut rise = 1;
+    let mut fall = 1;
+    for x in cx.block(s)? {
+        if conditional(cx, x) {
+            continue;
+        }
+        match x.name() {
+            "script" => argv = Some(command(cx, x)?),
+            "interval" => interval_ms = cx.timer_arg(x, 1)?,
+            "timeout" => timeout_ms = Some(cx.timer_arg(x, 1)?),
+            "weight" => {
+                cx.no_block(x)?;
+                let Some(w) = x.args.first() else {
+                    return Err(cx.err(&x.kw, "weight needs a value"));
+                };
+                weight = int_value(cx, x, w, -253, 253)?;
+                weight_tail(cx, x)?;
+            }
+            "rise" => rise = cx.uint_arg(x, 1, 1_000)?,
+            "fall" => fall = cx.uint_arg(x, 1, 1_000)?,
+            "user" => {
+                cx.text(x)?;
+                cx.note(&x.kw, "user", "not supported: the script runs as rvs");
+            }
+            "init_fail" => {
+                cx.no_args(x)?;
+                cx.note(
+                    &x.kw,
+                    "init_fail",
+                    "not supported: a script counts as up until it fails",
+                );
+            }
+            _ => return Err(cx.unknown(x, "vrrp_script")),
+        }
+    }
+    let Some(argv) = argv else {
+        cx.note(
+            &s.kw,
+            "vrrp_script",
+            format!("{name} has no script: not used, as keepalived does"),
+        );
+        return Ok(None);
+    };
+    let max = u64::from(u32::MAX);
+    if interval_ms > max || timeout_ms.is_some_and(|t| t > max) {
+        return Err(cx.err(&s.kw, format!("vrrp_script {name}: time too long")));
+    }
+    Ok(Some(VrrpScript {
+        name: name.to_string(),
+        argv,
+        interval_ms: interval_ms as u32,
+        timeout_ms: timeout_ms.unwrap_or(interval_ms) as u32,
+        weight,
+        rise,
+        fall,
+    }))
+}
+
+/// After a weight's value: keepalived's `reverse` is noted; anything else is an error.
+fn weight_tail(cx: &mut Cx<'_>, x: &Stmt) -> Result<(), LoadError> {
+    match x.args.get(1..).unwrap_or(&[]) {
+        [] => Ok(()),
+        [r] if r.text == "noreverse" || r.text == "no_reverse" => Ok(()),
+        [r] if r.text == "reverse" => {
+            cx.note(
+                r,
+                "reverse",
+                "reversed weights are not supported; the weight applies as written",
+            );
+            Ok(())
+        }
+        [r, ..] => Err(cx.err(r, format!("{}: unexpected '{}'", x.name(), r.text))),
+    }
+}
+
+fn read_vrrp_instance(
+    cx: &mut Cx<'_>,
+    s: &Stmt,
+    name: &str,
+    defaults: &VrrpDefaults,
+    sync: &mut Option<(SyncConfig, Token)>,
+) -> Result<Option<InstDraft>, LoadError> {
+    let mut inst = VrrpInstance::new(name, 0, 100, Vec::new());
+    inst.version = defaults.version;
+    inst.garp = defaults.garp;
+    let mut vrid = None;
+    let mut tracks = Vec::new();
+    let mut auth: Option<(Token, Option<String>)> = None;
+    let mut v6_vips: Vec<Token> = Vec::new();
+    let mut state_master: Option<Token> = None;
+    let mut nopreempt: Option<Token> = None;
+    // Notes about the inside, kept only if the instance is read.
+    let outer = std::mem::take(&mut cx.notes);
+    for x in cx.block(s)? {
+        if conditional(cx, x) {
+            continue;
+        }
+        match x.name() {
+            "state" => {
+                let t = cx.one(x)?;
+                inst.initial = match t.text.to_ascii_uppercase().as_str() {
+                    "MASTER" => {
+                        state_master = Some(x.kw.clone());
+                        InitialState::Master
+                    }
+                    "BACKUP" => {
+                        state_master = None;
+                        InitialState::Backup
+                    }
+                    _ => return Err(cx.bad(x, t, "MASTER or BACKUP")),
+                };
+            }
+            // rvs runs VRRP on its data port, whatever interface keepalived would use.
+            "interface" => {
+                cx.one(x)?;
+            }
+            "virtual_router_id" => vrid = Some(cx.uint_arg(x, 1, 255)? as u8),
+            "priority" => inst.priority = cx.uint_arg(x, 1, 255)? as u8,
+            "advert_int" => {
+                let t = cx.one(x)?;
+                let ms = cx.timer(x, t, 1)?;
+                let cs = ms.div_ceil(10);
+                if !(1..=4095).contains(&cs) {
+                    return Err(cx.err(
+                        t,
+                        format!("advert_int: {} s is not in 0.01..=40.95", t.text),
+                    ));
+                }
+                inst.advert_int_cs = cs as u16;
+            }
+            "version" | "vrrp_version" => inst.version = vrrp_version(cx, x)?,
+            "nopreempt" | "no_preempt" => {
+                cx.no_args(x)?;
+                inst.preempt = false;
+                nopreempt = Some(x.kw.clone());
+            }
+            "preempt" => {
+                cx.no_args(x)?;
+                inst.preempt = true;
+                nopreempt = None;
+            }
+            "preempt_delay" => {
+                let t = cx.one(x)?;
+                let ms = cx.timer(x, t, 0)?;
+                if ms > MAX_PREEMPT_DELAY_MS {
+                    return Err(
+                        cx.err(t, format!("preempt_delay: {} s is not in 0..=1000", t.text))
+                    );
+                }
+                inst.preempt_delay_ms = ms as u32;
+            }
+            "authentication" => {
+                if let Some(a) = x.args.first() {
+                    return Err(cx.err(
+                        a,
+                        format!("authentication takes no value, got '{}'", a.text),
+                    ));
+                }
+                auth = Some(read_auth(cx, x)?);
+            }
+            "virtual_ipaddress" => {
+                if let Some(a) = x.args.first() {
+                    return Err(cx.err(
+                        a,
+                        format!("virtual_ipaddress takes no value, got '{}'", a.text),
+                    ));
+                }
+                for e in cx.block(x)? {
+                    if conditional(cx, e) {
+                        continue;
+                    }
+                    match read_vip(cx, e)? {
+                        None => v6_vips.push(e.kw.clone()),
+                        Some(v) if inst.vips.contains(&v) => cx.note(
+                            &e.kw,
+                            "virtual_ipaddress",
+                            format!("{v} is listed twice; ignored"),
+                        ),
+                        Some(v) => {
+                            if inst.vips.len() >= MAX_VIPS {
+                                return Err(cx.err(
+                                    &e.kw,
+                                    format!("more than {MAX_VIPS} VIPs in one vrrp_instance"),
+                                ));
+                            }
+                            inst.vips.push(v);
+                        }
+                    }
+                }
+            }
+            "unicast_src_ip" => {
+                let t = cx.one(x)?;
+                inst.unicast_src = Some(unicast_addr(cx, x, t)?);
+            }
+            "unicast_peer" => {
+                if let Some(a) = x.args.first() {
+                    return Err(cx.err(a, format!("unicast_peer takes no value, got '{}'", a.text)));
+                }
+                for e in cx.block(x)? {
+                    if conditional(cx, e) {
+                        continue;
+                    }
+                    cx.no_block(e)?;
+                    let a = unicast_addr(cx, x, &e.kw)?;
+                    if !e.args.is_empty() {
+                        cx.note(&e.kw, "unicast_peer", "min_ttl/max_ttl are not supported: TTL 255 is required as for multicast");
+                    }
+                    if inst.unicast_peers.contains(&a) {
+                        cx.note(
+                            &e.kw,
+                            "unicast_peer",
+                            format!("{a} is listed twice; ignored"),
+                        );
+                    } else if inst.unicast_peers.len() >= MAX_PEERS {
+                        return Err(cx.err(&e.kw, format!("more than {MAX_PEERS} unicast peers")));
+                    } else {
+                        inst.unicast_peers.push(a);
+                    }
+                }
+            }
+            "garp_master_delay" => inst.garp.delay_ms = garp_ms(cx, x)?,
+            "garp_master_repeat" => inst.garp.repeat = cx.uint_arg(x, 1, 255)?,
+            "garp_interval" => inst.garp.interval_ms = garp_ms(cx, x)?,
+            "garp_master_refresh" => inst.garp.refresh_ms = garp_ms(cx, x)?,
+            "garp_master_refresh_repeat" => inst.garp.refresh_repeat = cx.uint_arg(x, 1, 255)?,
+            "notify_master" => inst.notify.master = Some(command(cx, x)?),
+            "notify_backup" => inst.notify.backup = Some(command(cx, x)?),
+            "notify_fault" => inst.notify.fault = Some(command(cx, x)?),
+            "notify_stop" => inst.notify.stop = Some(command(cx, x)?),
+            "notify" => inst.notify.generic = Some(command(cx, x)?),
+            "track_script" => {
+                if let Some(a) = x.args.first() {
+                    return Err(cx.err(a, format!("track_script takes no value, got '{}'", a.text)));
+                }
+                for e in cx.block(x)? {
+                    if conditional(cx, e) {
+                        continue;
+                    }
+                    tracks.push((e.kw.clone(), read_track(cx, e)?));
+                }
+            }
+            "lvs_sync_daemon_interface" => {
+                cx.one(x)?;
+                if let Some((_, t)) = sync {
+                    return Err(cx.err(
+                        &x.kw,
+                        format!("lvs_sync_daemon is already given at line {}", t.line),
+                    ));
+                }
+                cx.note(
+                    &x.kw,
+                    "lvs_sync_daemon_interface",
+                    "connection sync follows this instance (keepalived's older form of global_defs' lvs_sync_daemon); the interface is rvs's kernel interface",
+                );
+                *sync = Some((SyncConfig::new(name), x.kw.clone()));
+            }
+            n if GARP_IGNORED.contains(&n) => {
+                cx.no_block(x)?;
+                cx.note(&x.kw, n, "not supported (garp_master_delay, garp_master_repeat, garp_interval, garp_master_refresh, garp_master_refresh_repeat are)");
+            }
+            n => match INSTANCE_IGNORED.iter().find(|(k, _)| *k == n) {
+                Some((_, why)) => cx.skip(x, why),
+                None => return Err(cx.unknown(x, "vrrp_instance")),
+            },
+        }
+    }
+    let inner = std::mem::replace(&mut cx.notes, outer);
+    if inst.vips.is_empty() && !v6_vips.is_empty() {
+        cx.note(
+            &s.kw,
+            "vrrp_instance",
+            format!("{name}: IPv6 VRRP is not supported; this vrrp_instance is not read"),
+        );
+        return Ok(None);
+    }
+    cx.notes.extend(inner);
+    for t in &v6_vips {
+        cx.note(
+            t,
+            "virtual_ipaddress",
+            "IPv6 VIPs are not supported; this address is not taken",
+        );
+    }
+    let Some(vrid) = vrid else {
+        return Err(cx.err(
+            &s.kw,
+            format!("vrrp_instance {name} needs virtual_router_id"),
+        ));
+    };
+    inst.vrid = vrid;
+    if let Some((t, pass)) = auth {
+        match (inst.version, pass) {
+            (VrrpVersion::V3, _) => cx.note(
+                &t,
+                "authentication",
+                "VRRPv3 has no authentication; ignored, as keepalived does",
+            ),
+            (VrrpVersion::V2, Some(p)) => inst.auth_pass = Some(p),
+            (VrrpVersion::V2, None) => {}
+        }
+    }
+    if let (Some(t), Some(_)) = (&state_master, &nopreempt) {
+        cx.note(
+            t,
+            "state",
+            "nopreempt needs state BACKUP: it starts as BACKUP, as keepalived does",
+        );
+        inst.initial = InitialState::Backup;
+    }
+    Ok(Some(InstDraft {
+        tok: s.kw.clone(),
+        inst,
+        tracks,
+    }))
+}
+
+/// `authentication { auth_type PASS|AH; auth_pass X }`: the password (`None` for AH, noted,
+/// or for no auth_pass).
+fn read_auth(cx: &mut Cx<'_>, s: &Stmt) -> Result<(Token, Option<String>), LoadError> {
+    let mut kind: Option<&Token> = None;
+    let mut pass: Option<&Token> = None;
+    for x in cx.block(s)? {
+        if conditional(cx, x) {
+            continue;
+        }
+        match x.name() {
+            "auth_type" => {
+                let t = cx.one(x)?;
+                if t.text != "PASS" && t.text != "AH" {
+                    return Err(cx.bad(x, t, "PASS or AH"));
+                }
+                kind = Some(t);
+            }
+            "auth_pass" => {
+                let t = cx.one(x)?;
+                if t.text.is_empty() {
+                    return Err(cx.bad(x, t, "a password"));
+                }
+                pass = Some(t);
+            }
+            _ => return Err(cx.unknown(x, "authentication")),
+        }
+    }
+    if let Some(t) = kind.filter(|t| t.text == "AH") {
+        cx.note(
+            t,
+            "auth_type",
+            "AH authentication is not supported; adverts are sent and read without authentication",
+        );
+        return Ok((s.kw.clone(), None));
+    }
+    let Some(p) = pass else {
+        return Err(cx.err(&s.kw, "authentication needs auth_pass"));
+    };
+    if kind.is_none() {
+        return Err(cx.err(&s.kw, "authentication needs auth_type PASS"));
+    }
+    let mut v = p.text.clone();
+    if v.len() > 8 {
+        cx.note(
+            p,
+            "auth_pass",
+            "longer than 8 bytes: the first 8 are used, as keepalived does",
+        );
+        let mut end = 8;
+        while !v.is_char_boundary(end) {
+            end -= 1;
+        }
+        v.truncate(end);
+    }
+    Ok((s.kw.clone(), Some(v)))
+}
+
+/// Options of a `virtual_ipaddress` entry that take a value; `dev` and `label` are accepted
+/// silently (rvs answers for the address on its data port), the others noted.
+const VIP_VALUE_OPTS: [&str; 7] = [
+    "dev",
+    "label",
+    "brd",
+    "broadcast",
+    "scope",
+    "peer",
+    "preferred_lft",
+];
+const VIP_FLAG_OPTS: [&str; 8] = [
+    "home",
+    "-nodad",
+    "nodad",
+    "mngtmpaddr",
+    "noprefixroute",
+    "autojoin",
+    "no_track",
+    "use_vmac",
+];
+
+/// One `virtual_ipaddress` entry: `A[/len] [options]`. `None` for IPv6.
+fn read_vip(cx: &mut Cx<'_>, e: &Stmt) -> Result<Option<Ipv4Addr>, LoadError> {
+    cx.no_block(e)?;
+    let text = e.kw.text.as_str();
+    let (a, len) = match text.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (text, None),
+    };
+    if a.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Ok(None);
+    }
+    let bad = || {
+        cx.err(
+            &e.kw,
+            format!("virtual_ipaddress: '{text}' is not an IPv4 address (A.B.C.D[/len])"),
+        )
+    };
+    let addr: Ipv4Addr = a.parse().map_err(|_| bad())?;
+    if let Some(l) = len {
+        l.parse::<u8>()
+            .ok()
+            .filter(|n| *n <= 32 && l.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(bad)?;
+    }
+    if addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() || addr.is_loopback() {
+        return Err(cx.err(&e.kw, format!("virtual_ipaddress: {addr} cannot be a VIP")));
+    }
+    let mut args = e.args.iter();
+    let mut noted = false;
+    while let Some(k) = args.next() {
+        let t = k.text.as_str();
+        if VIP_VALUE_OPTS.contains(&t) {
+            if args.next().is_none() {
+                return Err(cx.err(k, format!("virtual_ipaddress: '{t}' needs a value")));
+            }
+            if t == "dev" || t == "label" {
+                continue;
+            }
+        } else if !VIP_FLAG_OPTS.contains(&t) {
+            return Err(cx.err(k, format!("virtual_ipaddress: unknown option '{t}'")));
+        }
+        if !noted {
+            cx.note(
+                k,
+                "virtual_ipaddress",
+                format!("'{t}' is not supported: rvs does not add the address to an interface, it answers ARP for it on its data port"),
+            );
+            noted = true;
+        }
+    }
+    Ok(Some(addr))
+}
+
+fn unicast_addr(cx: &Cx<'_>, s: &Stmt, t: &Token) -> Result<Ipv4Addr, LoadError> {
+    let a = cx.ipv4(s, t)?;
+    if a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback() {
+        return Err(cx.bad(s, t, "a unicast address"));
+    }
+    Ok(a)
+}
+
+/// A `track_script` entry: `NAME [weight W [reverse|noreverse]]`.
+fn read_track(cx: &mut Cx<'_>, e: &Stmt) -> Result<TrackScript, LoadError> {
+    cx.no_block(e)?;
+    let weight = match e.args.as_slice() {
+        [] => None,
+        [w, v, rest @ ..] if w.text == "weight" => {
+            let n = int_value(cx, e, v, -253, 253)?;
+            match rest {
+                [] => {}
+                [r] if r.text == "noreverse" || r.text == "no_reverse" => {}
+                [r] if r.text == "reverse" => cx.note(
+                    r,
+                    "reverse",
+                    "reversed weights are not supported; the weight applies as written",
+                ),
+                [r, ..] => {
+                    return Err(cx.err(
+                        r,
+                        format!("track_script {}: unexpected '{}'", e.name(), r.text),
+                    ))
+                }
+            }
+            Some(n)
+        }
+        [w, ..] => {
+            return Err(cx.err(
+                w,
+                format!(
+                    "track_script {}: expected 'weight N', got '{}'",
+                    e.name(),
+                    w.text
+                ),
+            ))
+        }
+    };
+    Ok(TrackScript {
+        name: e.name().to_string(),
+        weight,
+    })
 }

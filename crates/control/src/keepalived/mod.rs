@@ -22,6 +22,7 @@ mod tests;
 pub use source::{MAX_FILE_BYTES, MAX_INCLUDE_DEPTH, MAX_TOTAL_BYTES};
 
 use crate::check::{ServerHealth, ServiceHealth};
+use crate::ha::HaConfig;
 use rvs_dataplane::model::{ServerSpec, ServiceSpec};
 use std::fmt;
 use std::path::Path;
@@ -33,6 +34,11 @@ pub struct Config {
     pub services: Vec<VirtualServer>,
     /// Every directive read but not applied, in the order met.
     pub unsupported: Vec<Diagnostic>,
+    /// The VRRP instances and scripts (`vrrp_instance`, `vrrp_script`, with `global_defs`'
+    /// `vrrp_version` and `vrrp_garp_*` defaults) and connection sync (`global_defs {
+    /// lvs_sync_daemon IF INSTANCE }`), validated ([`HaConfig::validate`]). keepalived's
+    /// default `vrrp_version` 2 applies where none is given.
+    pub ha: HaConfig,
 }
 
 /// A service with its real servers and health settings.

@@ -3,6 +3,9 @@
 
 use super::*;
 use crate::check::{CheckKind, CheckSpec, DEFAULT_DELAY_LOOP_MS};
+use crate::ha::{
+    Garp, InitialState, Notify, SyncConfig, TrackScript, VrrpInstance, VrrpScript, VrrpVersion,
+};
 use rvs_dataplane::model::{Protocol, SchedulerKind};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -82,7 +85,7 @@ fn includes_are_relative_to_the_including_file_and_nested() {
         "sub/deeper/x.conf",
         &vs(" real_server 198.18.0.11 80"),
     );
-    write(d.path(), "sub/b.conf", "global_defs {\n}\n");
+    write(d.path(), "sub/b.conf", "global_defs {\n router_id x\n}\n");
     let c = load(&main).unwrap();
     assert_eq!(c.services.len(), 1);
     assert!(
@@ -419,7 +422,7 @@ fn virtual_server_group_expands_to_one_service_per_address_and_port() {
 #[test]
 fn unsupported_directives_are_listed_once_with_file_and_line() {
     let c = parse(
-        "global_defs {\n router_id x\n smtp_server 1.2.3.4\n}\nvrrp_instance V {\n state MASTER\n}\n\
+        "global_defs {\n router_id x\n smtp_server 1.2.3.4\n}\nvrrp_instance V { virtual_router_id 1\n virtual_ipaddress { 198.18.0.100 }\n}\n\
          vrrp_script s {\n}\nstatic_ipaddress {\n 1.2.3.4/24 dev eth0\n}\n@high net_namespace x\n\
          $VAR=1\n\
          virtual_server 198.18.0.100 80 {\n lvs_method DR\n protocol TCP\n ops\n ha_suspend\n\
@@ -435,7 +438,6 @@ fn unsupported_directives_are_listed_once_with_file_and_line() {
         got,
         [
             (1, "global_defs"),
-            (5, "vrrp_instance"),
             (8, "vrrp_script"),
             (10, "static_ipaddress"),
             (13, "@high"),
@@ -449,7 +451,7 @@ fn unsupported_directives_are_listed_once_with_file_and_line() {
             (28, "enable_sni"),
         ]
     );
-    assert!(c.unsupported[1].message.contains("VRRP is a later issue"));
+    assert!(c.unsupported[1].message.contains("has no script"));
     let shown = c.unsupported[0].to_string();
     assert!(
         shown.starts_with("t.conf:1: 'global_defs' not supported: "),
@@ -596,7 +598,13 @@ fn fixture_web_dr() {
     assert_eq!(hb.params.delay_loop_ms, 500);
     assert_eq!(hb.params.connect_port, Some(8080));
     let dirs: Vec<&str> = c.unsupported.iter().map(|d| d.directive.as_str()).collect();
-    assert_eq!(dirs, ["global_defs", "vrrp_instance"]);
+    assert_eq!(dirs, ["global_defs"]);
+    // Its VRRP instance, with keepalived's defaults.
+    let mut want = VrrpInstance::new("VI_WEB", 7, 100, vec![ip("198.18.0.100")]);
+    want.version = VrrpVersion::V2;
+    want.initial = InitialState::Master;
+    assert_eq!(c.ha.instances, [want]);
+    assert!(c.ha.sync.is_none() && c.ha.scripts.is_empty());
 }
 
 #[test]
@@ -687,14 +695,77 @@ fn keepalived_samples_all_read() {
         .iter()
         .map(|d| (d.line, d.directive.as_str()))
         .collect();
-    assert_eq!(
-        lines,
-        [(3, "global_defs"), (13, "vrrp_instance"), (29, "lb_kind")]
-    );
-    assert!(all["keepalived.conf.vrrp"]
-        .unsupported
+    assert_eq!(lines, [(3, "global_defs"), (29, "lb_kind")]);
+    let vi = &s.ha.instances[0];
+    assert_eq!((vi.name.as_str(), vi.vrid, vi.preempt), ("VI_1", 50, false));
+    // keepalived.conf.vrrp: four instances, two with a password, VI_1's second GARP burst
+    // after 10 s and its VIP listed twice taken once.
+    let v = &all["keepalived.conf.vrrp"].ha;
+    let ids: Vec<(&str, u8, u8)> = v
+        .instances
         .iter()
-        .any(|d| d.message.contains("VRRP is a later issue")));
+        .map(|i| (i.name.as_str(), i.vrid, i.priority))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("VI_1", 51, 100),
+            ("VI_2", 50, 50),
+            ("VI_3", 52, 100),
+            ("VI_4", 53, 50)
+        ]
+    );
+    let vi1 = &v.instances[0];
+    assert_eq!(vi1.auth_pass.as_deref(), Some("1111"));
+    assert_eq!(vi1.garp.delay_ms, 10_000);
+    assert_eq!(vi1.vips.len(), 3);
+    assert_eq!(vi1.version, VrrpVersion::V2);
+    assert_eq!(v.instances[1].auth_pass, None);
+    // lvs_syncd: the older per-instance form gives sync following VI_1.
+    let l = &all["keepalived.conf.vrrp.lvs_syncd"].ha;
+    assert_eq!(l.sync.as_ref().unwrap().instance, "VI_1");
+    assert_eq!(l.instances[0].auth_pass.as_deref(), Some("grr02"));
+    // localcheck: five scripts, VI_1 tracking all of them, chk_haproxy with its own weight.
+    let lc = &all["keepalived.conf.vrrp.localcheck"].ha;
+    assert_eq!(lc.scripts.len(), 5);
+    assert_eq!(
+        lc.scripts[0],
+        VrrpScript {
+            name: "chk_sshd".into(),
+            argv: vec!["killall".into(), "-0".into(), "sshd".into()],
+            interval_ms: 2_000,
+            timeout_ms: 2_000,
+            weight: -4,
+            rise: 2,
+            fall: 2,
+        }
+    );
+    assert_eq!(lc.instances[0].track_scripts.len(), 5);
+    assert_eq!(
+        lc.instances[0].track_scripts[1],
+        TrackScript {
+            name: "chk_haproxy".into(),
+            weight: Some(2)
+        }
+    );
+    assert_eq!(lc.instances.len(), 9);
+    // scripts: notify commands split into argv.
+    let sc = &all["keepalived.conf.vrrp.scripts"].ha;
+    assert_eq!(
+        sc.instances[0].notify.master.as_deref(),
+        Some(
+            &[
+                "/usr/local/bin/vrrp.sh".to_string(),
+                "MASTER".into(),
+                "VI_1".into()
+            ][..]
+        )
+    );
+    // conditional_conf: version 3 in the instance, the script without `script` not tracked.
+    let cc = &all["keepalived.conf.conditional_conf"].ha;
+    assert_eq!(cc.instances[0].version, VrrpVersion::V3);
+    assert_eq!(cc.instances[0].advert_int_cs, 1200);
+    assert!(cc.instances[0].track_scripts.is_empty() && cc.scripts.is_empty());
     assert!(all["keepalived.conf.fwmark"]
         .unsupported
         .iter()
@@ -755,4 +826,568 @@ fn keepalived_samples_all_read() {
         h.urls[0].status_code,
         [(200, 299), (400, 499), (503, 503), (505, 505)]
     );
+}
+
+// ---- VRRP ----
+
+/// Every VRRP directive rvs applies, and the line numbers of those it lists.
+const VRRP_FULL: &str = "\
+global_defs {
+    router_id rvs-a
+    vrrp_version 3
+    vrrp_garp_master_repeat 3
+    vrrp_garp_interval 0.001
+    lvs_sync_daemon eth1 VI_1 id 51 maxlen 1200 port 8849
+}
+vrrp_script chk_nginx {
+    script \"/usr/bin/curl -fs 'http://198.18.0.11/a b'\"
+    interval 0.5
+    timeout 2
+    weight -20 noreverse
+    rise 3
+    fall 2
+}
+vrrp_script chk_x {
+    script /bin/true
+}
+vrrp_instance VI_1 {
+    state MASTER
+    interface eth0
+    virtual_router_id 51
+    priority 150
+    advert_int 0.3
+    preempt_delay 2.5
+    virtual_ipaddress {
+        198.18.0.100/32 dev eth0 label eth0:1
+        198.18.0.101
+    }
+    unicast_src_ip 198.18.0.2
+    unicast_peer {
+        198.18.0.3
+    }
+    garp_master_delay 1
+    garp_master_refresh 60
+    garp_master_refresh_repeat 2
+    notify_master \"/etc/rvs/up.sh VI_1\"
+    notify_backup /etc/rvs/down.sh
+    notify_fault \"/etc/rvs/down.sh fault\"
+    notify_stop /etc/rvs/stop.sh
+    notify /etc/rvs/any.sh
+    track_script {
+        chk_nginx
+        chk_x weight 5
+    }
+    smtp_alert
+    track_interface {
+        eth0
+    }
+}
+vrrp_instance VI_2 {
+    virtual_router_id 52
+    version 2
+    nopreempt
+    advert_int 2
+    authentication {
+        auth_type PASS
+        auth_pass secret
+    }
+    virtual_ipaddress {
+        198.18.0.102
+        ae00::1
+    }
+}
+vrrp_sync_group G {
+    group {
+        VI_1
+    }
+}
+";
+
+#[test]
+fn vrrp_full_configuration() {
+    let c = parse(VRRP_FULL);
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let mut a = VrrpInstance::new(
+        "VI_1",
+        51,
+        150,
+        vec![ip("198.18.0.100"), ip("198.18.0.101")],
+    );
+    a.version = VrrpVersion::V3; // global_defs' vrrp_version
+    a.initial = InitialState::Master;
+    a.advert_int_cs = 30;
+    a.preempt_delay_ms = 2_500;
+    a.unicast_src = Some(ip("198.18.0.2"));
+    a.unicast_peers = vec![ip("198.18.0.3")];
+    a.garp = Garp {
+        delay_ms: 1_000,
+        repeat: 3,      // global
+        interval_ms: 1, // global
+        refresh_ms: 60_000,
+        refresh_repeat: 2,
+    };
+    a.notify = Notify {
+        master: Some(s(&["/etc/rvs/up.sh", "VI_1"])),
+        backup: Some(s(&["/etc/rvs/down.sh"])),
+        fault: Some(s(&["/etc/rvs/down.sh", "fault"])),
+        stop: Some(s(&["/etc/rvs/stop.sh"])),
+        generic: Some(s(&["/etc/rvs/any.sh"])),
+    };
+    a.track_scripts = vec![
+        TrackScript {
+            name: "chk_nginx".into(),
+            weight: None,
+        },
+        TrackScript {
+            name: "chk_x".into(),
+            weight: Some(5),
+        },
+    ];
+    let mut b = VrrpInstance::new("VI_2", 52, 100, vec![ip("198.18.0.102")]);
+    b.version = VrrpVersion::V2;
+    b.preempt = false;
+    b.advert_int_cs = 200;
+    b.auth_pass = Some("secret".into());
+    b.garp.repeat = 3;
+    b.garp.interval_ms = 1;
+    let mut sync = SyncConfig::new("VI_1");
+    sync.port = 8849;
+    sync.max_message = 1200;
+    let want = crate::ha::HaConfig {
+        instances: vec![a, b],
+        scripts: vec![
+            VrrpScript {
+                name: "chk_nginx".into(),
+                argv: s(&["/usr/bin/curl", "-fs", "http://198.18.0.11/a b"]),
+                interval_ms: 500,
+                timeout_ms: 2_000,
+                weight: -20,
+                rise: 3,
+                fall: 2,
+            },
+            VrrpScript {
+                name: "chk_x".into(),
+                argv: s(&["/bin/true"]),
+                interval_ms: 1_000,
+                timeout_ms: 1_000,
+                weight: 0,
+                rise: 1,
+                fall: 1,
+            },
+        ],
+        sync: Some(sync),
+    };
+    assert_eq!(c.ha, want);
+    let got: Vec<(u32, &str)> = c
+        .unsupported
+        .iter()
+        .map(|d| (d.line, d.directive.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, "global_defs"),
+            (6, "lvs_sync_daemon"), // the interface
+            (6, "lvs_sync_daemon"), // id
+            (46, "smtp_alert"),
+            (47, "track_interface"),
+            (62, "virtual_ipaddress"), // ae00::1
+            (65, "vrrp_sync_group"),
+        ]
+    );
+    assert!(c.unsupported[0].message.starts_with("router_id not read"));
+    assert!(c.unsupported[5].message.contains("IPv6"));
+}
+
+#[test]
+fn vrrp_defaults_and_keepalived_adjustments() {
+    struct Case {
+        text: &'static str,
+        check: fn(&Config),
+    }
+    let cases = [
+        // keepalived's defaults: v2, 1 s, preempt, BACKUP, priority 100.
+        Case {
+            text: "vrrp_instance A {\n virtual_router_id 9\n virtual_ipaddress { 198.18.0.100 }\n}\n",
+            check: |c| {
+                let mut w = VrrpInstance::new("A", 9, 100, vec![ip("198.18.0.100")]);
+                w.version = VrrpVersion::V2;
+                assert_eq!(c.ha.instances, [w]);
+                assert!(c.unsupported.is_empty(), "{:?}", c.unsupported);
+            },
+        },
+        // nopreempt with state MASTER starts as BACKUP (noted), as keepalived does.
+        Case {
+            text: "vrrp_instance A {\n state MASTER\n nopreempt\n virtual_router_id 9\n virtual_ipaddress { 198.18.0.100 }\n}\n",
+            check: |c| {
+                assert_eq!(c.ha.instances[0].initial, InitialState::Backup);
+                assert!(!c.ha.instances[0].preempt);
+                assert_eq!((c.unsupported[0].line, c.unsupported[0].directive.as_str()), (2, "state"));
+            },
+        },
+        // A password longer than 8 bytes: its first 8, noted.
+        Case {
+            text: "vrrp_instance A {\n virtual_router_id 9\n authentication {\n auth_type PASS\n auth_pass 0123456789\n }\n virtual_ipaddress { 198.18.0.100 }\n}\n",
+            check: |c| {
+                assert_eq!(c.ha.instances[0].auth_pass.as_deref(), Some("01234567"));
+                assert_eq!(c.unsupported[0].line, 5);
+            },
+        },
+        // Authentication under VRRPv3: dropped, noted.
+        Case {
+            text: "vrrp_instance A {\n version 3\n virtual_router_id 9\n authentication {\n auth_type PASS\n auth_pass x\n }\n virtual_ipaddress { 198.18.0.100 }\n}\n",
+            check: |c| {
+                assert_eq!(c.ha.instances[0].auth_pass, None);
+                assert_eq!((c.unsupported[0].line, c.unsupported[0].directive.as_str()), (4, "authentication"));
+            },
+        },
+        // AH: noted, no auth.
+        Case {
+            text: "vrrp_instance A {\n virtual_router_id 9\n authentication {\n auth_type AH\n auth_pass x\n }\n virtual_ipaddress { 198.18.0.100 }\n}\n",
+            check: |c| {
+                assert_eq!(c.ha.instances[0].auth_pass, None);
+                assert_eq!((c.unsupported[0].line, c.unsupported[0].directive.as_str()), (4, "auth_type"));
+            },
+        },
+        // An IPv6-only instance is not read (noted once), its inside not listed.
+        Case {
+            text: "vrrp_instance A {\n virtual_router_id 9\n smtp_alert\n virtual_ipaddress { fe80::1 }\n}\n",
+            check: |c| {
+                assert!(c.ha.instances.is_empty());
+                assert_eq!(c.unsupported.len(), 1);
+                assert!(c.unsupported[0].message.contains("IPv6"));
+            },
+        },
+        // lvs_sync_daemon with `inst`, a unicast group (a peer) and the instance after it.
+        Case {
+            text: "global_defs {\n lvs_sync_daemon eth0 inst B group 198.18.0.3 ttl 2\n}\nvrrp_instance B {\n virtual_router_id 9\n virtual_ipaddress { 198.18.0.100 }\n}\n",
+            check: |c| {
+                let s = c.ha.sync.as_ref().unwrap();
+                assert_eq!((s.instance.as_str(), &s.peers[..]), ("B", &[ip("198.18.0.3")][..]));
+                let lines: Vec<u32> = c.unsupported.iter().map(|d| d.line).collect();
+                assert_eq!(lines, [2, 2], "interface and ttl: {:?}", c.unsupported);
+            },
+        },
+        // VIP options other than dev/label are noted once per entry; duplicates noted.
+        Case {
+            text: "vrrp_instance A {\n virtual_router_id 9\n virtual_ipaddress {\n 198.18.0.100/24 brd 198.18.0.255 scope global\n 198.18.0.100\n }\n}\n",
+            check: |c| {
+                assert_eq!(c.ha.instances[0].vips, [ip("198.18.0.100")]);
+                let lines: Vec<u32> = c.unsupported.iter().map(|d| d.line).collect();
+                assert_eq!(lines, [4, 5]);
+            },
+        },
+        // A track_script naming a script keepalived drops (no `script`) is noted, not tracked.
+        Case {
+            text: "vrrp_script s {\n interval 2\n}\nvrrp_instance A {\n virtual_router_id 9\n virtual_ipaddress { 198.18.0.100 }\n track_script {\n s\n }\n}\n",
+            check: |c| {
+                assert!(c.ha.instances[0].track_scripts.is_empty());
+                let lines: Vec<(u32, &str)> = c.unsupported.iter().map(|d| (d.line, d.directive.as_str())).collect();
+                assert_eq!(lines, [(1, "vrrp_script"), (8, "track_script")]);
+            },
+        },
+        // global_defs with only VRRP keys is not listed at all.
+        Case {
+            text: "global_defs {\n vrrp_version 3\n vrrp_garp_master_delay 0\n vrrp_garp_master_refresh_repeat 4\n}\nvrrp_instance A {\n virtual_router_id 9\n advert_int 0.05\n virtual_ipaddress { 198.18.0.100 }\n}\n",
+            check: |c| {
+                assert!(c.unsupported.is_empty(), "{:?}", c.unsupported);
+                let i = &c.ha.instances[0];
+                assert_eq!((i.version, i.advert_int_cs, i.garp.delay_ms, i.garp.refresh_repeat), (VrrpVersion::V3, 5, 0, 4));
+            },
+        },
+    ];
+    for (n, case) in cases.iter().enumerate() {
+        let c = parse(case.text);
+        println!("case {n}");
+        (case.check)(&c);
+    }
+}
+
+#[test]
+fn vrrp_bad_input_is_an_error_with_its_line() {
+    /// An instance with a VRID and a VIP around `body` (the body starts on line 2).
+    fn inst(body: &str) -> String {
+        format!("vrrp_instance VI_1 {{\n{body}\n virtual_router_id 51\n virtual_ipaddress {{ 198.18.0.100 }}\n}}\n")
+    }
+    let cases: Vec<(String, u32, &str)> = vec![
+        (inst(" state LEADER"), 2, "not MASTER or BACKUP"),
+        (inst(" priority 0"), 2, "0 is not in 1..=255"),
+        (inst(" priority 256"), 2, "256 is not in 1..=255"),
+        (inst(" virtual_router_id 0"), 2, "0 is not in 1..=255"),
+        (inst(" advert_int fast"), 2, "not a time in seconds"),
+        (inst(" advert_int 41"), 2, "not in 0.01..=40.95"),
+        (inst(" advert_int 0"), 2, "shorter than 1 ms"),
+        // VRRPv2 (keepalived's default) advertises whole seconds.
+        (inst(" advert_int 0.3"), 1, "whole seconds"),
+        (inst(" version 4"), 2, "not 2 or 3"),
+        (inst(" preempt_delay 1001"), 2, "not in 0..=1000"),
+        (inst(" nopreempt 1"), 2, "takes no value"),
+        (
+            inst(" unicast_src_ip 198.18.0.300"),
+            2,
+            "not an IPv4 address",
+        ),
+        (
+            inst(" unicast_src_ip 224.0.0.18"),
+            2,
+            "not a unicast address",
+        ),
+        (
+            inst(" unicast_peer {\n 198.18.0.3\n bogus\n }"),
+            4,
+            "not an IPv4 address",
+        ),
+        (inst(" garp_master_repeat 0"), 2, "0 is not in 1..=255"),
+        (inst(" garp_master_delay 7200"), 2, "too long"),
+        (inst(" garp_interval -1"), 2, "not a time in seconds"),
+        (inst(" notify_master"), 2, "needs a command"),
+        (inst(" notify_master \"/bin/x 'a\""), 2, "unterminated '"),
+        (inst(" notify_backup \"  \""), 2, "needs a command"),
+        (
+            inst(" authentication {\n auth_type MD5\n }"),
+            3,
+            "not PASS or AH",
+        ),
+        (
+            inst(" authentication {\n auth_type PASS\n }"),
+            2,
+            "needs auth_pass",
+        ),
+        (
+            inst(" authentication {\n auth_pass x\n }"),
+            2,
+            "needs auth_type PASS",
+        ),
+        (
+            inst(" authentication {\n colour x\n }"),
+            3,
+            "unknown keyword 'colour' in authentication",
+        ),
+        (
+            inst(" track_script {\n nope\n }"),
+            3,
+            "track_script nope is not a vrrp_script",
+        ),
+        (
+            inst(" track_script {\n nope wait 2\n }"),
+            3,
+            "expected 'weight N'",
+        ),
+        (
+            inst(" virtual_ipaddress {\n 198.18.0.300\n }"),
+            3,
+            "not an IPv4 address",
+        ),
+        (
+            inst(" virtual_ipaddress {\n 198.18.0.1/33\n }"),
+            3,
+            "not an IPv4 address",
+        ),
+        (
+            inst(" virtual_ipaddress {\n 198.18.0.1 dev\n }"),
+            3,
+            "'dev' needs a value",
+        ),
+        (
+            inst(" virtual_ipaddress {\n 198.18.0.1 colour red\n }"),
+            3,
+            "unknown option 'colour'",
+        ),
+        (
+            inst(" virtual_ipaddress {\n 255.255.255.255\n }"),
+            3,
+            "cannot be a VIP",
+        ),
+        (
+            inst(" colour blue"),
+            2,
+            "unknown keyword 'colour' in vrrp_instance",
+        ),
+        (
+            "vrrp_instance A {\n virtual_ipaddress { 198.18.0.100 }\n}\n".into(),
+            1,
+            "needs virtual_router_id",
+        ),
+        (
+            "vrrp_instance A {\n virtual_router_id 1\n}\n".into(),
+            1,
+            "no virtual_ipaddress",
+        ),
+        ("vrrp_instance {\n}\n".into(), 1, "needs a name"),
+        ("vrrp_instance A\n".into(), 1, "needs a { ... } block"),
+        (
+            format!("{}{}", inst(""), inst("")),
+            6,
+            "vrrp_instance VI_1 is already defined at t.conf:1",
+        ),
+        (
+            format!("{}{}", inst(""), inst("").replace("VI_1", "VI_2")),
+            6,
+            "share virtual_router_id 51",
+        ),
+        (
+            format!(
+                "{}{}",
+                inst(""),
+                inst("").replace("VI_1", "VI_2").replace("id 51", "id 52")
+            ),
+            6,
+            "VIP 198.18.0.100 is in vrrp instances VI_1 and VI_2",
+        ),
+        (
+            "vrrp_script s {\n interval 0\n}\n".into(),
+            2,
+            "shorter than 1 ms",
+        ),
+        (
+            "vrrp_script s {\n weight 254\n}\n".into(),
+            2,
+            "254 is not in -253..=253",
+        ),
+        (
+            "vrrp_script s {\n weight -4 sideways\n}\n".into(),
+            2,
+            "unexpected 'sideways'",
+        ),
+        (
+            "vrrp_script s {\n rise 0\n}\n".into(),
+            2,
+            "0 is not in 1..=1000",
+        ),
+        ("vrrp_script s {\n fall x\n}\n".into(), 2, "not a number"),
+        (
+            "vrrp_script s {\n colour x\n}\n".into(),
+            2,
+            "unknown keyword 'colour' in vrrp_script",
+        ),
+        (
+            "vrrp_script s {\n script /x\n}\nvrrp_script s {\n script /y\n}\n".into(),
+            4,
+            "already defined at t.conf:1",
+        ),
+        (
+            "global_defs {\n vrrp_version 1\n}\n".into(),
+            2,
+            "not 2 or 3",
+        ),
+        (
+            "global_defs {\n vrrp_garp_master_repeat 0\n}\n".into(),
+            2,
+            "0 is not in 1..=255",
+        ),
+        (
+            "global_defs {\n lvs_sync_daemon\n}\n".into(),
+            2,
+            "needs an interface",
+        ),
+        (
+            "global_defs {\n lvs_sync_daemon eth0\n}\n".into(),
+            2,
+            "needs the vrrp_instance",
+        ),
+        (
+            format!(
+                "global_defs {{\n lvs_sync_daemon eth0 VI_1 port\n}}\n{}",
+                inst("")
+            ),
+            2,
+            "'port' needs a value",
+        ),
+        (
+            format!(
+                "global_defs {{\n lvs_sync_daemon eth0 VI_1 port 0\n}}\n{}",
+                inst("")
+            ),
+            2,
+            "0 is not in 1..=65535",
+        ),
+        (
+            format!(
+                "global_defs {{\n lvs_sync_daemon eth0 VI_1 colour 0\n}}\n{}",
+                inst("")
+            ),
+            2,
+            "unknown option 'colour'",
+        ),
+        (
+            format!(
+                "global_defs {{\n lvs_sync_daemon eth0 VI_1 group 0.0.0.0\n}}\n{}",
+                inst("")
+            ),
+            2,
+            "not a multicast or unicast address",
+        ),
+        // maxlen outside what a sync message can be: HaConfig's check, at the sync line.
+        (
+            format!(
+                "global_defs {{\n lvs_sync_daemon eth0 VI_1 maxlen 100\n}}\n{}",
+                inst("")
+            ),
+            2,
+            "max_message must be 128..65000",
+        ),
+        (
+            "global_defs {\n lvs_sync_daemon eth0 VI_9\n}\n".into(),
+            2,
+            "vrrp instance VI_9, which is not defined",
+        ),
+        (
+            format!(
+                "global_defs {{\n lvs_sync_daemon eth0 VI_1\n lvs_sync_daemon eth0 VI_1\n}}\n{}",
+                inst("")
+            ),
+            3,
+            "already given at line 2",
+        ),
+    ];
+    assert!(cases.len() >= 40);
+    for (text, line, fragment) in &cases {
+        match parse_str(text, "t.conf") {
+            Ok(c) => panic!("accepted:\n{text}\n{:?}", c.ha),
+            Err(e) => assert!(
+                e.message.contains(fragment) && e.line == *line && e.file == "t.conf",
+                "want line {line} '{fragment}', got {e}\n---\n{text}"
+            ),
+        }
+    }
+}
+
+#[test]
+fn command_lines_split_into_argv() {
+    let cases: &[(&str, Result<&[&str], ()>)] = &[
+        ("/bin/x", Ok(&["/bin/x"])),
+        ("  /bin/x   a\tb ", Ok(&["/bin/x", "a", "b"])),
+        ("/bin/x 'a b' c", Ok(&["/bin/x", "a b", "c"])),
+        ("/bin/x ''", Ok(&["/bin/x", ""])),
+        ("/bin/x a'b c'd", Ok(&["/bin/x", "ab cd"])),
+        ("", Ok(&[])),
+        ("/bin/x 'a", Err(())),
+    ];
+    for (text, want) in cases {
+        let got = map::split_argv(text);
+        match want {
+            Ok(w) => assert_eq!(
+                got.as_deref(),
+                Ok(&w.iter().map(|s| s.to_string()).collect::<Vec<_>>()[..]),
+                "{text:?}"
+            ),
+            Err(()) => assert!(got.is_err(), "{text:?}"),
+        }
+    }
+}
+
+#[test]
+fn docs_ha_keepalived_example_reads() {
+    let doc = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/ha.md");
+    let text = std::fs::read_to_string(doc).unwrap();
+    let start = text.find("```\nglobal_defs").expect("the example") + 4;
+    let end = start + text[start..].find("```").unwrap();
+    let c = parse(&text[start..end]);
+    let i = &c.ha.instances[0];
+    assert_eq!((i.vrid, i.priority, i.advert_int_cs), (51, 150, 30));
+    assert_eq!(i.version, VrrpVersion::V3);
+    assert_eq!((i.garp.repeat, i.garp.delay_ms), (3, 2_000));
+    assert_eq!(c.ha.sync.as_ref().unwrap().instance, "VI_1");
+    // Only the sync interface is listed.
+    assert_eq!(c.unsupported.len(), 1, "{:?}", c.unsupported);
 }
