@@ -217,8 +217,7 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
         .map_err(EngineError::Ha)?;
     if !ha.instances.is_empty() && !kcfg.enabled {
         return Err(EngineError::Ha(
-            "VRRP and connection sync run over the kernel path: set [kernel] enabled = true"
-                .into(),
+            "VRRP and connection sync run over the kernel path: set [kernel] enabled = true".into(),
         ));
     }
     let sync_rings = ha
