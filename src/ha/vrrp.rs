@@ -1049,4 +1049,144 @@ mod netns {
         assert!(tb - tg < 250, "{}", tb - tg);
         b.stop();
     }
+
+    /// keepalived (Debian's) in `rvv-b` as the peer, VRRPv2 with simple-text auth at 1 s (its
+    /// default version): its state comes from its `notify` script writing a line per change.
+    struct Keepalived(Side);
+
+    impl Keepalived {
+        fn start(priority: u8, pass: &str) -> Keepalived {
+            let notify = log("ka-notify.sh");
+            std::fs::write(
+                &notify,
+                format!("#!/bin/sh\necho \"$(date +%s%3N) state $3\" >> {DIR}/ka.log\n"),
+            )
+            .unwrap();
+            assert!(run("chmod", &["755", &notify.to_string_lossy()]));
+            let conf = log("ka.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "global_defs {{\n  router_id rvv_ka\n  vrrp_version 2\n  script_user root\n}}\n\
+                     vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n\
+                     \x20 priority {priority}\n  advert_int 1\n\
+                     \x20 authentication {{\n    auth_type PASS\n    auth_pass {pass}\n  }}\n\
+                     \x20 virtual_ipaddress {{\n    {VIP}/32\n  }}\n\
+                     \x20 notify {}\n}}\n",
+                    notify.display()
+                ),
+            )
+            .unwrap();
+            let child = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    NS_B,
+                    "keepalived",
+                    "-n",
+                    "-l",
+                    "-D",
+                    "-P",
+                    "-f",
+                ])
+                .arg(&conf)
+                .arg("-p")
+                .arg(log("ka.pid"))
+                .arg("-r")
+                .arg(log("ka-vrrp.pid"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            Keepalived(Side(child))
+        }
+    }
+
+    fn v2(priority: u8, pass: &str) -> HaConfig {
+        ha(priority, VrrpVersion::V2, 100, Some(pass))
+    }
+
+    /// rvs MASTER with keepalived BACKUP, takeover both ways; wrong passwords ignored and
+    /// counted; keepalived MASTER with rvs BACKUP, and rvs taking over when it leaves.
+    #[test]
+    #[ignore = "needs root and keepalived: network namespaces"]
+    fn keepalived_peer() {
+        if !run("keepalived", &["--version"]) {
+            println!("keepalived not installed: skipped");
+            return;
+        }
+        let _lab = Lab::new();
+        let ka_log = log("ka.log");
+        let la = log("a.log");
+        let a = Side::start(NS_A, IP_A, &v2(150, "secret1"), &la);
+        settle(300);
+        let ka = Keepalived::start(100, "secret1");
+        // Both start as BACKUP; rvs, with the higher priority, has the shorter master-down.
+        settle(4000);
+        assert_eq!(state(&la), "MASTER");
+        assert_eq!(state(&ka_log), "BACKUP", "keepalived stays backup");
+        assert!(first(&la, "auth_errors", "1", 0).is_none());
+
+        // rvs killed: keepalived takes over at its master-down (3 x 1 s + 0.61 s).
+        let mut a = a;
+        let tk = a.signal("-KILL");
+        drop(a);
+        let mut tm = None;
+        for _ in 0..60 {
+            settle(100);
+            tm = first(&ka_log, "state", "MASTER", tk);
+            if tm.is_some() {
+                break;
+            }
+        }
+        let tm = tm.expect("keepalived takes over");
+        println!("keepalived took over {} ms after rvs was killed", tm - tk);
+
+        // rvs returns: preempts keepalived's lower priority.
+        let la2 = log("a2.log");
+        let t = unix_ms();
+        let a = Side::start(NS_A, IP_A, &v2(150, "secret1"), &la2);
+        settle(2500);
+        assert_eq!(state(&la2), "MASTER");
+        let ta = first(&la2, "master", "true", t).unwrap();
+        let tb = first(&ka_log, "state", "BACKUP", t).expect("keepalived yields");
+        println!(
+            "rvs back: master {} ms after its start, keepalived backup {} ms after that",
+            ta - t,
+            tb.saturating_sub(ta)
+        );
+
+        // rvs stops: its priority 0 hands over within keepalived's skew time (0.61 s).
+        let tg = a.stop();
+        settle(1500);
+        let tm = first(&ka_log, "state", "MASTER", tg).expect("keepalived takes over");
+        println!("keepalived took over {} ms after rvs stopped", tm - tg);
+
+        // A wrong password: keepalived's adverts are counted as auth errors and ignored.
+        let lw = log("wrong.log");
+        let w = Side::start(NS_A, IP_A, &v2(50, "secret2"), &lw);
+        settle(2000);
+        let errors = lines(&lw)
+            .into_iter()
+            .filter(|l| l.1 == "auth_errors")
+            .last()
+            .map_or(0, |l| l.2.parse::<u64>().unwrap_or(0));
+        assert!(errors >= 1, "auth errors counted");
+        assert_eq!(state(&ka_log), "MASTER", "keepalived ignores it as well");
+        w.stop();
+
+        // keepalived MASTER, rvs BACKUP (lower priority); keepalived stops: rvs takes over
+        // within its skew time ((256 - 50) / 256 s = 0.8 s).
+        let lb = log("a3.log");
+        let a = Side::start(NS_A, IP_A, &v2(50, "secret1"), &lb);
+        settle(2500);
+        assert_eq!(state(&lb), "BACKUP");
+        assert!(first(&lb, "master", "true", 0).is_none());
+        let tg = ka.0.stop();
+        settle(1500);
+        let tm = first(&lb, "master", "true", tg).expect("rvs takes over");
+        println!("rvs took over {} ms after keepalived stopped", tm - tg);
+        assert!(tm - tg < 1200, "{}", tm - tg);
+        a.stop();
+    }
 }
