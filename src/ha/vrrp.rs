@@ -1050,6 +1050,35 @@ mod netns {
         b.stop();
     }
 
+    /// Unicast peers instead of the group: the same election, adverts to the peer's address.
+    #[test]
+    #[ignore = "needs root: network namespaces"]
+    fn unicast_runners() {
+        let _lab = Lab::new();
+        let (la, lb) = (log("ua.log"), log("ub.log"));
+        let uni = |prio, peer| {
+            let mut h = ha(prio, VrrpVersion::V3, 10, None);
+            if let Some(i) = h.instances.first_mut() {
+                i.unicast_peers = vec![peer];
+            }
+            h
+        };
+        let b = Side::start(NS_B, IP_B, &uni(100, IP_A), &lb);
+        settle(700);
+        assert_eq!(state(&lb), "MASTER");
+        let t = unix_ms();
+        let mut a = Side::start(NS_A, IP_A, &uni(150, IP_B), &la);
+        settle(700);
+        assert_eq!((state(&la), state(&lb)), ("MASTER".into(), "BACKUP".into()));
+        assert!(first(&lb, "master", "false", t).is_some());
+        let tk = a.signal("-KILL");
+        settle(1000);
+        let tb = first(&lb, "master", "true", tk).expect("B takes over");
+        println!("unicast takeover after a kill: {} ms", tb - tk);
+        assert!(tb - tk < 700, "{}", tb - tk);
+        b.stop();
+    }
+
     /// keepalived (Debian's) in `rvv-b` as the peer, VRRPv2 with simple-text auth at 1 s (its
     /// default version): its state comes from its `notify` script writing a line per change.
     struct Keepalived(Side);
