@@ -969,8 +969,8 @@ mod netns {
     fn state(log: &Path) -> String {
         lines(log)
             .into_iter()
-            .filter(|l| l.1 == "state")
-            .last()
+            .rev()
+            .find(|l| l.1 == "state")
             .map_or_else(String::new, |l| l.2)
     }
 
@@ -1197,8 +1197,8 @@ mod netns {
         settle(2000);
         let errors = lines(&lw)
             .into_iter()
-            .filter(|l| l.1 == "auth_errors")
-            .last()
+            .rev()
+            .find(|l| l.1 == "auth_errors")
             .map_or(0, |l| l.2.parse::<u64>().unwrap_or(0));
         assert!(errors >= 1, "auth errors counted");
         assert_eq!(state(&ka_log), "MASTER", "keepalived ignores it as well");
