@@ -736,3 +736,486 @@ mod tests {
         );
     }
 }
+
+/// The runner on real sockets: two runners (or a runner and keepalived) in two network
+/// namespaces joined by a veth pair (`rvv-a`, `rvv-b`, 198.18.20.0/24). Root only, so
+/// `#[ignore]`d; run with
+/// `cargo test --lib ha::vrrp::netns -- --ignored --test-threads=1 --nocapture`.
+///
+/// Each side is this test binary again, started with `ip netns exec` on the test
+/// [`netns::side`] and its configuration in the environment; its sink writes what the runner
+/// did, one line each, `UNIX_MS WHAT VALUE`, to a log the parent reads.
+#[cfg(test)]
+mod netns {
+    use super::*;
+    use std::fs::{File, OpenOptions};
+    use std::io::Write;
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    const NS_A: &str = "rvv-a";
+    const NS_B: &str = "rvv-b";
+    const IP_A: Ipv4Addr = Ipv4Addr::new(198, 18, 20, 1);
+    const IP_B: Ipv4Addr = Ipv4Addr::new(198, 18, 20, 2);
+    const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 20, 100);
+    const DIR: &str = "/tmp/rvv-test";
+
+    fn unix_ms() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    /// Writes every call to the log.
+    struct LogSink {
+        out: Mutex<(File, VrrpState, u64)>,
+    }
+
+    impl LogSink {
+        fn line(&self, what: &str, value: &str) {
+            if let Ok(mut o) = self.out.lock() {
+                let _ = writeln!(o.0, "{} {what} {value}", unix_ms());
+            }
+        }
+    }
+
+    impl HaSink for LogSink {
+        fn set_master(&self, _: &str, vips: &[Ipv4Addr], master: bool) -> Result<(), String> {
+            assert_eq!(vips, [VIP]);
+            self.line("master", if master { "true" } else { "false" });
+            Ok(())
+        }
+        fn garp(&self, vip: Ipv4Addr) {
+            self.line("garp", &vip.to_string());
+        }
+        fn status(&self, s: &InstanceStatus) {
+            let (changed, auth) = match self.out.lock() {
+                Ok(mut o) => {
+                    let c = (o.1 != s.state, o.2 != s.auth_errors);
+                    o.1 = s.state;
+                    o.2 = s.auth_errors;
+                    c
+                }
+                Err(_) => return,
+            };
+            if changed {
+                self.line("state", s.state.name());
+            }
+            if auth {
+                self.line("auth_errors", &s.auth_errors.to_string());
+            }
+        }
+    }
+
+    /// One side: runs until SIGTERM (then says goodbye) or SIGKILL. Does nothing unless
+    /// started by the tests below.
+    #[test]
+    #[ignore = "a side of the namespace tests, started by them"]
+    fn side() {
+        let (Ok(ha), Ok(dip), Ok(log)) = (
+            std::env::var("RVV_HA"),
+            std::env::var("RVV_DIP"),
+            std::env::var("RVV_LOG"),
+        ) else {
+            return;
+        };
+        let ha: HaConfig = serde_json::from_str(&ha).unwrap();
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let sink = Arc::new(LogSink {
+            out: Mutex::new((file, VrrpState::Init, 0)),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop)).unwrap();
+        let opts = Options {
+            ifname: "eth0".into(),
+            dip: dip.parse().unwrap(),
+            ha,
+            link: None,
+        };
+        spawn(opts, sink, stop).unwrap().join().unwrap();
+    }
+
+    fn run(cmd: &str, args: &[&str]) -> bool {
+        Command::new(cmd)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// The two namespaces, deleted (by name) when dropped.
+    struct Lab;
+
+    impl Lab {
+        fn new() -> Lab {
+            Lab::teardown();
+            let _ = std::fs::remove_dir_all(DIR);
+            std::fs::create_dir_all(DIR).unwrap();
+            let steps: [&[&str]; 11] = [
+                &["netns", "add", NS_A],
+                &["netns", "add", NS_B],
+                &[
+                    "link", "add", "rvv-va", "netns", NS_A, "type", "veth", "peer", "name",
+                    "rvv-vb", "netns", NS_B,
+                ],
+                &["-n", NS_A, "link", "set", "rvv-va", "name", "eth0"],
+                &["-n", NS_B, "link", "set", "rvv-vb", "name", "eth0"],
+                &["-n", NS_A, "addr", "add", "198.18.20.1/24", "dev", "eth0"],
+                &["-n", NS_B, "addr", "add", "198.18.20.2/24", "dev", "eth0"],
+                &["-n", NS_A, "link", "set", "lo", "up"],
+                &["-n", NS_B, "link", "set", "lo", "up"],
+                &["-n", NS_A, "link", "set", "eth0", "up"],
+                &["-n", NS_B, "link", "set", "eth0", "up"],
+            ];
+            let lab = Lab;
+            for s in steps {
+                assert!(run("ip", s), "ip {s:?}");
+            }
+            lab
+        }
+
+        fn teardown() {
+            run("ip", &["netns", "del", NS_A]);
+            run("ip", &["netns", "del", NS_B]);
+        }
+    }
+
+    impl Drop for Lab {
+        fn drop(&mut self) {
+            Lab::teardown();
+        }
+    }
+
+    /// A side the test owns: SIGKILLed when dropped (it is this binary, by its PID).
+    struct Side(Child);
+
+    impl Side {
+        fn start(ns: &str, dip: Ipv4Addr, ha: &HaConfig, log: &Path) -> Side {
+            let exe = std::env::current_exe().unwrap();
+            let child = Command::new("ip")
+                .args(["netns", "exec", ns])
+                .arg(exe)
+                .args([
+                    "--ignored",
+                    "--exact",
+                    "ha::vrrp::netns::side",
+                    "--test-threads=1",
+                ])
+                .env("RVV_HA", serde_json::to_string(ha).unwrap())
+                .env("RVV_DIP", dip.to_string())
+                .env("RVV_LOG", log)
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            Side(child)
+        }
+
+        fn signal(&mut self, sig: &str) -> u64 {
+            let t = unix_ms();
+            assert!(run("kill", &[sig, &self.0.id().to_string()]));
+            t
+        }
+
+        /// SIGTERM and wait (bounded) for the goodbye to go out.
+        fn stop(mut self) -> u64 {
+            let t = self.signal("-TERM");
+            for _ in 0..200 {
+                if matches!(self.0.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            t
+        }
+    }
+
+    impl Drop for Side {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// The log's lines: (ms, what, value).
+    fn lines(log: &Path) -> Vec<(u64, String, String)> {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split(' ');
+                Some((
+                    w.next()?.parse().ok()?,
+                    w.next()?.to_string(),
+                    w.next()?.to_string(),
+                ))
+            })
+            .collect()
+    }
+
+    /// When `what value` was first logged at or after `t`.
+    fn first(log: &Path, what: &str, value: &str, t: u64) -> Option<u64> {
+        lines(log)
+            .into_iter()
+            .find(|(ms, w, v)| *ms >= t && w == what && v == value)
+            .map(|x| x.0)
+    }
+
+    /// The last state logged.
+    fn state(log: &Path) -> String {
+        lines(log)
+            .into_iter()
+            .rev()
+            .find(|l| l.1 == "state")
+            .map_or_else(String::new, |l| l.2)
+    }
+
+    fn ha(priority: u8, version: VrrpVersion, advert_int_cs: u16, auth: Option<&str>) -> HaConfig {
+        let mut i = VrrpInstance::new("VI_1", 51, priority, vec![VIP]);
+        i.version = version;
+        i.advert_int_cs = advert_int_cs;
+        i.auth_pass = auth.map(str::to_string);
+        i.garp = Garp {
+            delay_ms: 0,
+            repeat: 2,
+            ..Garp::default()
+        };
+        HaConfig {
+            instances: vec![i],
+            ..HaConfig::default()
+        }
+    }
+
+    fn log(name: &str) -> PathBuf {
+        Path::new(DIR).join(name)
+    }
+
+    fn settle(ms: u64) {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+
+    /// Two runners, VRRPv3 at 0.1 s: A (150) preempts B (100); A killed: B takes over at
+    /// master-down; A back: preempts; A stopped: its priority 0 hands over in Skew_Time.
+    #[test]
+    #[ignore = "needs root: network namespaces"]
+    fn two_runners() {
+        let _lab = Lab::new();
+        let (la, la2, lb) = (log("a.log"), log("a2.log"), log("b.log"));
+        let b = Side::start(NS_B, IP_B, &ha(100, VrrpVersion::V3, 10, None), &lb);
+        settle(1000);
+        assert_eq!(state(&lb), "MASTER", "B alone becomes master");
+        let tb = first(&lb, "master", "true", 0).unwrap();
+        assert!(first(&lb, "garp", "198.18.20.100", tb).is_some());
+
+        let t = unix_ms();
+        let mut a = Side::start(NS_A, IP_A, &ha(150, VrrpVersion::V3, 10, None), &la);
+        settle(1000);
+        assert_eq!((state(&la), state(&lb)), ("MASTER".into(), "BACKUP".into()));
+        let ta = first(&la, "master", "true", t).unwrap();
+        let tb = first(&lb, "master", "false", t).unwrap();
+        println!(
+            "preempt: A master {} ms after its start, B released {} ms after that",
+            ta - t,
+            tb.saturating_sub(ta)
+        );
+
+        // Killed without a goodbye: B waits Master_Down_Interval (3 x 100 + 60 ms).
+        let tk = a.signal("-KILL");
+        drop(a);
+        settle(1000);
+        let tb = first(&lb, "master", "true", tk).expect("B takes over");
+        println!("takeover after a kill: {} ms", tb - tk);
+        assert!(tb - tk >= 300 && tb - tk < 700, "{}", tb - tk);
+
+        let t = unix_ms();
+        let a = Side::start(NS_A, IP_A, &ha(150, VrrpVersion::V3, 10, None), &la2);
+        settle(1000);
+        assert_eq!(
+            (state(&la2), state(&lb)),
+            ("MASTER".into(), "BACKUP".into())
+        );
+        assert!(first(&lb, "master", "false", t).is_some());
+
+        // Stopped: priority 0, B takes over after Skew_Time (156 x 100 / 256 = 60 ms).
+        let tg = a.stop();
+        settle(500);
+        assert_eq!(state(&la2), "INIT");
+        let tb = first(&lb, "master", "true", tg).expect("B takes over");
+        println!("takeover after a goodbye: {} ms", tb - tg);
+        assert!(tb - tg < 250, "{}", tb - tg);
+        b.stop();
+    }
+
+    /// Unicast peers instead of the group: the same election, adverts to the peer's address.
+    #[test]
+    #[ignore = "needs root: network namespaces"]
+    fn unicast_runners() {
+        let _lab = Lab::new();
+        let (la, lb) = (log("ua.log"), log("ub.log"));
+        let uni = |prio, peer| {
+            let mut h = ha(prio, VrrpVersion::V3, 10, None);
+            if let Some(i) = h.instances.first_mut() {
+                i.unicast_peers = vec![peer];
+            }
+            h
+        };
+        let b = Side::start(NS_B, IP_B, &uni(100, IP_A), &lb);
+        settle(700);
+        assert_eq!(state(&lb), "MASTER");
+        let t = unix_ms();
+        let mut a = Side::start(NS_A, IP_A, &uni(150, IP_B), &la);
+        settle(700);
+        assert_eq!((state(&la), state(&lb)), ("MASTER".into(), "BACKUP".into()));
+        assert!(first(&lb, "master", "false", t).is_some());
+        let tk = a.signal("-KILL");
+        settle(1000);
+        let tb = first(&lb, "master", "true", tk).expect("B takes over");
+        println!("unicast takeover after a kill: {} ms", tb - tk);
+        assert!(tb - tk < 700, "{}", tb - tk);
+        b.stop();
+    }
+
+    /// keepalived (Debian's) in `rvv-b` as the peer, VRRPv2 with simple-text auth at 1 s (its
+    /// default version): its state comes from its `notify` script writing a line per change.
+    struct Keepalived(Side);
+
+    impl Keepalived {
+        fn start(priority: u8, pass: &str) -> Keepalived {
+            let notify = log("ka-notify.sh");
+            std::fs::write(
+                &notify,
+                format!("#!/bin/sh\necho \"$(date +%s%3N) state $3\" >> {DIR}/ka.log\n"),
+            )
+            .unwrap();
+            assert!(run("chmod", &["755", &notify.to_string_lossy()]));
+            let conf = log("ka.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "global_defs {{\n  router_id rvv_ka\n  vrrp_version 2\n  script_user root\n}}\n\
+                     vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n\
+                     \x20 priority {priority}\n  advert_int 1\n\
+                     \x20 authentication {{\n    auth_type PASS\n    auth_pass {pass}\n  }}\n\
+                     \x20 virtual_ipaddress {{\n    {VIP}/32\n  }}\n\
+                     \x20 notify {}\n}}\n",
+                    notify.display()
+                ),
+            )
+            .unwrap();
+            let child = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    NS_B,
+                    "keepalived",
+                    "-n",
+                    "-l",
+                    "-D",
+                    "-P",
+                    "-f",
+                ])
+                .arg(&conf)
+                .arg("-p")
+                .arg(log("ka.pid"))
+                .arg("-r")
+                .arg(log("ka-vrrp.pid"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            Keepalived(Side(child))
+        }
+    }
+
+    fn v2(priority: u8, pass: &str) -> HaConfig {
+        ha(priority, VrrpVersion::V2, 100, Some(pass))
+    }
+
+    /// rvs MASTER with keepalived BACKUP, takeover both ways; wrong passwords ignored and
+    /// counted; keepalived MASTER with rvs BACKUP, and rvs taking over when it leaves.
+    #[test]
+    #[ignore = "needs root and keepalived: network namespaces"]
+    fn keepalived_peer() {
+        if !run("keepalived", &["--version"]) {
+            println!("keepalived not installed: skipped");
+            return;
+        }
+        let _lab = Lab::new();
+        let ka_log = log("ka.log");
+        let la = log("a.log");
+        let a = Side::start(NS_A, IP_A, &v2(150, "secret1"), &la);
+        settle(300);
+        let ka = Keepalived::start(100, "secret1");
+        // Both start as BACKUP; rvs, with the higher priority, has the shorter master-down.
+        settle(4000);
+        assert_eq!(state(&la), "MASTER");
+        assert_eq!(state(&ka_log), "BACKUP", "keepalived stays backup");
+        assert!(first(&la, "auth_errors", "1", 0).is_none());
+
+        // rvs killed: keepalived takes over at its master-down (3 x 1 s + 0.61 s).
+        let mut a = a;
+        let tk = a.signal("-KILL");
+        drop(a);
+        let mut tm = None;
+        for _ in 0..60 {
+            settle(100);
+            tm = first(&ka_log, "state", "MASTER", tk);
+            if tm.is_some() {
+                break;
+            }
+        }
+        let tm = tm.expect("keepalived takes over");
+        println!("keepalived took over {} ms after rvs was killed", tm - tk);
+
+        // rvs returns: preempts keepalived's lower priority.
+        let la2 = log("a2.log");
+        let t = unix_ms();
+        let a = Side::start(NS_A, IP_A, &v2(150, "secret1"), &la2);
+        settle(2500);
+        assert_eq!(state(&la2), "MASTER");
+        let ta = first(&la2, "master", "true", t).unwrap();
+        let tb = first(&ka_log, "state", "BACKUP", t).expect("keepalived yields");
+        println!(
+            "rvs back: master {} ms after its start, keepalived backup {} ms after that",
+            ta - t,
+            tb.saturating_sub(ta)
+        );
+
+        // rvs stops: its priority 0 hands over within keepalived's skew time (0.61 s).
+        let tg = a.stop();
+        settle(1500);
+        let tm = first(&ka_log, "state", "MASTER", tg).expect("keepalived takes over");
+        println!("keepalived took over {} ms after rvs stopped", tm - tg);
+
+        // A wrong password: keepalived's adverts are counted as auth errors and ignored.
+        let lw = log("wrong.log");
+        let w = Side::start(NS_A, IP_A, &v2(50, "secret2"), &lw);
+        settle(2000);
+        let errors = lines(&lw)
+            .into_iter()
+            .rev()
+            .find(|l| l.1 == "auth_errors")
+            .map_or(0, |l| l.2.parse::<u64>().unwrap_or(0));
+        assert!(errors >= 1, "auth errors counted");
+        assert_eq!(state(&ka_log), "MASTER", "keepalived ignores it as well");
+        w.stop();
+
+        // keepalived MASTER, rvs BACKUP (lower priority); keepalived stops: rvs takes over
+        // within its skew time ((256 - 50) / 256 s = 0.8 s).
+        let lb = log("a3.log");
+        let a = Side::start(NS_A, IP_A, &v2(50, "secret1"), &lb);
+        settle(2500);
+        assert_eq!(state(&lb), "BACKUP");
+        assert!(first(&lb, "master", "true", 0).is_none());
+        let tg = ka.0.stop();
+        settle(1500);
+        let tm = first(&lb, "master", "true", tg).expect("rvs takes over");
+        println!("rvs took over {} ms after keepalived stopped", tm - tg);
+        assert!(tm - tg < 1200, "{}", tm - tg);
+        a.stop();
+    }
+}

@@ -137,10 +137,14 @@ impl Machine {
         u64::from(self.p.interval_cs) * 10
     }
 
-    /// Skew_Time in ms: ((256 - priority) * Master_Adver_Interval) / 256 (v2: with our own
-    /// interval, in seconds).
+    /// Skew_Time in ms. RFC 5798 §6.1: ((256 - Priority) * Master_Adver_Interval) / 256;
+    /// RFC 3768 §6.1 (v2): (256 - Priority) / 256 seconds, whatever the interval.
     pub fn skew_ms(&self) -> u64 {
-        (256 - u64::from(self.priority)) * u64::from(self.master_interval_cs) * 10 / 256
+        let spread = match self.p.version {
+            VrrpVersion::V3 => u64::from(self.master_interval_cs) * 10,
+            VrrpVersion::V2 => 1000,
+        };
+        (256 - u64::from(self.priority)) * spread / 256
     }
 
     /// Master_Down_Interval in ms: 3 * Master_Adver_Interval + Skew_Time.
@@ -690,5 +694,16 @@ mod tests {
         a.version = VrrpVersion::V2;
         m.advert(10, HIGHER_IP, &a);
         assert_eq!(m.master_down_ms(), 3609);
+
+        // With a 3 s interval the skew stays (256 - 100) / 256 s = 609 ms (RFC 3768 §6.1),
+        // where v3 would spread it over the interval (1828 ms).
+        let mut p = params(100);
+        p.version = VrrpVersion::V2;
+        p.interval_cs = 300;
+        let m = Machine::new(p.clone());
+        assert_eq!(m.skew_ms(), 609);
+        assert_eq!(m.master_down_ms(), 9609);
+        p.version = VrrpVersion::V3;
+        assert_eq!(Machine::new(p).skew_ms(), 1828);
     }
 }

@@ -402,6 +402,109 @@ mod tests {
         }
     }
 
+    /// keepalived 2.2.7 (Debian) as the sender, captured with tcpdump on the peer's veth
+    /// (tcpdump -vvv decodes them and finds no checksum fault): VRID 51, priority 150, VIP
+    /// 198.18.20.100, from 198.18.20.1 to 224.0.0.18. What rvs must read from the peer it
+    /// interoperates with, and write the same.
+    const KA_V2: [u8; 40] = [
+        0x45, 0xc0, 0x00, 0x28, // IPv4, IHL 5, TOS c0 (network control), length 40
+        0x00, 0x01, 0x00, 0x00, // id 1, no fragment
+        0xff, 0x70, 0x00, 0x7f, // TTL 255, protocol 112, header checksum
+        198, 18, 20, 1, // source
+        224, 0, 0, 18,   // destination: the VRRP group
+        0x21, // VRRP version 2, type 1
+        51,   // VRID
+        150,  // priority
+        1,    // one address
+        1,    // auth type 1: simple text
+        1,    // advert int 1 s
+        0x00, 0x07, // checksum (over the VRRP message only)
+        198, 18, 20, 100, // the VIP
+        b's', b'e', b'c', b'r', b'e', b't', b'1', 0, // auth_pass "secret1", zero padded
+    ];
+    /// keepalived, `vrrp_version 3`, `advert_int 0.3`.
+    const KA_V3: [u8; 32] = [
+        0x45, 0xc0, 0x00, 0x20, // IPv4, IHL 5, TOS c0, length 32
+        0x00, 0x01, 0x00, 0x00, // id 1
+        0xff, 0x70, 0x00, 0x87, // TTL 255, protocol 112, header checksum
+        198, 18, 20, 1, // source
+        224, 0, 0, 18,   // destination
+        0x31, // VRRP version 3, type 1
+        51,   // VRID
+        150,  // priority
+        1,    // one address
+        0x00, 0x1e, // rsvd 0, max advert int 30 cs
+        0xa3, 0x93, // checksum (pseudo-header + message)
+        198, 18, 20, 100, // the VIP
+    ];
+    /// The same keepalived stopping: priority 0 ("the master leaves").
+    const KA_V3_BYE: [u8; 32] = [
+        0x45, 0xc0, 0x00, 0x20, // IPv4, length 32
+        0x00, 0x05, 0x00, 0x00, // id 5
+        0xff, 0x70, 0x00, 0x83, // TTL 255, protocol 112, header checksum
+        198, 18, 20, 1, // source
+        224, 0, 0, 18, // destination
+        0x31, 51, // v3 advertisement, VRID 51
+        0,  // priority 0
+        1,  // one address
+        0x00, 0x1e, // 30 cs
+        0x39, 0x94, // checksum
+        198, 18, 20, 100, // the VIP
+    ];
+
+    #[test]
+    fn keepalived_adverts_are_read_and_written_alike() {
+        let ka = Ipv4Addr::new(198, 18, 20, 1);
+        let vip = Ipv4Addr::new(198, 18, 20, 100);
+        let cases: [(&[u8], Advert); 3] = [
+            (
+                &KA_V2,
+                Advert {
+                    version: VrrpVersion::V2,
+                    vrid: 51,
+                    priority: 150,
+                    interval_cs: 100,
+                    addrs: vec![vip],
+                    auth: Some(auth_data("secret1")),
+                },
+            ),
+            (
+                &KA_V3,
+                Advert {
+                    version: VrrpVersion::V3,
+                    vrid: 51,
+                    priority: 150,
+                    interval_cs: 30,
+                    addrs: vec![vip],
+                    auth: None,
+                },
+            ),
+            (
+                &KA_V3_BYE,
+                Advert {
+                    version: VrrpVersion::V3,
+                    vrid: 51,
+                    priority: 0,
+                    interval_cs: 30,
+                    addrs: vec![vip],
+                    auth: None,
+                },
+            ),
+        ];
+        for (bytes, want) in cases {
+            let r = parse_ip(bytes).unwrap();
+            assert_eq!((r.src, r.dst, r.ttl), (ka, GROUP, 255));
+            assert_eq!(r.advert, want);
+            // rvs writes the same VRRP message, and the same IP header but for the id (and so
+            // the header checksum).
+            let ours = emit_ip(&want, ka, GROUP);
+            assert_eq!(ours.get(20..), bytes.get(20..));
+            assert_eq!(ours.get(..4), bytes.get(..4));
+            assert_eq!(ours.get(6..10), bytes.get(6..10));
+            assert_eq!(ours.get(12..20), bytes.get(12..20));
+        }
+    }
+
     #[test]
     fn passwords_are_padded_and_cut() {
         assert_eq!(auth_data("ab"), [b'a', b'b', 0, 0, 0, 0, 0, 0]);
