@@ -29,7 +29,7 @@
 
 use rvs_control::server::Control;
 use rvs_dataplane::model::Model;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -50,7 +50,7 @@ pub const ROUTE_PROTO: u8 = 201;
 /// table = 100        # the kernel routing table the routing daemon imports
 /// interval_ms = 200  # how often the servable set is recomputed
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnnounceConfig {
     #[serde(default)]
