@@ -84,19 +84,25 @@ pub const MIN_INTERVAL_MS: u64 = 10;
 pub const MAX_INTERVAL_MS: u64 = 60_000;
 
 impl AnnounceConfig {
-    /// Checks the values; the message names the key.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the values: the error is the key (`announce.table`) and what is wrong with it.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
         // 0 is "unspec", 253-255 are the kernel's default, main and local tables.
         if self.table == 0 || (253..=255).contains(&self.table) {
-            return Err(format!(
-                "announce.table: {} is a reserved kernel table (use 1-252 or above 255)",
-                self.table
+            return Err((
+                "announce.table",
+                format!(
+                    "{} is a reserved kernel table (use 1-252 or above 255)",
+                    self.table
+                ),
             ));
         }
         if !(MIN_INTERVAL_MS..=MAX_INTERVAL_MS).contains(&self.interval_ms) {
-            return Err(format!(
-                "announce.interval_ms: {} is out of range {MIN_INTERVAL_MS}-{MAX_INTERVAL_MS}",
-                self.interval_ms
+            return Err((
+                "announce.interval_ms",
+                format!(
+                    "{} is out of range {MIN_INTERVAL_MS}-{MAX_INTERVAL_MS}",
+                    self.interval_ms
+                ),
             ));
         }
         Ok(())
@@ -488,7 +494,9 @@ mod tests {
             ("interval_ms = 600000", "announce.interval_ms"),
         ] {
             let c: AnnounceConfig = toml::from_str(bad).unwrap();
-            assert!(c.validate().unwrap_err().contains(want), "{bad}");
+            let (key, msg) = c.validate().unwrap_err();
+            assert_eq!(key, want, "{bad}");
+            assert!(msg.contains(bad.split(" = ").nth(1).unwrap()), "{bad}: {msg}");
         }
     }
 }
