@@ -380,7 +380,11 @@ mod tests {
         // Health: down and inhibited servers take no new connections.
         m.set_server_health(&a80, RS2.into(), 80, Health::Down, None)
             .unwrap();
-        assert_eq!(servable(&m, false), set(&[]), "the only weighted server down");
+        assert_eq!(
+            servable(&m, false),
+            set(&[]),
+            "the only weighted server down"
+        );
         m.set_server_health(&a80, RS2.into(), 80, Health::Inhibited, None)
             .unwrap();
         assert_eq!(servable(&m, false), set(&[]), "inhibited = weight 0");
@@ -422,7 +426,11 @@ mod tests {
             lower: 0,
         };
         m.set_sorry_server(&k, Some(sorry)).unwrap();
-        assert_eq!(servable(&m, false), set(&[]), "sorry server set, not in use");
+        assert_eq!(
+            servable(&m, false),
+            set(&[]),
+            "sorry server set, not in use"
+        );
         m.set_quorum_lost(&k, true).unwrap();
         assert_eq!(servable(&m, false), set(&[A]), "sorry server in use");
         assert_eq!(servable(&m, true), set(&[]));
@@ -484,7 +492,12 @@ mod tests {
         let c: AnnounceConfig =
             toml::from_str("enabled = true\ntable = 7\ninterval_ms = 50").unwrap();
         assert_eq!((c.enabled, c.table, c.interval_ms), (true, 7, 50));
-        for bad in ["tabel = 100", "table = -1", "enabled = 1", "interval_ms = \"x\""] {
+        for bad in [
+            "tabel = 100",
+            "table = -1",
+            "enabled = 1",
+            "interval_ms = \"x\"",
+        ] {
             assert!(toml::from_str::<AnnounceConfig>(bad).is_err(), "{bad}");
         }
         for (bad, want) in [
@@ -496,7 +509,10 @@ mod tests {
             let c: AnnounceConfig = toml::from_str(bad).unwrap();
             let (key, msg) = c.validate().unwrap_err();
             assert_eq!(key, want, "{bad}");
-            assert!(msg.contains(bad.split(" = ").nth(1).unwrap()), "{bad}: {msg}");
+            assert!(
+                msg.contains(bad.split(" = ").nth(1).unwrap()),
+                "{bad}: {msg}"
+            );
         }
     }
 }
