@@ -211,7 +211,12 @@ fn our_routes(table: u32) -> Result<BTreeSet<Ipv4Addr>, String> {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    ip(&args).map(|t| parse_routes(&t))
+    match ip(&args) {
+        Ok(t) => Ok(parse_routes(&t)),
+        // A table that was never used holds nothing.
+        Err(e) if e.contains("does not exist") => Ok(BTreeSet::new()),
+        Err(e) => Err(e),
+    }
 }
 
 /// The announcer's state: what it believes the kernel holds.

@@ -201,7 +201,7 @@ protocol kernel vips_in {
     scan time 2;
     ipv4 { table vips; import all; export none; };
 }
-protocol bgp router {
+protocol bgp uplink {
     local $(dir_dip "$x") as $AS_DIR;
     neighbor $RT_IP as $AS_RT;
     hold time $HOLD;
@@ -241,7 +241,7 @@ start_bird() {
         -P "$LAB_DIR/bird-$name.own.pid" </dev/null >"$LAB_DIR/bird-$name.log" 2>&1 &
     echo $! >"$(bird_pidfile "$name")"
     for ((i = 0; i < 50; i++)); do
-        [[ -S $(bird_sock "$name") ]] && return 0
+        birdc_ "$name" show status >/dev/null 2>&1 && return 0
         sleep 0.1
     done
     fail "BIRD $name did not start (see $LAB_DIR/bird-$name.log)"
@@ -395,6 +395,7 @@ setup() {
 }
 
 teardown() {
+    [[ -z ${RVS_ECMP_KEEP:-} ]] || { log "RVS_ECMP_KEEP set: the lab stays up (scripts/lab.sh down with RVS_LAB_NS_PREFIX=$LAB_NS_PREFIX RVS_LAB_DIR=$LAB_DIR)"; return 0; }
     "$REPO_ROOT/scripts/lab.sh" down >/dev/null 2>&1 || true
 }
 
