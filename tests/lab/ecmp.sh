@@ -117,6 +117,12 @@ dir_dip() { if [[ $1 == 1 ]]; then echo "$DIP_1"; else echo "$DIP_2"; fi; }
 dir_sock() { echo "$LAB_DIR/d$1.sock"; }
 dir_pidfile() { echo "$LAB_PID_DIR/rvs-d$1.pid"; }
 dir_pid() { head -n1 "$(dir_pidfile "$1")" 2>/dev/null || true; }
+# (common.sh's pid_alive of an empty PID looks at /proc/stat and says yes.)
+dir_alive() {
+    local p
+    p=$(dir_pid "$1")
+    [[ -n $p ]] && pid_alive "$p"
+}
 bird_pidfile() { echo "$LAB_PID_DIR/bird-$1.pid"; }
 bird_sock() { echo "$LAB_DIR/bird-$1.ctl"; }
 
@@ -316,7 +322,7 @@ wait_paths() {
 pair() {
     local x
     for x in 1 2; do
-        pid_alive "$(dir_pid "$x")" || dir_up "$x"
+        dir_alive "$x" || dir_up "$x"
         rpc_x "$x" director.drain '{"on": false}' >/dev/null
     done
     wait_paths 2 20 >/dev/null
