@@ -191,6 +191,7 @@ start_dir() {
         </dev/null >>"$LAB_DIR/rvs-d$x.log" 2>&1 &
     pid=$!
     echo "$pid" >"$(dir_pidfile "$x")"
+    disown
     for ((i = 0; i < 300; i++)); do
         pid_alive "$pid" || {
             tail -n 20 "$LAB_DIR/rvs-d$x.log" >&2
@@ -264,6 +265,7 @@ start_bird() {
     ip netns exec "$ns" bird -f -c "$LAB_DIR/bird-$name.conf" -s "$(bird_sock "$name")" \
         -P "$LAB_DIR/bird-$name.own.pid" </dev/null >"$LAB_DIR/bird-$name.log" 2>&1 &
     echo $! >"$(bird_pidfile "$name")"
+    disown # killed on purpose by the tests: no job messages
     for ((i = 0; i < 50; i++)); do
         birdc_ "$name" show status >/dev/null 2>&1 && return 0
         sleep 0.1

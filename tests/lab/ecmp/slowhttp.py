@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""A real server for the ECMP lab when nginx is not installed (tests/lab/ecmp.sh uses nginx
-when it is): HTTP/1.0 on port 80 of every address (the VIP on lo included).
+"""The real servers of the ECMP lab (tests/lab/ecmp.sh), so that it needs no nginx: HTTP/1.0 on
+port 80 of every address (the VIP on lo included), the same pages as scripts/lab.sh's nginx.
 
     slowhttp.py NAME BYTES RATE [PIDFILE]
 
