@@ -28,6 +28,8 @@ require_root
 PKGS=(
     dpdk libdpdk-dev pkg-config clang libclang-dev build-essential keepalived
     nginx-light curl iproute2 ethtool socat python3 python3-venv procps ca-certificates iputils-ping
+    # BGP for the ECMP lab (tests/lab/ecmp.sh); its service is not started by the install.
+    bird2
 )
 # perf/bench.sh: dpdk-testpmd (in dpdk-dev on Debian 12, not in dpdk), python3 (above; bench.py
 # and gen_pcap.py use its standard library only), stdbuf (coreutils); perf/profile.sh: perf and

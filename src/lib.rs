@@ -10,8 +10,10 @@
 //! - [`checker`]: the health checker (probes, their scheduler) feeding the control plane.
 //! - [`config`]: the TOML configuration; [`rssetup`]: the real-server preparation helper.
 //! - [`kernel`]: the kernel interface on the data port and the thread feeding it.
+//! - [`announce`]: the kernel routes a BGP daemon advertises for the VIPs this director serves.
 
 pub mod adapter;
+pub mod announce;
 pub mod checker;
 pub mod config;
 pub mod dpdk;

@@ -240,6 +240,19 @@ pub mod params {
     impl SorryServer {
         pub const FIELDS: [&'static str; 3] = ["addr", "port", "weight"];
     }
+
+    /// `director.drain`: `on: true` stops announcing every VIP (the director keeps forwarding
+    /// what still reaches it, so established flows finish); `on: false` announces again what
+    /// can be served. Answers `{"draining": on, "was": previous}`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Drain {
+        pub on: bool,
+    }
+
+    impl Drain {
+        pub const FIELDS: [&'static str; 1] = ["on"];
+    }
 }
 
 /// What `version` answers: the daemon's name, version and the commit it was built from.
@@ -499,6 +512,7 @@ mod tests {
             quorum_down: Some("d".into()),
         };
         assert_eq!(keys(to(&hv)), sorted(HealthService::FIELDS));
+        assert_eq!(keys(to(&Drain { on: true })), sorted(Drain::FIELDS));
         // What the client sends reads back as what it meant.
         let back: Service = serde_json::from_value(to(&Service::from(&spec))).unwrap();
         assert_eq!(back, Service::from(&spec));

@@ -74,6 +74,8 @@ pub struct Control {
     vrrp: Mutex<Vec<InstanceStatus>>,
     /// The HA thread's counters for `stats` (`sync`), when connection sync runs.
     ha_stats: Mutex<Option<HaStatsFn>>,
+    /// `director.drain`: the operator asked this director to stop announcing its VIPs.
+    draining: AtomicBool,
 }
 
 /// What `stats` shows of connection sync (set by the daemon once its sync thread runs).
@@ -110,7 +112,22 @@ impl Control {
             build: Build::default(),
             vrrp: Mutex::new(Vec::new()),
             ha_stats: Mutex::new(None),
+            draining: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the director is draining (`director.drain`): nothing is announced to routers.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Start (`true`) or end draining; returns the previous setting.
+    pub fn set_draining(&self, on: bool) -> bool {
+        let was = self.draining.swap(on, Ordering::AcqRel);
+        if was != on {
+            tracing::info!(draining = on, "director drain");
+        }
+        was
     }
 
     /// `stats` shows `f()` as `sync` from now on.
@@ -561,6 +578,12 @@ impl Control {
                     .unwrap_or(DEFAULT_CONNECTIONS as u64) as usize;
                 let conns = self.dp.connections(limit);
                 Ok(json!({ "connections": conns }))
+            }
+            "director.drain" => {
+                fields(p, &params::Drain::FIELDS)?;
+                let on = boolean(p, "on")?.ok_or_else(|| missing("on"))?;
+                let was = self.set_draining(on);
+                Ok(json!({ "draining": on, "was": was }))
             }
             other => Err(RpcError::new(
                 ERR_METHOD,
@@ -2602,5 +2625,41 @@ mod tests {
         assert!(st.get("sync").is_none());
         c.set_ha_stats(Box::new(|| json!({"messages_sent": 3})));
         assert_eq!(ok(&c, "stats", json!({}))["sync"]["messages_sent"], 3);
+    }
+
+    #[test]
+    fn director_drain_sets_and_reports() {
+        let (c, dp) = setup();
+        assert!(!c.draining());
+        let n = dp.publish_count();
+        assert_eq!(
+            ok(&c, "director.drain", json!({"on": true})),
+            json!({"draining": true, "was": false})
+        );
+        assert!(c.draining());
+        // Twice is fine and says so.
+        assert_eq!(
+            ok(&c, "director.drain", json!({"on": true})),
+            json!({"draining": true, "was": true})
+        );
+        assert_eq!(
+            ok(&c, "director.drain", json!({"on": false})),
+            json!({"draining": false, "was": true})
+        );
+        assert!(!c.draining());
+        // Draining is not a model change: no snapshot was published.
+        assert_eq!(dp.publish_count(), n);
+        for (params, want) in [
+            (json!({}), "missing field 'on'"),
+            (json!({"on": null}), "missing field 'on'"),
+            (json!({"on": 1}), "on: expected a boolean"),
+            (json!({"on": "true"}), "on: expected a boolean"),
+            (json!({"on": true, "off": true}), "off"),
+        ] {
+            let (code, msg) = err(&c, "director.drain", params.clone());
+            assert_eq!(code, ERR_PARAMS, "{params}");
+            assert!(msg.contains(want), "{params}: {msg}");
+            assert!(!c.draining(), "{params}");
+        }
     }
 }
