@@ -289,6 +289,9 @@ pub struct Config {
     pub rules: RulesConfig,
     #[serde(default, rename = "neighbour")]
     pub neighbours: Vec<NeighbourConfig>,
+    /// `[announce]`: kernel routes for the VIPs this director can serve, for a BGP daemon.
+    #[serde(default)]
+    pub announce: crate::announce::AnnounceConfig,
     /// `[[vrrp.instance]]`, `[[vrrp.script]]`: VRRP (see docs/ha.md).
     #[serde(default)]
     pub vrrp: VrrpSection,
@@ -336,6 +339,9 @@ impl Config {
 
     /// Check values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.announce
+            .validate()
+            .map_err(|(key, msg)| invalid(key, msg))?;
         let p = &self.port;
         for (key, v) in [
             ("port.rx_descriptors", p.rx_descriptors),

@@ -443,6 +443,21 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
             "VRRP running"
         );
     }
+    if cfg.announce.enabled && kcfg.enabled {
+        let (acfg, name, ctl, st) = (
+            cfg.announce.clone(),
+            kcfg.name.clone(),
+            Arc::clone(&control),
+            Arc::clone(&ha_stop),
+        );
+        let h = unpinned
+            .run(move || crate::announce::spawn(acfg, name, ctl, st))
+            .map_err(|err| EngineError::Thread {
+                name: "announce",
+                err,
+            })?;
+        ha_threads.push(h);
+    }
     let stopper = {
         let (term, stop, ha_stop) = (Arc::clone(&term), Arc::clone(&stop), Arc::clone(&ha_stop));
         unpinned.run(move || {
