@@ -253,6 +253,39 @@ lab_run_case() {
     )
 }
 
+# lab_setup FN: run the suite's set-up FN in a subshell with errexit (so a failing step ends
+# it; its variables do not survive), and on failure print the suite's failure lines and exit.
+lab_setup() {
+    local rc=0
+    set +e
+    (
+        set -e
+        "$1"
+    )
+    rc=$?
+    set -e
+    if ((rc != 0)); then
+        echo "FAIL setup"
+        echo "0 passed, 1 failed"
+        exit 1
+    fi
+}
+
+# lab_run_selected: run every test in SELECTED (see lab_run_case), record each, print the
+# totals; true when none failed.
+lab_run_selected() {
+    local t rc
+    for t in "${SELECTED[@]}"; do
+        set +e
+        lab_run_case "$t"
+        rc=$?
+        set -e
+        lab_record "$t" "$rc"
+    done
+    echo "$PASSED passed, $FAILED failed"
+    ((FAILED == 0))
+}
+
 # lab_rvs_died: true (after showing the end of its log) when the daemon is no longer running.
 lab_rvs_died() {
     pid_alive "$(rvs_pid)" && return 1

@@ -588,29 +588,11 @@ main() {
         }
     done
     trap teardown EXIT
-    local rc=0 t
-    set +e
-    (
-        set -e
-        setup
-    )
-    rc=$?
-    set -e
-    if ((rc != 0)); then
-        echo "FAIL setup"
-        echo "0 passed, 1 failed"
-        exit 1
-    fi
-    for t in "${SELECTED[@]}"; do
-        set +e
-        lab_run_case "$t"
-        rc=$?
-        set -e
-        lab_record "$t" "$rc"
-    done
-    echo "$PASSED passed, $FAILED failed"
+    lab_setup setup
+    local rc=0
+    lab_run_selected || rc=$?
     cat "$MEASURE" >&2
-    ((FAILED == 0))
+    return "$rc"
 }
 
 main "$@"

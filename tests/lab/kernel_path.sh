@@ -235,21 +235,12 @@ main() {
     lab_select_tests "$@"
     lab_require_bins
     trap teardown EXIT
-    local rc=0 t
     setup || {
         echo "FAIL setup"
         echo "0 passed, 1 failed"
         exit 1
     }
-    for t in "${SELECTED[@]}"; do
-        set +e
-        lab_run_case "$t"
-        rc=$?
-        set -e
-        lab_record "$t" "$rc"
-    done
-    echo "$PASSED passed, $FAILED failed"
-    ((FAILED == 0))
+    lab_run_selected
 }
 
 main "$@"

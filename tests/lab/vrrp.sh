@@ -635,22 +635,11 @@ main() {
         exit 1
     }
     trap teardown EXIT
-    local rc=0 t
-    setup || {
-        echo "FAIL setup"
-        echo "0 passed, 1 failed"
-        exit 1
-    }
-    for t in "${SELECTED[@]}"; do
-        set +e
-        lab_run_case "$t"
-        rc=$?
-        set -e
-        lab_record "$t" "$rc"
-    done
-    echo "$PASSED passed, $FAILED failed"
+    lab_setup setup
+    local rc=0
+    lab_run_selected || rc=$?
     cat "$MEASURE" >&2
-    ((FAILED == 0))
+    return "$rc"
 }
 
 main "$@"
