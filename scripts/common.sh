@@ -96,6 +96,7 @@ EOF
 # True when PID is a live (non-zombie) process.
 pid_alive() {
     local pid=$1 state
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
     [[ -r /proc/$pid/stat ]] || return 1
     state=$(sed -e 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) || return 1
     [[ -n $state && $state != Z && $state != X ]]

@@ -30,6 +30,9 @@ PKGS=(
     nginx-light curl iproute2 ethtool socat python3 python3-venv procps ca-certificates iputils-ping
     # BGP for the ECMP lab (tests/lab/ecmp.sh); its service is not started by the install.
     bird2
+    # The VRRP lab's split-brain case cuts the adverts between the directors with an nft bridge
+    # table (tests/lab/vrrp.sh).
+    nftables
 )
 # perf/bench.sh: dpdk-testpmd (in dpdk-dev on Debian 12, not in dpdk), python3 (above; bench.py
 # and gen_pcap.py use its standard library only), stdbuf (coreutils); perf/profile.sh: perf and

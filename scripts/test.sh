@@ -26,7 +26,7 @@ step() {
 }
 
 if command -v shellcheck >/dev/null 2>&1; then
-    step shellcheck shellcheck -x scripts/*.sh perf/*.sh tests/lab/run.sh tests/lab/issue3.sh tests/lab/kernel_path.sh tests/lab/health.sh tests/soak.sh
+    step shellcheck shellcheck -x scripts/*.sh perf/*.sh tests/lab/run.sh tests/lab/issue3.sh tests/lab/kernel_path.sh tests/lab/health.sh tests/lab/vrrp.sh tests/lab/ecmp.sh tests/soak.sh
 fi
 step house scripts/check-house.sh
 # The dataplane, control and rvsadm crates build and pass their tests without DPDK: pkg-config
@@ -45,12 +45,16 @@ step fuzz "$REPO_ROOT/scripts/fuzz.sh" 30
 step build cargo build --release
 if [[ " ${failed[*]} " == *" build "* ]]; then
     log "== lab tests skipped: the release build failed"
-    failed+=(lab-tests lab-tests-issue3 lab-tests-kernel lab-tests-health soak-60s)
+    failed+=(lab-tests lab-tests-issue3 lab-tests-kernel lab-tests-health lab-tests-vrrp lab-tests-ecmp soak-60s)
 else
     step lab-tests "$REPO_ROOT/tests/lab/run.sh"
     step lab-tests-issue3 "$REPO_ROOT/tests/lab/issue3.sh"
     step lab-tests-kernel "$REPO_ROOT/tests/lab/kernel_path.sh"
     step lab-tests-health "$REPO_ROOT/tests/lab/health.sh"
+    # VRRP failover with connection sync, rvs with keepalived (issue 14, parts 1 and 2).
+    step lab-tests-vrrp "$REPO_ROOT/tests/lab/vrrp.sh"
+    # Active/active behind an ECMP router that learns the VIP from BIRD (issue 14, part 3).
+    step lab-tests-ecmp "$REPO_ROOT/tests/lab/ecmp.sh"
     # The soak's short form (the full one is `tests/soak.sh`, 600 s: perf/soak.md).
     step soak-60s "$REPO_ROOT/tests/soak.sh" 60
 fi
