@@ -124,6 +124,8 @@ fn main() {
         // Hot-plugged virtual devices (the kernel interface) and their MAC.
         .allowlist_function("rte_dev_probe")
         .allowlist_function("rte_eth_dev_default_mac_addr_set")
+        .allowlist_function("rte_eth_dev_rss_hash_conf_get")
+        .allowlist_function("rte_eth_dev_rss_reta_query")
         // Types.
         .allowlist_type("rte_mbuf")
         .allowlist_type("rte_mempool")

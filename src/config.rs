@@ -438,6 +438,12 @@ impl Config {
             ));
         }
         self.kernel.validate()?;
+        if self.announce.enabled && !self.kernel.enabled {
+            return Err(invalid(
+                "announce.enabled",
+                "the VIP routes are kernel routes on the kernel interface: set [kernel] enabled = true",
+            ));
+        }
         self.ha()?;
         if self.control.socket.as_os_str().is_empty() {
             return Err(invalid("control.socket", "empty path"));
@@ -667,6 +673,10 @@ pub struct SyncSection {
     /// Longest wait for a bulk resync, seconds (default 5).
     #[serde(default)]
     pub resync_timeout: Option<Seconds>,
+    /// A master re-sends its whole table this often, seconds (default 300; 0 = never), so
+    /// backups keep long-lived flows that only see data.
+    #[serde(default)]
+    pub refresh: Option<Seconds>,
 }
 
 /// Bounds of the HA keys.
@@ -674,6 +684,7 @@ const MAX_NAME: usize = 64;
 const MAX_PREEMPT_DELAY_MS: u64 = 1_000_000;
 const MAX_GARP_MS: u64 = 3_600_000;
 const MAX_WAIT_MS: u64 = 600_000;
+const MAX_REFRESH_MS: u64 = 86_400_000;
 const MAX_SCRIPT_MS: u64 = 3_600_000;
 const MAX_SYNC_RING: usize = 1 << 20;
 const MAX_FLUSH_MS: u32 = 10_000;
@@ -996,6 +1007,15 @@ impl Config {
             if let Some(v) = s.resync_timeout {
                 sc.resync_timeout_ms = seconds_ms("sync.resync_timeout", v, 0, MAX_WAIT_MS)?;
             }
+            if let Some(v) = s.refresh {
+                sc.refresh_ms = seconds_ms("sync.refresh", v, 0, MAX_REFRESH_MS)?;
+                if sc.refresh_ms != 0 && sc.refresh_ms < 1000 {
+                    return Err(invalid(
+                        "sync.refresh",
+                        "0 (never) or at least 1 s".to_string(),
+                    ));
+                }
+            }
             ha.sync = Some(sc);
         }
         ha.validate().map_err(|e| {
@@ -1235,6 +1255,21 @@ mac = "02:00:00:00:00:11"
             Config::from_str(&format!("{net}enabled = false\ndriver = \"virtio_user\"\n")).unwrap();
         assert!(!c.kernel.enabled);
         assert_eq!(c.kernel.driver, KernelDriver::VirtioUser);
+        // Announcing needs the kernel interface its routes point at.
+        let e = err(&format!(
+            "{net}enabled = false
+[announce]
+enabled = true
+"
+        ));
+        assert!(e.starts_with("announce.enabled:"), "{e}");
+        Config::from_str(&format!(
+            "{net}enabled = true
+[announce]
+enabled = true
+"
+        ))
+        .unwrap();
     }
 
     #[test]
@@ -1346,6 +1381,7 @@ max_message = 1200
 flush_ms = 10
 bulk_resync = false
 resync_timeout = 2.5
+refresh = 120
 "#;
 
     #[test]
@@ -1399,6 +1435,7 @@ resync_timeout = 2.5
         sync.flush_ms = 10;
         sync.bulk_resync = false;
         sync.resync_timeout_ms = 2_500;
+        sync.refresh_ms = 120_000;
         let want = HaConfig {
             instances: vec![a, b],
             scripts: vec![
@@ -1703,6 +1740,14 @@ resync_timeout = 2.5
             (
                 with("resync_timeout = 2.5", "resync_timeout = 601"),
                 "sync.resync_timeout:",
+            ),
+            (
+                with("refresh = 120", "refresh = 0.5"),
+                "sync.refresh: 0 (never) or at least 1 s",
+            ),
+            (
+                with("refresh = 120", "refresh = -1"),
+                "sync.refresh: -1 s is out of range",
             ),
             (
                 with(

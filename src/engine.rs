@@ -89,6 +89,43 @@ fn log_neighbour_events(shared: &Shared, stop: &AtomicBool) {
     }
 }
 
+/// The rings that carry a sync peer's flows to the workers. Each flow goes to the worker whose
+/// rx queue the NIC will give its frames after a takeover: the port's own RSS key and
+/// redirection table, read from the device, decide (worker i polls rx queue i). With one
+/// worker there is nothing to decide; a device that cannot report its RSS setup gets a copy
+/// of each flow in every worker (correct, at the cost of memory), and says so in the log.
+fn sync_rings(port: &Port, workers: usize, ring: usize) -> SyncRings {
+    let rings = SyncRings::new(workers, ring);
+    if workers < 2 {
+        return rings;
+    }
+    match port.rss_setup() {
+        Ok(Some(s)) => {
+            tracing::info!(
+                reta = s.reta.len(),
+                key_bytes = s.key.len(),
+                tcp_ports = s.tcp_ports,
+                udp_ports = s.udp_ports,
+                "connection sync installs each flow in the worker its RSS queue names"
+            );
+            rings.with_router(rvs_dataplane::rss::router(rvs_dataplane::rss::Rss {
+                key: s.key,
+                reta: s.reta,
+                tcp_ports: s.tcp_ports,
+                udp_ports: s.udp_ports,
+            }))
+        }
+        Ok(None) => {
+            tracing::warn!("the port does not spread by RSS: synced flows go to every worker");
+            rings
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the port's RSS setup: synced flows go to every worker");
+            rings
+        }
+    }
+}
+
 /// Command-line overrides of the configuration file.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
@@ -223,7 +260,7 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
     let sync_rings = ha
         .sync
         .as_ref()
-        .map(|s| Arc::new(SyncRings::new(lcores.len(), s.ring)));
+        .map(|s| Arc::new(sync_rings(&port, lcores.len(), s.ring)));
 
     let mut shared = Shared::new(
         cfg.tables.max_services,

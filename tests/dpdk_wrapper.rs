@@ -168,6 +168,11 @@ fn dpdk_wrapper() {
         !rport.rss(),
         "RSS needs more than one rx queue and device support"
     );
+    assert_eq!(
+        rport.rss_setup().expect("rss setup"),
+        None,
+        "no RSS: nothing to route synced flows by"
+    );
     assert_eq!(rport.driver_name(), "net_ring");
     assert!(
         Port::configure(ring, &config(1, 1), &pool).is_err(),

@@ -37,7 +37,9 @@ pub use eal::{lcore_id, pause, tsc, tsc_hz, Eal, LCORE_ID_ANY};
 pub use lcore::{remote_launch, remote_launch_result, wait_lcore, LcoreId};
 pub use mbuf::{Burst, IpCsum, Mbuf, MbufRef};
 pub use mempool::{Mempool, MempoolCounts, MempoolWatch};
-pub use port::{max_queues, port_stats, Link, Port, PortConfig, PortStats, Queue, TxQueue};
+pub use port::{
+    max_queues, port_stats, Link, Port, PortConfig, PortStats, Queue, RssSetup, TxQueue,
+};
 
 /// Linux errno values used for errors this wrapper detects itself.
 mod errno {

@@ -101,6 +101,16 @@ pub struct PortStats {
     pub rx_nombuf: u64,
 }
 
+/// A port's receive-side scaling as the device keeps it: the Toeplitz key, the redirection
+/// table (entry `hash % len` names the rx queue) and which flow types hash their ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RssSetup {
+    pub key: Vec<u8>,
+    pub reta: Vec<u16>,
+    pub tcp_ports: bool,
+    pub udp_ports: bool,
+}
+
 /// Link state from `rte_eth_link_get_nowait`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Link {
@@ -303,6 +313,59 @@ impl Port {
     /// Whether the NIC checks received IPv4 header checksums (`RX_OFFLOAD_IPV4_CKSUM` on).
     pub fn rx_ip_cksum(&self) -> bool {
         self.rx_ip_cksum
+    }
+
+    /// The device's RSS key, redirection table and hashed flow types, or `None` when the port
+    /// does not spread by RSS (one queue, or a device without it). Errors from devices that
+    /// cannot report them (`-ENOTSUP`) are returned as such.
+    pub fn rss_setup(&self) -> Result<Option<RssSetup>, DpdkError> {
+        if !self.rss {
+            return Ok(None);
+        }
+        let id = self.shared.id;
+        let info = dev_info(id)?;
+        let key_len = match info.hash_key_size {
+            0 => 40,
+            n => usize::from(n),
+        };
+        let mut key = vec![0u8; key_len];
+        let mut conf = sys::rte_eth_rss_conf {
+            rss_key: key.as_mut_ptr(),
+            rss_key_len: key_len as u8,
+            ..Default::default()
+        };
+        // SAFETY: conf is valid for the call and its key pointer names key_len writable bytes.
+        check("eth_dev_rss_hash_conf_get", unsafe {
+            sys::rte_eth_dev_rss_hash_conf_get(id, &mut conf)
+        })?;
+        key.truncate(usize::from(conf.rss_key_len).min(key_len));
+        // SAFETY: plain `const uint64_t` objects defined in the shim.
+        let (rss_tcp, rss_udp) = unsafe { (sys::rvs_ETH_RSS_TCP, sys::rvs_ETH_RSS_UDP) };
+        let size = usize::from(info.reta_size);
+        let groups = size.div_ceil(64);
+        let mut entries = vec![sys::rte_eth_rss_reta_entry64::default(); groups];
+        for (g, e) in entries.iter_mut().enumerate() {
+            let n = (size - g * 64).min(64);
+            e.mask = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+        }
+        if size > 0 {
+            // SAFETY: entries holds reta_size / 64 (rounded up) groups, each with its mask set
+            // to the entries the call may write.
+            check("eth_dev_rss_reta_query", unsafe {
+                sys::rte_eth_dev_rss_reta_query(id, entries.as_mut_ptr(), info.reta_size)
+            })?;
+        }
+        let reta = entries
+            .iter()
+            .flat_map(|e| e.reta.iter().copied())
+            .take(size)
+            .collect();
+        Ok(Some(RssSetup {
+            key,
+            reta,
+            tcp_ports: conf.rss_hf & rss_tcp != 0,
+            udp_ports: conf.rss_hf & rss_udp != 0,
+        }))
     }
 
     pub fn rss(&self) -> bool {

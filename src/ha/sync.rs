@@ -102,6 +102,8 @@ pub struct SyncStats {
     pub dumps_abandoned: AtomicU64,
     pub resync_completed: AtomicU64,
     pub resync_timeouts: AtomicU64,
+    /// Periodic whole-table refreshes this director sent as master (`refresh_ms`).
+    pub refreshes: AtomicU64,
 }
 
 /// A copy of [`SyncStats`] at one moment.
@@ -123,6 +125,7 @@ pub struct SyncStatsSnapshot {
     pub dumps_abandoned: u64,
     pub resync_completed: u64,
     pub resync_timeouts: u64,
+    pub refreshes: u64,
 }
 
 impl SyncStats {
@@ -145,6 +148,7 @@ impl SyncStats {
             dumps_abandoned: g(&self.dumps_abandoned),
             resync_completed: g(&self.resync_completed),
             resync_timeouts: g(&self.resync_timeouts),
+            refreshes: g(&self.refreshes),
         }
     }
 
@@ -231,6 +235,7 @@ pub fn spawn(
         serving: None,
         queued: Vec::with_capacity(MAX_REQUESTERS),
         was_master: None,
+        last_refresh: Instant::now(),
         flush: Duration::from_millis(u64::from(opts.cfg.flush_ms.max(1))),
         resync_timeout: Duration::from_millis(u64::from(opts.cfg.resync_timeout_ms)),
         opts,
@@ -366,6 +371,8 @@ struct Runner {
     serving: Option<Serving>,
     queued: Vec<(Ipv4Addr, u64)>,
     was_master: Option<bool>,
+    /// When this director (as master) last sent its whole table, or became master.
+    last_refresh: Instant,
     flush: Duration,
     resync_timeout: Duration,
 }
@@ -421,12 +428,14 @@ impl Runner {
             }
             if master {
                 self.link.resynced.store(true, Release);
+                self.last_refresh = now;
             }
         }
         let received = self.receive(master, now);
         let tx = &mut self.tx;
         let sent = self.rings.drain_out(OUT_PER_ROUND, |r| tx.add(&r, now));
         self.tx.flush_due(now, self.flush);
+        self.refresh_tick(master, now);
         self.serve_dumps(now);
         self.resync_tick(master, now);
         received > 0 || sent > 0
@@ -541,20 +550,46 @@ impl Runner {
         }
     }
 
+    /// As master, every `refresh_ms`: send the whole table again (a dump nobody asked for), so
+    /// the backups' copies of flows that only carry data do not time out there. Waits while
+    /// another dump runs; a requested dump counts as a refresh.
+    fn refresh_tick(&mut self, master: bool, now: Instant) {
+        let every = Duration::from_millis(u64::from(self.opts.cfg.refresh_ms));
+        if !master || every.is_zero() || now.duration_since(self.last_refresh) < every {
+            return;
+        }
+        if self.serving.is_none() && self.queued.is_empty() {
+            self.last_refresh = now;
+            self.start_dump(now, true);
+        }
+    }
+
+    /// Ask the workers for their tables on behalf of the queued requesters (none for a
+    /// refresh).
+    fn start_dump(&mut self, now: Instant, refresh: bool) {
+        let gen = self.rings.request_dump();
+        let requesters = std::mem::take(&mut self.queued);
+        if refresh {
+            bump(&self.stats.refreshes, 1);
+            tracing::debug!("sync: refresh dump {gen}");
+        } else {
+            tracing::info!("sync: bulk dump {gen} for {requesters:?}");
+            self.last_refresh = now;
+        }
+        self.serving = Some(Serving {
+            gen,
+            started: now,
+            requesters,
+            sent_at_start: self.stats.records_sent.load(Relaxed),
+        });
+        self.queued = Vec::with_capacity(MAX_REQUESTERS);
+        self.tx.dumping = true;
+    }
+
     /// Start a queued dump when none runs; end the running one when the workers are done.
     fn serve_dumps(&mut self, now: Instant) {
         if self.serving.is_none() && !self.queued.is_empty() {
-            let gen = self.rings.request_dump();
-            let requesters = std::mem::take(&mut self.queued);
-            tracing::info!("sync: bulk dump {gen} for {requesters:?}");
-            self.serving = Some(Serving {
-                gen,
-                started: now,
-                requesters,
-                sent_at_start: self.stats.records_sent.load(Relaxed),
-            });
-            self.queued = Vec::with_capacity(MAX_REQUESTERS);
-            self.tx.dumping = true;
+            self.start_dump(now, false);
         }
         let Some(s) = &self.serving else { return };
         // Finished is read before the last drain: what a worker pushed before finishing is in
@@ -581,6 +616,7 @@ impl Runner {
         let Some(s) = self.serving.take() else { return };
         let sent = self.stats.records_sent.load(Relaxed) - s.sent_at_start;
         let records = u32::try_from(sent).unwrap_or(u32::MAX);
+        let served = !s.requesters.is_empty();
         for (requester, generation) in s.requesters {
             self.tx.control(|header| Message::DumpEnd {
                 header,
@@ -590,11 +626,13 @@ impl Runner {
             });
             bump(&self.stats.dumps_served, 1);
         }
-        tracing::info!(
-            "sync: bulk dump {} done in {} ms, {sent} records",
-            s.gen,
-            now.duration_since(s.started).as_millis()
-        );
+        if served {
+            tracing::info!(
+                "sync: bulk dump {} done in {} ms, {sent} records",
+                s.gen,
+                now.duration_since(s.started).as_millis()
+            );
+        }
     }
 
     fn start_resync(&mut self, now: Instant, why: &str) {
@@ -944,6 +982,51 @@ mod tests {
         link.want_resync.fetch_add(1, Relaxed);
         wait_until("the gate reopened", || link.resynced.load(Relaxed));
         assert_eq!(stats.snapshot().dumps_requested, 0);
+        stop.store(true, Relaxed);
+        h.join().unwrap();
+    }
+
+    #[test]
+    fn a_master_resends_its_table_every_refresh_period() {
+        let port = free_port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let rings = Arc::new(SyncRings::new(2, 64));
+        let link = Arc::new(SyncLink::default());
+        link.master.store(true, Relaxed);
+        let peer = UdpSocket::bind(("127.0.0.7", port)).unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut o = opts([127, 0, 0, 2], &[[127, 0, 0, 7]], port);
+        o.cfg.refresh_ms = 300;
+        let started = Instant::now();
+        let (h, stats) = spawn(o, rings.clone(), link.clone(), stop.clone()).unwrap();
+        // Nobody asked: the workers are asked for their tables once the period is up, and
+        // what they dump reaches the peer as dump records, with no dump end.
+        let mut buf = [0u8; 1500];
+        for round in 1..=2u16 {
+            workers_dump(&rings, &[rec(round), rec(10 + round)]);
+            let n = peer.recv(&mut buf).unwrap();
+            match codec::decode(&buf[..n]) {
+                Ok(Message::Records { header, records }) => {
+                    assert_ne!(header.flags & FLAG_DUMP, 0, "sent as a dump");
+                    let ports: Vec<u16> = records.iter().map(|r| r.client_port).collect();
+                    assert_eq!(ports.len(), 2, "round {round}: {ports:?}");
+                }
+                other => panic!("round {round}: not records: {other:?}"),
+            }
+            assert!(started.elapsed() >= Duration::from_millis(300 * u64::from(round)));
+        }
+        assert!(stats.snapshot().refreshes >= 2);
+        assert_eq!(
+            stats.snapshot().dumps_served,
+            0,
+            "no requester, no dump end"
+        );
+        // A backup does not refresh.
+        link.master.store(false, Relaxed);
+        wait_until("backup", || !rings.sending());
+        let before = stats.snapshot().refreshes;
+        std::thread::sleep(Duration::from_millis(700));
+        assert_eq!(stats.snapshot().refreshes, before);
         stop.store(true, Relaxed);
         h.join().unwrap();
     }

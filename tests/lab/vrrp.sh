@@ -531,10 +531,30 @@ EOF
         in_client curl -s -o /dev/null --max-time 8 "http://$VIP$SLOW_PATH" &
         loads+=("$!")
     done
+    # Connection sync at this flow rate: A's records and datagrams over the window of
+    # back-to-back requests, and what B received of them.
+    local m0 r0 b0 t0 m1 r1 b1 t1 reqs=0
+    m0=$(sync_field a msgs_sent) r0=$(sync_field a records_sent) b0=$(sync_field b records_received)
+    t0=$(date +%s.%N)
     local end=$((SECONDS + 7))
-    while ((SECONDS < end)); do vip_get / 1 >/dev/null || true; done
-    wait "$pid" || true
+    while ((SECONDS < end)); do
+        vip_get / 1 >/dev/null || true
+        reqs=$((reqs + 1))
+    done
     wait "${loads[@]}" || true
+    t1=$(date +%s.%N)
+    sleep 0.3 # the last batch's flush (flush_ms) and its way to B
+    m1=$(sync_field a msgs_sent) r1=$(sync_field a records_sent) b1=$(sync_field b records_received)
+    wait "$pid" || true
+    local rates
+    rates=$(python3 -c "
+d = $t1 - $t0
+print(round(($reqs + 40) / d, 1), round(($r1 - $r0) / d, 1), round(($m1 - $m0) / d, 1), $r1 - $r0, $b1 - $b0)")
+    local cps rps mps sent got
+    read -r cps rps mps sent got <<<"$rates"
+    echo "sync at the lab's flow rate: $cps new connections/s -> $rps records/s in $mps messages/s (A sent $sent records, B received $got)" >>"$MEASURE"
+    ((sent >= reqs)) || fail "A sent $sent sync records for $reqs new connections"
+    ((got * 100 >= sent * 99)) || fail "B received $got of the $sent records A sent"
     gaps=$(python3 -c "
 import sys
 t = [float(x) for x in open('$LAB_DIR/adverts.txt').read().split()]

@@ -223,6 +223,10 @@ pub struct SyncConfig {
     pub bulk_resync: bool,
     /// Longest wait for a bulk resync to end (default 5000 ms).
     pub resync_timeout_ms: u32,
+    /// A master re-sends its whole table this often (default 300 000 ms; 0 = never), so a
+    /// backup's copy of a long-lived flow does not time out while the flow is still in use
+    /// (new flows and state changes alone never refresh an established flow).
+    pub refresh_ms: u32,
 }
 
 impl SyncConfig {
@@ -236,6 +240,7 @@ impl SyncConfig {
             flush_ms: 20,
             bulk_resync: true,
             resync_timeout_ms: 5000,
+            refresh_ms: 300_000,
         }
     }
 }

@@ -1493,8 +1493,14 @@ impl Worker {
             return 0;
         }
         self.shared.set_clock_ms(now_ms);
-        while let Some(v) = self.shared.next_garp_request() {
-            self.queue_garp(v);
+        // Each request is one frame, repeats of a VIP included (a takeover's `garp_repeat`
+        // with no interval asks for several at once); only snapshot-driven announcements
+        // are merged.
+        while self.garp_pending.len() < self.garp_pending.capacity() {
+            let Some(v) = self.shared.next_garp_request() else {
+                break;
+            };
+            self.garp_pending.push(v);
         }
         let mac = self.port_mac;
         let mut sent = 0;
@@ -4113,6 +4119,13 @@ mod tests {
         assert_eq!(&frames[0][28..32], &VIP.octets());
         assert_eq!(&frames[0][38..42], &VIP.octets());
         assert_eq!(w.housekeeping(20, &mut frames), 0, "once per request");
+        // Three requests at once (garp_repeat 3, no interval): three frames, not one.
+        for _ in 0..3 {
+            assert!(sh.request_garp(u32::from(VIP)));
+        }
+        assert_eq!(w.housekeeping(30, &mut frames), 3);
+        assert!(frames[..3].iter().all(|f| f[38..42] == VIP.octets()));
+        assert_eq!(w.housekeeping(40, &mut frames), 0);
     }
 
     #[test]
