@@ -462,10 +462,27 @@ impl Slots {
     }
 }
 
+/// A deleted real server kept in the destination trash (as IPVS keeps a deleted destination
+/// while connections refer to it): re-added to the same service with the same address and
+/// port, it gets its slot and id back, so the flows still attached to it resume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trashed {
+    pub service: ServiceKey,
+    pub addr: Ipv4Addr,
+    /// Normalised (never 0).
+    pub port: u16,
+    pub slot: u32,
+    pub id: u32,
+}
+
 /// The whole management model.
 #[derive(Debug, Clone)]
 pub struct Model {
     services: Vec<Service>,
+    /// The destination trash, oldest first. Its servers keep their slots (so no other server
+    /// takes them over); the oldest gives its slot up when a new server needs one and none is
+    /// free.
+    trash: Vec<Trashed>,
     pub statics: Vec<StaticNeighbour>,
     /// VIPs a VRRP instance holds while it is not MASTER (sorted): configured, but neither
     /// answered for (ARP) nor forwarded to. Empty without VRRP: every VIP is ours.
@@ -480,6 +497,7 @@ impl Model {
     pub fn new(max_services: u32, max_servers: u32) -> Self {
         Model {
             services: Vec::new(),
+            trash: Vec::new(),
             statics: Vec::new(),
             standby: Vec::new(),
             svc_slots: Slots::new(max_services),
@@ -536,6 +554,32 @@ impl Model {
             .iter_mut()
             .find(|s| s.spec.key == *key)
             .ok_or(ModelError::NoSuchService)
+    }
+
+    /// The destination trash (deleted real servers whose flows may still refer to them).
+    pub fn trash(&self) -> &[Trashed] {
+        &self.trash
+    }
+
+    /// Put a deleted real server of service `service` in the trash (its slot stays taken).
+    fn to_trash(&mut self, service: ServiceKey, rs: &RealServer) {
+        self.trash.retain(|t| t.slot != rs.slot);
+        self.trash.push(Trashed {
+            service,
+            addr: rs.spec.addr,
+            port: rs.spec.port,
+            slot: rs.slot,
+            id: rs.id,
+        });
+    }
+
+    /// A real server slot: a free one, else the oldest trashed server's.
+    fn alloc_rs_slot(&mut self) -> Result<u32, ModelError> {
+        match self.rs_slots.alloc("real server") {
+            Ok(s) => Ok(s),
+            Err(e) if self.trash.is_empty() => Err(e),
+            Err(_) => Ok(self.trash.remove(0).slot),
+        }
     }
 
     fn take_id(&mut self) -> u32 {
@@ -647,8 +691,8 @@ impl Model {
             .ok_or(ModelError::NoSuchService)?;
         let svc = self.services.remove(i);
         self.svc_slots.release(svc.slot);
-        for rs in svc.servers {
-            self.rs_slots.release(rs.slot);
+        for rs in &svc.servers {
+            self.to_trash(svc.spec.key, rs);
         }
         if let Some(s) = svc.sorry {
             self.rs_slots.release(s.slot);
@@ -687,8 +731,18 @@ impl Model {
         }) {
             return Err(ModelError::ServerExists);
         }
-        let slot = self.rs_slots.alloc("real server")?;
-        let id = self.take_id();
+        // Back from the trash (same service, address and port): its slot and id again.
+        let (slot, id) = match self
+            .trash
+            .iter()
+            .position(|t| t.service == *key && t.addr == spec.addr && t.port == spec.port)
+        {
+            Some(i) => {
+                let t = self.trash.remove(i);
+                (t.slot, t.id)
+            }
+            None => (self.alloc_rs_slot()?, self.take_id()),
+        };
         let svc = self.service_mut(key)?;
         svc.servers.push(RealServer {
             spec,
@@ -737,7 +791,7 @@ impl Model {
             .position(|r| r.spec.addr == addr && r.spec.port == port)
             .ok_or(ModelError::NoSuchServer)?;
         let rs = svc.servers.remove(i);
-        self.rs_slots.release(rs.slot);
+        self.to_trash(*key, &rs);
         Ok(())
     }
 
@@ -803,7 +857,7 @@ impl Model {
                         if let Some(o) = &old {
                             self.rs_slots.release(o.slot);
                         }
-                        let slot = self.rs_slots.alloc("real server")?;
+                        let slot = self.alloc_rs_slot()?;
                         let id = self.take_id();
                         Some(SorryServer { spec, slot, id })
                     }
@@ -936,6 +990,49 @@ mod tests {
         let new = m.service(&key(80)).unwrap().servers[1].clone();
         assert_eq!(new.slot, old.slot);
         assert_ne!(new.id, old.id);
+    }
+
+    #[test]
+    fn the_destination_trash_gives_a_readded_server_its_slot_and_id_back() {
+        let mut m = Model::new(2, 3);
+        m.add_service(svc(80, SchedulerKind::Rr)).unwrap();
+        m.add_server(&key(80), rs(11, 1)).unwrap();
+        m.add_server(&key(80), rs(12, 1)).unwrap();
+        let a = m.service(&key(80)).unwrap().servers[0].clone();
+        let b = m.service(&key(80)).unwrap().servers[1].clone();
+        // -d then -a with the same address and port: the same slot and id.
+        m.delete_server(&key(80), a.spec.addr, 0).unwrap();
+        assert_eq!(m.trash().len(), 1);
+        m.add_server(&key(80), rs(11, 3)).unwrap();
+        let back = m.service(&key(80)).unwrap().servers[1].clone();
+        assert_eq!((back.slot, back.id, back.spec.weight), (a.slot, a.id, 3));
+        assert!(m.trash().is_empty());
+        // -C then the same rules again (rvsadm -C; rvsadm -R): every server comes back as it was.
+        m.clear();
+        assert_eq!(m.trash().len(), 2);
+        m.add_service(svc(80, SchedulerKind::Rr)).unwrap();
+        m.add_server(&key(80), rs(12, 1)).unwrap();
+        m.add_server(&key(80), rs(11, 1)).unwrap();
+        let s = m.service(&key(80)).unwrap();
+        assert_eq!((s.servers[0].slot, s.servers[0].id), (b.slot, b.id));
+        assert_eq!((s.servers[1].slot, s.servers[1].id), (a.slot, a.id));
+        // The same address in another service, or another port, is another server.
+        m.add_service(svc(81, SchedulerKind::Rr)).unwrap();
+        m.delete_server(&key(80), b.spec.addr, 0).unwrap();
+        m.add_server(&key(81), rs(12, 1)).unwrap();
+        let other = m.service(&key(81)).unwrap().servers[0].clone();
+        assert_ne!(other.id, b.id);
+        assert_ne!(other.slot, b.slot, "the trashed server keeps its slot");
+        // Out of slots (3: a, other, and b's in the trash): the oldest trashed gives its slot up.
+        m.add_server(&key(81), rs(13, 1)).unwrap();
+        let t = m.service(&key(81)).unwrap().servers[1].clone();
+        assert_eq!(t.slot, b.slot);
+        assert_ne!(t.id, b.id);
+        assert!(m.trash().is_empty());
+        assert!(matches!(
+            m.add_server(&key(81), rs(14, 1)),
+            Err(ModelError::Full { .. })
+        ));
     }
 
     #[test]

@@ -1937,6 +1937,42 @@ mod tests {
     }
 
     #[test]
+    fn a_server_deleted_and_added_back_keeps_its_flows() {
+        let (sh, mut m, mut w) = setup(SchedulerKind::Rr, 1, 1);
+        let owner = establish(&mut w, 0..4, 0);
+        let mine: Vec<u16> = (0..4u16)
+            .filter(|p| owner[*p as usize] == RS1_MAC)
+            .collect();
+        assert_eq!(mine.len(), 2);
+        // rvsadm -d, a frame meanwhile (dropped, the flow stays attached), rvsadm -a.
+        let spec = m.service(&key()).unwrap().servers[0].spec;
+        assert_eq!(spec.addr, RS1);
+        m.delete_server(&key(), RS1, 0).unwrap();
+        sh.publish(&m).unwrap();
+        w.refresh();
+        let mut f = ack(mine[0]);
+        assert_eq!(
+            send(&mut w, &mut f, 1000),
+            Verdict::Drop(DropReason::NoDest)
+        );
+        m.add_server(&key(), spec).unwrap();
+        sh.publish(&m).unwrap();
+        w.refresh();
+        for p in &mine {
+            let mut f = ack(*p);
+            assert_eq!(send(&mut w, &mut f, 2000), Verdict::Forward, "flow {p}");
+            assert_eq!(dst_mac(&f), RS1_MAC, "flow {p} kept its server");
+        }
+        let r = sh.stats(&m);
+        let rs1 = r.services[0]
+            .servers
+            .iter()
+            .find(|s| s.addr == RS1)
+            .unwrap();
+        assert_eq!(rs1.active_conns, 2, "its gauges came back with it");
+    }
+
+    #[test]
     fn deleted_servers_flows_are_rescheduled_with_expire_nodest_conn() {
         let m = model(SchedulerKind::Rr, 1, 1);
         // sloppy_tcp: the ACKs of the flows are scheduled anew (without it they are

@@ -183,7 +183,8 @@ pub struct Snapshot {
     /// Indexed by real server slot; `id` 0 where no server has the slot.
     rs_by_slot: Vec<ServerRef>,
     /// Indexed by real server slot: the id of a server a health check took out of this
-    /// picture (down, still configured), 0 for none. Its flows stay attached to it.
+    /// picture (down, still configured) or of a deleted one in the destination trash, 0 for
+    /// none. Its flows stay attached to it.
     parked: Vec<u32>,
     /// Flow idle timeouts (changed at run time by `--set`).
     pub timeouts: Timeouts,
@@ -241,6 +242,13 @@ impl Snapshot {
         s.epoch = epoch;
         s.lookup = ServiceIndex::with_capacity(model.services().len());
         s.standby = model.standby_vips().iter().map(|&v| u32::from(v)).collect();
+        // The destination trash: deleted servers' flows stay attached (their packets are
+        // dropped as `no_dest`), so they resume if the server is added back.
+        for t in model.trash() {
+            if let Some(p) = s.parked.get_mut(t.slot as usize) {
+                *p = t.id;
+            }
+        }
         for (si, svc) in model.services().iter().enumerate() {
             let scheduled = scheduled(svc);
             let standby = s
