@@ -38,6 +38,67 @@ pub enum ConfigError {
     /// an array-of-tables entry: `vrrp.instance[0].advert_int`).
     #[error("{key}: {msg}")]
     Invalid { key: String, msg: String },
+    /// An [`Invalid`](Self::Invalid) value located in its file (`rvs.toml:12: key: msg`).
+    #[error("{}{}: {err}", .path.display(), line_suffix(*.line))]
+    At {
+        path: PathBuf,
+        line: usize,
+        err: Box<ConfigError>,
+    },
+}
+
+/// The line (from 1) of the value of `key` in TOML `text`: a dotted path as [`ConfigError::
+/// Invalid`] names it, with the index of an array of tables or an array element in brackets
+/// (`vrrp.instance[1].advert_int`, `workers.lcores`). `None` when it cannot be found (a
+/// default value, or a key the message does not spell as a path).
+pub fn line_of(text: &str, key: &str) -> Option<usize> {
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let mut table: &toml_edit::Table = doc.as_table();
+    let mut span = None;
+    let segs: Vec<&str> = key.split('.').collect();
+    for (k, seg) in segs.iter().enumerate() {
+        let (name, index) = match seg.split_once('[') {
+            Some((n, rest)) => (n, Some(rest.strip_suffix(']')?.parse::<usize>().ok()?)),
+            None => (*seg, None),
+        };
+        let last = k + 1 == segs.len();
+        let item = table.get(name)?;
+        span = item.span().or(span);
+        match index {
+            Some(i) => {
+                if let Some(aot) = item.as_array_of_tables() {
+                    let t = aot.get(i)?;
+                    span = t.span().or(span);
+                    table = t;
+                } else {
+                    let v = item.as_array()?.get(i)?;
+                    span = v.span().or(span);
+                    if !last {
+                        break;
+                    }
+                }
+            }
+            None if !last => match item.as_table() {
+                Some(t) => table = t,
+                None => break,
+            },
+            None => {}
+        }
+    }
+    span.map(|r| line_at(text, r.start))
+}
+
+/// `:LINE` after a file name, nothing for line 0 (unknown).
+fn line_suffix(line: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(":{line}")
+    }
+}
+
+fn line_at(text: &str, byte: usize) -> usize {
+    text.get(..byte).map_or(0, |t| t.matches('\n').count()) + 1
 }
 
 fn invalid(key: impl Into<String>, msg: impl Into<String>) -> ConfigError {
@@ -256,6 +317,17 @@ pub struct RulesConfig {
     pub keepalived: Option<PathBuf>,
 }
 
+/// `[state]`: what a graceful stop leaves for the next start.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Where a graceful stop (SIGTERM, SIGINT) saves the flow tables and the next start
+    /// re-installs them from, so established connections keep their real server across a
+    /// restart or an upgrade. Absent: not saved.
+    #[serde(default)]
+    pub flows: Option<PathBuf>,
+}
+
 /// `[[neighbour]]`: a static neighbour entry (no ARP needed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -287,6 +359,9 @@ pub struct Config {
     pub control: ControlConfig,
     #[serde(default)]
     pub rules: RulesConfig,
+    /// `[state]`: the flow tables saved across a restart.
+    #[serde(default)]
+    pub state: StateConfig,
     #[serde(default, rename = "neighbour")]
     pub neighbours: Vec<NeighbourConfig>,
     /// `[announce]`: kernel routes for the VIPs this director can serve, for a BGP daemon.
@@ -325,6 +400,16 @@ impl Config {
         })?;
         Self::from_str(&text).map_err(|e| match e {
             ConfigError::Parse(m) => ConfigError::Parse(format!("{}: {m}", path.display())),
+            ConfigError::Invalid { key, msg } => {
+                // The line of the value when the key is in the file; the file alone when the
+                // offending value is a default or spans sections.
+                let line = line_of(&text, &key).unwrap_or(0);
+                ConfigError::At {
+                    path: path.to_path_buf(),
+                    line,
+                    err: Box::new(ConfigError::Invalid { key, msg }),
+                }
+            }
             other => other,
         })
     }
@@ -393,6 +478,9 @@ impl Config {
                 ),
             ));
         }
+        if let Some(msg) = eal_bad_pci(&self.eal.args) {
+            return Err(invalid("eal.args", msg));
+        }
         if let Some(eal_lcores) = eal_lcore_list(&self.eal.args) {
             if let Some(l) = lcores.iter().find(|l| !eal_lcores.contains(l)) {
                 return Err(invalid(
@@ -445,6 +533,17 @@ impl Config {
             ));
         }
         self.ha()?;
+        if self
+            .state
+            .flows
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty() || p.is_dir())
+        {
+            return Err(invalid(
+                "state.flows",
+                "must name a file (it is written on stop and read on start)",
+            ));
+        }
         if self.control.socket.as_os_str().is_empty() {
             return Err(invalid("control.socket", "empty path"));
         }
@@ -1037,6 +1136,56 @@ impl Config {
 
 /// The lcores named by EAL's `-l` / `--lcores` option when it is a plain list ("0", "0-3,5");
 /// `None` when absent or in a form we do not interpret (e.g. `--lcores` with `@` mappings).
+/// Whether `s` is a PCI address as EAL takes it: `[DOMAIN:]BUS:DEVICE.FUNCTION` in hex
+/// (domain up to 8 digits, bus 2, device 2 below 0x20, function 0..7).
+fn is_pci_address(s: &str) -> bool {
+    let hex = |t: &str, n: std::ops::RangeInclusive<usize>| {
+        n.contains(&t.len()) && t.bytes().all(|b| b.is_ascii_hexdigit())
+    };
+    let (rest, func) = match s.rsplit_once('.') {
+        Some(x) => x,
+        None => return false,
+    };
+    if !(func.len() == 1 && matches!(func.as_bytes()[0], b'0'..=b'7')) {
+        return false;
+    }
+    let parts: Vec<&str> = rest.split(':').collect();
+    let (domain, bus, dev) = match parts.as_slice() {
+        [b, d] => (None, *b, *d),
+        [dom, b, d] => (Some(*dom), *b, *d),
+        _ => return false,
+    };
+    domain.map_or(true, |d| hex(d, 1..=8))
+        && hex(bus, 2..=2)
+        && hex(dev, 2..=2)
+        && u8::from_str_radix(dev, 16).is_ok_and(|d| d < 0x20)
+}
+
+/// The PCI devices named in EAL's allow/block options that are not PCI addresses, e.g.
+/// `-a 0000:03:00` (no function): EAL would fail at start, after the hugepages are taken.
+fn eal_bad_pci(args: &[String]) -> Option<String> {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let value = match a.as_str() {
+            "-a" | "--allow" | "-b" | "--block" | "-w" | "--pci-whitelist" | "--pci-blacklist" => {
+                it.next().map(String::as_str)
+            }
+            _ => ["--allow=", "--block=", "-a", "-b", "-w"]
+                .iter()
+                .find_map(|p| a.strip_prefix(p))
+                .filter(|v| !v.is_empty() && !a.starts_with("--") || a.contains('=')),
+        };
+        let Some(v) = value else { continue };
+        let dev = v.split(',').next().unwrap_or_default();
+        if !is_pci_address(dev) {
+            return Some(format!(
+                "{dev:?} (in {a} {v}) is not a PCI address (DOMAIN:BUS:DEVICE.FUNCTION, e.g. 0000:03:00.0)"
+            ));
+        }
+    }
+    None
+}
+
 fn eal_lcore_list(args: &[String]) -> Option<Vec<u32>> {
     let mut value = None;
     let mut it = args.iter();
@@ -1225,6 +1374,48 @@ mac = "02:00:00:00:00:11"
     }
 
     #[test]
+    fn value_errors_name_the_file_and_line() {
+        let text = "# a comment\n[network]\ndip = \"198.18.0.2\"\n\n[workers]\nlcores = [0, 0]\n\n\
+                    [[vrrp.instance]]\nname = \"A\"\nvrid = 1\nvips = [\"198.18.0.100\"]\n\
+                    [[vrrp.instance]]\nname = \"B\"\nvrid = 2\npriority = 0\nvips = [\"198.18.0.101\"]\n";
+        assert_eq!(line_of(text, "workers.lcores"), Some(6));
+        assert_eq!(line_of(text, "network.dip"), Some(3));
+        assert_eq!(line_of(text, "vrrp.instance[1].priority"), Some(15));
+        assert_eq!(line_of(text, "vrrp.instance[0].vips[0]"), Some(11));
+        for missing in [
+            "tables.persistence",
+            "vrrp.instance[5].vrid",
+            "workers.lcores[x]",
+            "",
+        ] {
+            assert_eq!(line_of(text, missing), None, "{missing:?}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("rvs.toml");
+        std::fs::write(&f, text).unwrap();
+        let e = Config::load(&f).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!("{}:6: workers.lcores: lcore 0 is listed twice", f.display())
+        );
+        // A syntax error names the file once (with toml's own line and column).
+        std::fs::write(&f, "[network\n").unwrap();
+        let e = Config::load(&f).unwrap_err().to_string();
+        assert_eq!(e.matches(&*f.display().to_string()).count(), 1, "{e}");
+        // A value that is a default (not in the file): the file, no line.
+        std::fs::write(
+            &f,
+            "[network]\ndip = \"198.18.0.2\"\n[eal]\nargs = [\"-l\", \"3\"]\n",
+        )
+        .unwrap();
+        let e = Config::load(&f).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("{}: workers.lcores:", f.display())),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn kernel_section_errors_name_the_key() {
         let net = "[network]\ndip = \"198.18.0.2\"\n[kernel]\n";
         let e = err(&format!("{net}enable = false\n"));
@@ -1270,6 +1461,52 @@ enabled = true
 "
         ))
         .unwrap();
+    }
+
+    #[test]
+    fn eal_pci_addresses() {
+        for good in ["0000:03:00.0", "03:00.1", "0000:af:1f.7", "10000:00:00.0"] {
+            assert!(is_pci_address(good), "{good}");
+        }
+        for bad in [
+            "",
+            "0000:03:00",
+            "0000:03:00.8",
+            "0000:3:00.0",
+            "0000:03:20.0",
+            "0000:03:0g.0",
+            "000000000:03:00.0",
+            "03.00.0",
+            "0000:03:00.0.0",
+            "a:b:c:d.0",
+        ] {
+            assert!(!is_pci_address(bad), "{bad:?}");
+        }
+        let v = |a: &[&str]| eal_bad_pci(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(v(&["-l", "1-3", "-a", "0000:03:00.0", "-n", "4"]), None);
+        assert_eq!(v(&["-a", "0000:03:00.0,rxq_cqe_comp_en=1"]), None);
+        assert_eq!(v(&["-a0000:03:00.0", "--allow=04:00.1"]), None);
+        assert_eq!(
+            v(&["--no-pci", "--vdev", "net_af_packet0,iface=veth0"]),
+            None
+        );
+        for bad in [
+            &["-a", "0000:03:00"][..],
+            &["--allow", "eth0"],
+            &["-b", "0000:03:00.9"],
+            &["-a0000:3:0.0"],
+            &["--allow=xyz"],
+        ] {
+            let e = v(bad).unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert!(e.contains("is not a PCI address"), "{e}");
+        }
+        // Through the whole configuration: the key is named.
+        let e = Config::from_str(
+            "[eal]\nargs = [\"-l\", \"0\", \"-a\", \"0000:03:00\"]\n[network]\ndip = \"198.18.0.2\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("eal.args: \"0000:03:00\""), "{e}");
     }
 
     #[test]

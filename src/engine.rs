@@ -131,6 +131,8 @@ fn sync_rings(port: &Port, workers: usize, ring: usize) -> SyncRings {
 pub struct Overrides {
     pub socket: Option<PathBuf>,
     pub rules: Option<PathBuf>,
+    /// The configuration file (read again on SIGHUP; without it SIGHUP reloads nothing).
+    pub config: Option<PathBuf>,
 }
 
 /// Start everything described by `cfg` and run until SIGINT/SIGTERM.
@@ -143,6 +145,10 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&term)).map_err(EngineError::Signal)?;
     }
+    // SIGHUP asks for a reload (crate::reload), done by the service thread.
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+        .map_err(EngineError::Signal)?;
 
     // EAL pins the calling thread to the main lcore, and threads inherit that. The control
     // thread must not share a core with a busy-polling worker, so it is started from a thread
@@ -257,10 +263,13 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
             "VRRP and connection sync run over the kernel path: set [kernel] enabled = true".into(),
         ));
     }
-    let sync_rings = ha
-        .sync
-        .as_ref()
-        .map(|s| Arc::new(sync_rings(&port, lcores.len(), s.ring)));
+    // The rings carry connection sync's records, and the flow tables saved across a restart
+    // ([state] flows), which use the same dump and install machinery.
+    let sync_rings = match (&ha.sync, &cfg.state.flows) {
+        (Some(s), _) => Some(Arc::new(sync_rings(&port, lcores.len(), s.ring))),
+        (None, Some(_)) => Some(Arc::new(sync_rings(&port, lcores.len(), 16384))),
+        (None, None) => None,
+    };
 
     let mut shared = Shared::new(
         cfg.tables.max_services,
@@ -314,10 +323,21 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
     let control = Arc::new(Control::new(model, dp).with_build(crate::BUILD));
 
     if let Some(path) = ov.rules.clone().or_else(|| cfg.rules.file.clone()) {
-        let text = std::fs::read_to_string(&path).map_err(|err| EngineError::RulesFile {
-            path: path.clone(),
-            err,
-        })?;
+        // A missing rules file is an empty rule set (an install ships an empty one; the
+        // services may come from the socket or keepalived.conf).
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!(path = %path.display(), "rules file missing: starting with no rules from it");
+                String::new()
+            }
+            Err(err) => {
+                return Err(EngineError::RulesFile {
+                    path: path.clone(),
+                    err,
+                })
+            }
+        };
         let n = control
             .apply_rules(&text)
             .map_err(|err| EngineError::Rules {
@@ -495,12 +515,56 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
             })?;
         ha_threads.push(h);
     }
+    // The flow tables a graceful stop saved: handed to the workers as they start.
+    let save_to = cfg
+        .state
+        .flows
+        .clone()
+        .zip(sync_rings.clone())
+        .map(|(p, r)| (r, p));
+    let mut feeder = None;
+    if let Some((rings, path)) = &save_to {
+        let t = &cfg.timeouts;
+        let max_age = Duration::from_secs(u64::from(t.tcp.max(t.tcp_fin).max(t.udp)));
+        match crate::flowstate::load(path, max_age) {
+            Ok(Some(loaded)) => {
+                let rings = Arc::clone(rings);
+                let n = loaded.records.len();
+                tracing::info!(path = %path.display(), flows = n, "flow tables: re-installing the saved flows");
+                feeder = Some(
+                    unpinned
+                        .run(move || {
+                            std::thread::Builder::new()
+                                .name("rvs-flows-load".to_string())
+                                .spawn(move || {
+                                    let fed = crate::flowstate::feed(
+                                        &rings,
+                                        &loaded.records,
+                                        Duration::from_secs(30),
+                                    );
+                                    tracing::info!(
+                                        flows = fed,
+                                        of = n,
+                                        "flow tables: saved flows handed to the workers"
+                                    );
+                                })
+                        })
+                        .map_err(|err| EngineError::Thread {
+                            name: "flow-table load",
+                            err,
+                        })?,
+                );
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("flow tables: the saved table is not used: {e}"),
+        }
+    }
     let stopper = {
         let (term, stop, ha_stop) = (Arc::clone(&term), Arc::clone(&stop), Arc::clone(&ha_stop));
         unpinned.run(move || {
             std::thread::Builder::new()
                 .name("rvs-stopper".to_string())
-                .spawn(move || stopper(&term, &stop, &ha_stop, ha_threads))
+                .spawn(move || stopper(&term, &stop, &ha_stop, ha_threads, save_to))
         })
     }
     .map_err(|err| EngineError::Thread {
@@ -554,6 +618,31 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
     }
     tracing::info!(workers = lcores.len(), "forwarding");
 
+    // Reloads (SIGHUP) and systemd's notifications and watchdog.
+    let reloader = ov
+        .config
+        .clone()
+        .map(|config_path| crate::reload::Reloader {
+            config_path,
+            rules_override: ov.rules.clone(),
+            running: cfg.clone(),
+            ha: ha.clone(),
+            director,
+        });
+    let service = {
+        let (control, stop, term) = (Arc::clone(&control), Arc::clone(&stop), Arc::clone(&term));
+        unpinned.run(move || {
+            std::thread::Builder::new()
+                .name("rvs-service".to_string())
+                .spawn(move || service_loop(&control, reloader, &hup, &term, &stop))
+        })
+    }
+    .map_err(|err| EngineError::Thread {
+        name: "service",
+        err,
+    })?;
+    crate::sdnotify::notify("READY=1");
+
     if let Some(job) = main_worker {
         job.run();
     } else {
@@ -570,6 +659,10 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
         }
     }
     let _ = stopper.join();
+    let _ = service.join();
+    if let Some(f) = feeder {
+        let _ = f.join();
+    }
     let _ = ctl_thread.join();
     let _ = neigh_log.join();
     let _ = checker.join();
@@ -586,14 +679,68 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
     result
 }
 
+/// The service thread: a reload on each SIGHUP (`hup`), systemd's watchdog pings while the
+/// control plane answers, and `STOPPING=1` when a stop is asked for; until `stop`.
+fn service_loop(
+    control: &Control,
+    mut reloader: Option<crate::reload::Reloader>,
+    hup: &AtomicBool,
+    term: &AtomicBool,
+    stop: &AtomicBool,
+) {
+    let watchdog = crate::sdnotify::watchdog_from_env();
+    let mut last_ping = std::time::Instant::now();
+    let mut stopping = false;
+    while !stop.load(Ordering::Relaxed) {
+        if !stopping && term.load(Ordering::Relaxed) {
+            stopping = true;
+            crate::sdnotify::notify("STOPPING=1");
+        }
+        if hup.swap(false, Ordering::AcqRel) && !stopping {
+            crate::sdnotify::notify("RELOADING=1");
+            match reloader.as_mut() {
+                Some(r) => match r.reload(control) {
+                    Ok(rep) => {
+                        tracing::info!(
+                            rules = rep.rules,
+                            applied = ?rep.applied,
+                            "reloaded"
+                        );
+                        if !rep.needs_restart.is_empty() {
+                            tracing::warn!(
+                                sections = ?rep.needs_restart,
+                                "reload: these changed but take effect only at the next start; they run as before"
+                            );
+                        }
+                    }
+                    Err(e) => tracing::error!("reload failed, nothing changed: {e}"),
+                },
+                None => tracing::warn!("SIGHUP: no configuration file to reload"),
+            }
+            crate::sdnotify::notify("READY=1");
+        }
+        if let Some(every) = watchdog {
+            if last_ping.elapsed() >= every {
+                // The model lock answers: the control plane is not stuck.
+                let _ = control.model();
+                crate::sdnotify::notify("WATCHDOG=1");
+                last_ping = std::time::Instant::now();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Wait for a stop request (a signal sets `term`; a failed worker sets `stop`), let the HA
 /// threads finish first (a VRRP master sends its priority-0 advert through the still running
-/// kernel path), then stop everything else.
+/// kernel path), save the flow tables (`[state] flows`: the workers still run and dump them),
+/// then stop everything else.
 fn stopper(
     term: &AtomicBool,
     stop: &AtomicBool,
     ha_stop: &AtomicBool,
     ha: Vec<std::thread::JoinHandle<()>>,
+    save_to: Option<(Arc<SyncRings>, PathBuf)>,
 ) {
     while !term.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(20));
@@ -607,6 +754,19 @@ fn stopper(
         // The goodbye adverts are in the kernel interface's queue: give the kernel path a
         // moment to send them.
         std::thread::sleep(Duration::from_millis(100));
+    }
+    // A failed worker (stop already set) cannot dump: only a requested stop saves.
+    if let Some((rings, path)) = save_to.filter(|_| !stop.load(Ordering::Relaxed)) {
+        let t0 = std::time::Instant::now();
+        match crate::flowstate::save(&rings, &path, Duration::from_secs(10)) {
+            Ok(n) => tracing::info!(
+                path = %path.display(),
+                flows = n,
+                ms = t0.elapsed().as_millis() as u64,
+                "flow tables saved"
+            ),
+            Err(e) => tracing::error!(path = %path.display(), "flow tables not saved: {e}"),
+        }
     }
     stop.store(true, Ordering::Relaxed);
 }

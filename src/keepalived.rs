@@ -105,6 +105,16 @@ pub fn apply(control: &Control, loaded: &Loaded) -> Result<usize, KeepalivedErro
         err,
     };
     control.apply_rules(&loaded.rules).map_err(err)?;
+    apply_health(control, loaded)
+}
+
+/// The health settings (checks, sorry server, quorum) of `loaded`'s services, whose rules are
+/// already applied (at start by [`apply`], on a reload with the rules file's).
+pub fn apply_health(control: &Control, loaded: &Loaded) -> Result<usize, KeepalivedError> {
+    let err = |err: RpcError| KeepalivedError::Apply {
+        path: loaded.path.clone(),
+        err,
+    };
     for vs in &loaded.conf.services {
         control
             .set_service_health(&vs.spec.key, vs.health.clone())

@@ -18,10 +18,13 @@ pub mod checker;
 pub mod config;
 pub mod dpdk;
 pub mod engine;
+pub mod flowstate;
 pub mod ha;
 pub mod keepalived;
 pub mod kernel;
+pub mod reload;
 pub mod rssetup;
+pub mod sdnotify;
 
 /// What the control socket's `version` reports for this build.
 pub const BUILD: rvs_control::proto::Build = rvs_control::proto::Build {

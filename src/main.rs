@@ -101,12 +101,16 @@ fn main() -> ExitCode {
             }
         }
         Cmd::CheckConfig { config } => match rvs::config::Config::load(&config) {
-            Ok(cfg) => check_keepalived(&cfg).map_or(ExitCode::from(2), |()| {
-                println!("{}: ok", config.display());
-                ExitCode::SUCCESS
-            }),
+            Ok(cfg) => match check_rules(&cfg).and_then(|()| check_keepalived(&cfg)) {
+                Ok(()) => {
+                    println!("{}: ok", config.display());
+                    ExitCode::SUCCESS
+                }
+                Err(()) => ExitCode::from(2),
+            },
             Err(e) => {
-                eprintln!("rvs: {}: {e}", config.display());
+                // The error names the file (and the line where it can).
+                eprintln!("rvs: {e}");
                 ExitCode::from(2)
             }
         },
@@ -120,11 +124,16 @@ fn main() -> ExitCode {
             let cfg = match rvs::config::Config::load(&config) {
                 Ok(c) => c,
                 Err(e) => {
-                    eprintln!("rvs: {}: {e}", config.display());
+                    eprintln!("rvs: {e}");
                     return ExitCode::from(2);
                 }
             };
-            match rvs::engine::run(cfg, rvs::engine::Overrides { socket, rules }) {
+            let ov = rvs::engine::Overrides {
+                socket,
+                rules,
+                config: Some(config.clone()),
+            };
+            match rvs::engine::run(cfg, ov) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e}");
@@ -132,6 +141,55 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `check-config` of a configuration's rules file, as `run` applies it: a missing file is an
+/// empty rule set (a warning); otherwise every rule must parse and pass the director's checks
+/// (the VIP is not the DIP, real servers on the subnet...), with its line on error.
+fn check_rules(cfg: &rvs::config::Config) -> Result<(), ()> {
+    let Some(path) = &cfg.rules.file else {
+        return Ok(());
+    };
+    let text = match rvs::reload::read_rules(path) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            eprintln!(
+                "rvs: warning: rules file {} does not exist: rvs starts with no rules from it",
+                path.display()
+            );
+            return Ok(());
+        }
+        Err(e) => {
+            eprintln!("rvs: {e}");
+            return Err(());
+        }
+    };
+    let director = rvs_control::proto::Director {
+        dip: cfg.network.dip,
+        prefix_len: cfg.network.prefix_len,
+        mac: [0; 6],
+    };
+    let parsed = match rvs_control::rules::parse(&text) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("rvs: rules file {}: {e}", path.display());
+            return Err(());
+        }
+    };
+    let mut model =
+        rvs_dataplane::model::Model::new(cfg.tables.max_services, cfg.tables.max_servers);
+    match rvs_control::rules::apply_checked(&mut model, &parsed, |m, cmd| {
+        director.check_command(m, cmd)
+    }) {
+        Ok(n) => {
+            println!("{}: {n} rules", path.display());
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("rvs: rules file {}: {e}", path.display());
+            Err(())
         }
     }
 }

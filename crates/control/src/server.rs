@@ -235,6 +235,24 @@ impl Control {
         self.restore(text)
     }
 
+    /// Replace every service by those of `text` (ipvsadm `-S` format), as one change: `-C`
+    /// then the rules, published as a single snapshot, or nothing changes (a bad rule leaves
+    /// the running services as they were). Real servers that stay keep their slot and id
+    /// (the destination trash), so their flows are not disturbed; health settings of services
+    /// and servers that stay are kept. Returns the number of rules.
+    pub fn replace_rules(&self, text: &str) -> Result<usize, RpcError> {
+        let parsed = rules::parse(text).map_err(|e| RpcError::params(e.to_string()))?;
+        let director = self.dp.director();
+        let mut n = 0;
+        self.mutate(|m| {
+            m.clear();
+            n = rules::apply_checked(m, &parsed, |m, cmd| director.check_command(m, cmd))
+                .map_err(|e| RpcError::new(ERR_REFUSED, e.to_string()))?;
+            Ok(())
+        })?;
+        Ok(n)
+    }
+
     fn handle(&self, line: &[u8]) -> String {
         if std::str::from_utf8(line).is_err() {
             return error_line(&Value::Null, ERR_PARSE, "request is not valid UTF-8");
@@ -1459,6 +1477,39 @@ mod tests {
             "server.add",
             json!({"service": svc(), "addr": "198.18.0.12"}),
         );
+    }
+
+    #[test]
+    fn replace_rules_is_one_change_and_keeps_the_servers_that_stay() {
+        let (c, dp) = setup();
+        lab(&c);
+        let before = c.model().services()[0].servers.clone();
+        let n0 = dp.publish_count();
+        // .12 goes, .13 comes, .11 stays (weight changed): one snapshot.
+        let text = "-A -t 198.18.0.100:80 -s wlc\n\
+                    -a -t 198.18.0.100:80 -r 198.18.0.11:80 -g -w 3\n\
+                    -a -t 198.18.0.100:80 -r 198.18.0.13:80 -g -w 1\n";
+        assert_eq!(c.replace_rules(text).unwrap(), 3);
+        assert_eq!(dp.publish_count(), n0 + 1);
+        let m = c.model();
+        let s = &m.services()[0];
+        assert_eq!(s.servers.len(), 2);
+        assert_eq!(
+            (s.servers[0].slot, s.servers[0].id),
+            (before[0].slot, before[0].id)
+        );
+        assert_eq!(s.servers[0].spec.weight, 3);
+        assert_ne!(s.servers[1].id, before[1].id);
+        // A bad rule: refused, nothing changes, nothing published.
+        let bad = "-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r 198.18.0.300:80\n";
+        assert!(c.replace_rules(bad).is_err());
+        let bad2 = "-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.101:80 -r 198.18.0.11:80\n";
+        assert!(c.replace_rules(bad2).is_err());
+        assert_eq!(dp.publish_count(), n0 + 1);
+        assert_eq!(c.model().services(), m.services());
+        // An empty text is an empty rule set.
+        assert_eq!(c.replace_rules("").unwrap(), 0);
+        assert!(c.model().services().is_empty());
     }
 
     #[test]

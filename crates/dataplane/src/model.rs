@@ -562,7 +562,7 @@ impl Model {
     }
 
     /// Put a deleted real server of service `service` in the trash (its slot stays taken).
-    fn to_trash(&mut self, service: ServiceKey, rs: &RealServer) {
+    fn put_in_trash(&mut self, service: ServiceKey, rs: &RealServer) {
         self.trash.retain(|t| t.slot != rs.slot);
         self.trash.push(Trashed {
             service,
@@ -692,7 +692,7 @@ impl Model {
         let svc = self.services.remove(i);
         self.svc_slots.release(svc.slot);
         for rs in &svc.servers {
-            self.to_trash(svc.spec.key, rs);
+            self.put_in_trash(svc.spec.key, rs);
         }
         if let Some(s) = svc.sorry {
             self.rs_slots.release(s.slot);
@@ -791,7 +791,7 @@ impl Model {
             .position(|r| r.spec.addr == addr && r.spec.port == port)
             .ok_or(ModelError::NoSuchServer)?;
         let rs = svc.servers.remove(i);
-        self.to_trash(*key, &rs);
+        self.put_in_trash(*key, &rs);
         Ok(())
     }
 
