@@ -530,6 +530,22 @@ impl Control {
                     .map_err(RpcError::refused)?;
                 self.mutate(|m| m.set_static_neighbour(n).map_err(RpcError::refused))
             }
+            "neighbour.delete" => {
+                fields(p, &["addr"])?;
+                let addr = ipv4(p, "addr")?.ok_or_else(|| missing("addr"))?;
+                self.mutate(|m| m.delete_static_neighbour(addr).map_err(RpcError::refused))
+            }
+            "neighbours" => {
+                fields(p, &[])?;
+                let model = lock(&self.model).clone();
+                let mut statics = model.statics.clone();
+                statics.sort_by_key(|n| n.addr);
+                let list: Vec<Value> = statics
+                    .iter()
+                    .map(|n| json!({"addr": n.addr, "mac": MacAddr(n.mac)}))
+                    .collect();
+                Ok(json!({ "neighbours": list }))
+            }
             "rules.save" => {
                 fields(p, &["sort"])?;
                 let sort = match p.get("sort") {
@@ -2149,6 +2165,66 @@ mod tests {
         );
     }
 
+    /// Issue 15: static neighbours could be set but not listed, deleted or saved.
+    #[test]
+    fn static_neighbours_are_listed_deleted_saved_and_restored() {
+        let (c, _) = setup();
+        assert_eq!(ok(&c, "neighbours", json!({})), json!({"neighbours": []}));
+        for (addr, mac) in [
+            ("198.18.0.14", "02:00:00:00:00:14"),
+            ("198.18.0.13", "02-00-00-00-00-13"),
+        ] {
+            ok(&c, "neighbour.set", json!({"addr": addr, "mac": mac}));
+        }
+        // Sorted by address, MACs written in the one form.
+        let want = json!({"neighbours": [
+            {"addr": "198.18.0.13", "mac": "02:00:00:00:00:13"},
+            {"addr": "198.18.0.14", "mac": "02:00:00:00:00:14"}]});
+        assert_eq!(ok(&c, "neighbours", json!({})), want);
+        ok(
+            &c,
+            "service.add",
+            json!({"proto": "tcp", "vip": "198.18.0.100", "port": 80, "scheduler": "rr"}),
+        );
+        let saved = ok(&c, "rules.save", json!({"sort": true}))["text"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            saved,
+            "--set-neighbour 198.18.0.13 02:00:00:00:00:13\n\
+             --set-neighbour 198.18.0.14 02:00:00:00:00:14\n\
+             -A -t 198.18.0.100:80 -s rr\n"
+        );
+        ok(&c, "neighbour.delete", json!({"addr": "198.18.0.14"}));
+        assert_eq!(c.model().statics.len(), 1);
+        let (code, msg) = err(&c, "neighbour.delete", json!({"addr": "198.18.0.14"}));
+        assert_eq!(
+            (code, msg.as_str()),
+            (ERR_REFUSED, "No such static neighbour 198.18.0.14")
+        );
+        // -C keeps them; the saved text brings back the deleted one (a set replaces).
+        ok(&c, "clear", json!({}));
+        assert_eq!(c.model().statics.len(), 1);
+        assert_eq!(
+            ok(&c, "rules.restore", json!({"text": saved}))["applied"],
+            3
+        );
+        assert_eq!(ok(&c, "neighbours", json!({})), want);
+        // A restored neighbour passes the director's checks (its own MAC here), line named.
+        let (code, msg) = err(
+            &c,
+            "rules.restore",
+            json!({"text": "--delete-neighbour 198.18.0.13\n--set-neighbour 198.18.0.15 02:00:00:00:00:01\n"}),
+        );
+        assert_eq!(code, ERR_REFUSED);
+        assert!(
+            msg.starts_with("line 2: static neighbour 198.18.0.15"),
+            "{msg}"
+        );
+        assert_eq!(ok(&c, "neighbours", json!({})), want);
+    }
+
     #[test]
     fn rules_save_and_restore_all_or_nothing() {
         let (c, dp) = setup();
@@ -2242,7 +2318,8 @@ mod tests {
         #[test]
         fn arbitrary_params_never_panic(method in prop::sample::select(vec![
             "service.add", "service.edit", "service.delete", "server.add", "server.edit",
-            "server.delete", "list", "zero", "neighbour.set", "rules.restore", "rules.save"]),
+            "server.delete", "list", "zero", "neighbour.set", "neighbour.delete", "neighbours",
+            "rules.restore", "rules.save"]),
             port in prop::num::i64::ANY, w in prop::num::i64::ANY, s in "[a-z0-9.: -]{0,20}") {
             let (c, _) = setup();
             let p = json!({"proto": s, "vip": s, "port": port, "service": {"proto": "tcp", "vip": s, "port": port},
