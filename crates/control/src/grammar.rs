@@ -320,7 +320,8 @@ fn short_spec(c: char) -> Option<Spec> {
         'S' => Spec::Cmd(Cmd::Save),
         'h' => Spec::Help,
         'v' => Spec::Version,
-        't' | 'u' | 'f' | 's' | 'M' | 'r' | 'w' | 'x' | 'y' | 'b' => Spec::Val(c),
+        't' | 'u' | 's' | 'M' | 'r' | 'w' | 'x' | 'y' | 'b' => Spec::Val(c),
+        'f' => NO_FWMARK,
         'p' => Spec::Persistent,
         'g' | 'i' | 'm' | 'n' | 'c' | 'X' => Spec::Flag(c),
         '6' => NO_IPV6,
@@ -334,6 +335,10 @@ const NO_OPS: Spec = Spec::Unsupported("one-packet scheduling (-o/--ops) is not 
 const NO_SYNCD: Spec = Spec::Unsupported(
     "connection synchronisation daemons are not started by rvsadm: connection sync is rvs's \
      [sync] section (docs/ha.md); rvsadm -L --daemon shows it",
+);
+const NO_FWMARK: Spec = Spec::Unsupported(
+    "firewall-mark services (-f) are not supported: rvs matches services by protocol, address \
+     and port (-t/-u)",
 );
 const NO_TUN: Spec = Spec::Unsupported("tunnel options are not supported yet");
 
@@ -362,7 +367,7 @@ const LONG: &[(&str, Spec)] = &[
     ("version", Spec::Version),
     ("tcp-service", Spec::Val('t')),
     ("udp-service", Spec::Val('u')),
-    ("fwmark-service", Spec::Val('f')),
+    ("fwmark-service", NO_FWMARK),
     ("scheduler", Spec::Val('s')),
     ("netmask", Spec::Val('M')),
     ("real-server", Spec::Val('r')),
@@ -613,12 +618,6 @@ fn apply_value(raw: &mut Raw, c: char, v: String) -> Result<(), AdmError> {
                 Protocol::Udp
             };
             raw.service = Some((proto, v));
-        }
-        'f' => {
-            return Err(AdmError::usage_error(
-                "firewall-mark services (-f) are not supported: rvs matches services by \
-                 protocol, address and port (-t/-u)",
-            ))
         }
         's' => {
             raw.set_opt(Opt::Scheduler)?;
