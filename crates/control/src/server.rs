@@ -2165,6 +2165,86 @@ mod tests {
         );
     }
 
+    /// The methods of [`Control::dispatch`], read from its source: the arms of its match.
+    fn dispatched_methods() -> Vec<String> {
+        let src = include_str!("server.rs");
+        let start = src.find("    fn dispatch(&self").expect("dispatch");
+        let body = &src[start..];
+        let body = &body[..body.find("            other => Err(").expect("its last arm")];
+        let mut out = Vec::new();
+        for line in body.lines() {
+            // An arm of the top-level match: 12 spaces, then quoted names, then `=>`.
+            let Some(arm) = line.strip_prefix("            \"") else {
+                continue;
+            };
+            let Some((pats, _)) = arm.split_once(" => ") else {
+                continue;
+            };
+            for p in format!("\"{pats}").split(" | ") {
+                out.push(p.trim_matches('"').to_string());
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Method names in backquotes in the first column of the table rows in `text` after
+    /// `heading` (up to the next heading), or in `### ` headings.
+    fn documented(text: &str, heading: &str, table: bool) -> Vec<String> {
+        let start = text.find(heading).expect("the section") + heading.len();
+        let rest = &text[start..];
+        let section = if table {
+            &rest[..rest.find("\n## ").unwrap_or(rest.len())]
+        } else {
+            rest
+        };
+        let mut out = Vec::new();
+        for line in section.lines() {
+            let cell = if table {
+                match line.strip_prefix("| `") {
+                    Some(_) => line.split('|').nth(1).unwrap_or(""),
+                    None => continue,
+                }
+            } else {
+                match line.strip_prefix("### `") {
+                    Some(_) => &line[4..],
+                    None => continue,
+                }
+            };
+            out.extend(cell.split('`').skip(1).step_by(2).map(str::to_string));
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Issue 15: the README's method table had left out `connections`. Every method the
+    /// dispatcher answers is in it and has a section in docs/control.md; neither names a
+    /// method that does not exist.
+    #[test]
+    fn every_method_is_in_the_readme_table_and_docs() {
+        let methods = dispatched_methods();
+        assert!(methods.len() >= 20, "{methods:?}");
+        assert!(methods.contains(&"connections".to_string()));
+        // The names read from the source are methods indeed (and the others are not).
+        let (c, _) = setup();
+        for m in &methods {
+            let v: Value = serde_json::from_str(&c.handle_line(
+                &json!({"jsonrpc": "2.0", "id": 1, "method": m, "params": {"x": 1}}).to_string(),
+            ))
+            .unwrap();
+            assert_ne!(v["error"]["code"], ERR_METHOD, "{m}: {v}");
+        }
+        let readme = documented(
+            include_str!("../../../README.md"),
+            "## Control protocol",
+            true,
+        );
+        assert_eq!(readme, methods, "README.md's method table");
+        let docs = documented(include_str!("../../../docs/control.md"), "## Methods", false);
+        assert_eq!(docs, methods, "docs/control.md's method sections");
+    }
+
     /// Issue 15: static neighbours could be set but not listed, deleted or saved.
     #[test]
     fn static_neighbours_are_listed_deleted_saved_and_restored() {
