@@ -246,7 +246,10 @@ mod tests {
             assert_eq!(reset_arp_after_remove(&lo, vip), *want, "{lo:?}");
         }
         assert_eq!(
-            other_addresses(&[ip("127.0.0.1"), ip("198.18.0.101"), ip("198.18.0.100")], vip),
+            other_addresses(
+                &[ip("127.0.0.1"), ip("198.18.0.101"), ip("198.18.0.100")],
+                vip
+            ),
             [ip("198.18.0.101")]
         );
     }
@@ -264,7 +267,10 @@ mod tests {
             .map(|s| s.parse().unwrap())
             .collect();
         assert_eq!(got, want);
-        assert!(!reset_arp_after_remove(&got, Ipv4Addr::new(198, 18, 0, 100)));
+        assert!(!reset_arp_after_remove(
+            &got,
+            Ipv4Addr::new(198, 18, 0, 100)
+        ));
         assert!(parse_addresses("garbage inet\ninet nope/8\n").is_empty());
     }
 

@@ -470,10 +470,9 @@ impl Runner {
         if self.was_master != Some(master) {
             self.was_master = Some(master);
             self.rings.set_sending(master);
-            self.stats.role.store(
-                if master { ROLE_MASTER } else { ROLE_BACKUP },
-                Relaxed,
-            );
+            self.stats
+                .role
+                .store(if master { ROLE_MASTER } else { ROLE_BACKUP }, Relaxed);
             tracing::info!(
                 "sync: {}",
                 if master {

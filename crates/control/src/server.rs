@@ -2170,7 +2170,9 @@ mod tests {
         let src = include_str!("server.rs");
         let start = src.find("    fn dispatch(&self").expect("dispatch");
         let body = &src[start..];
-        let body = &body[..body.find("            other => Err(").expect("its last arm")];
+        let body = &body[..body
+            .find("            other => Err(")
+            .expect("its last arm")];
         let mut out = Vec::new();
         for line in body.lines() {
             // An arm of the top-level match: 12 spaces, then quoted names, then `=>`.
@@ -2241,7 +2243,11 @@ mod tests {
             true,
         );
         assert_eq!(readme, methods, "README.md's method table");
-        let docs = documented(include_str!("../../../docs/control.md"), "## Methods", false);
+        let docs = documented(
+            include_str!("../../../docs/control.md"),
+            "## Methods",
+            false,
+        );
         assert_eq!(docs, methods, "docs/control.md's method sections");
     }
 
