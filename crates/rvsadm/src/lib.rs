@@ -631,11 +631,11 @@ Options:\n  \
   --tcp-service  -t service-address   service-address is host[:port]\n  \
   --udp-service  -u service-address   service-address is host[:port]\n  \
   --scheduler    -s scheduler         one of rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|mh|fo|ovf,\n  \
-                                      the default scheduler is {DEFAULT_SCHEDULER}.\n  \
+{pad}the default scheduler is {DEFAULT_SCHEDULER}.\n  \
   --persistent   -p [timeout]         persistent service (default {DEFAULT_PERSISTENT_TIMEOUT} s)\n  \
   --netmask      -M netmask           persistent granularity mask\n  \
   --sched-flags  -b flags             scheduler flags (comma-separated: sh-fallback,\n  \
-                                      sh-port, mh-fallback, mh-port)\n  \
+{pad}sh-port, mh-fallback, mh-port)\n  \
   --real-server  -r server-address    server-address is host (and port)\n  \
   --gatewaying   -g                   gatewaying (direct routing) (default)\n  \
   --ipip         -i                   ipip encapsulation (tunneling): refused, not supported yet\n  \
@@ -646,10 +646,10 @@ Options:\n  \
   --connection   -c                   output of current IPVS connections\n  \
   --timeout                           output of timeout (tcp tcpfin udp)\n  \
   --daemon                            output of daemon information (the connection sync of\n  \
-                                      rvs's [sync]: nothing when it is off)\n  \
+{pad}rvs's [sync]: nothing when it is off)\n  \
   --stats                             output of statistics information\n  \
   --rate                              output of rate information (OutPPS/OutBPS are always 0:\n  \
-                                      in direct routing replies bypass the director)\n  \
+{pad}in direct routing replies bypass the director)\n  \
   --exact                             expand numbers (display exact values)\n  \
   --thresholds                        output of thresholds information\n  \
   --persistent-conn                   output of persistent connection info\n  \
@@ -661,15 +661,16 @@ rvs extensions:\n  \
   --neighbours (--neighbors)          add the ARP state of each real server to -L\n  \
   --health                            add each real server's health and the sorry server to -L\n  \
   --set-neighbour (--set-neighbor) address mac\n  \
-                                      add or replace a static neighbour (no ARP for it)\n  \
+{pad}add or replace a static neighbour (no ARP for it)\n  \
   --delete-neighbour (--delete-neighbor) address\n  \
-                                      delete a static neighbour\n  \
+{pad}delete a static neighbour\n  \
   --list-neighbours (--list-neighbors)\n  \
-                                      list the static neighbours\n\n\
+{pad}list the static neighbours\n\n\
 Addresses are always printed numerically (no reverse DNS). Not supported, refused with a\n\
 message: -f/--fwmark-service, -6/--ipv6, -o/--ops, --pe, the tunnel options, and\n\
 --start-daemon/--stop-daemon (connection sync is rvs's [sync] configuration).\n",
         ver = env!("CARGO_PKG_VERSION"),
+        pad = " ".repeat(36),
     )
 }
 
@@ -1380,6 +1381,14 @@ UDP  198.18.0.100:53 wrr persistent 300 mask 255.255.255.0
             );
         }
         assert!(!help.contains("does not support yet"), "{help}");
+        // continuation lines line up with the descriptions
+        let col = "  --tcp-service  -t service-address   ".len();
+        for l in help
+            .lines()
+            .filter(|l| l.trim_start().starts_with("the default scheduler"))
+        {
+            assert_eq!(l.len() - l.trim_start().len(), col, "{l:?}");
+        }
         // the checker itself can fail
         assert!(!has("--set-neigh") && !has("--neighbour"));
     }
