@@ -1383,12 +1383,12 @@ UDP  198.18.0.100:53 wrr persistent 300 mask 255.255.255.0
         assert!(!help.contains("does not support yet"), "{help}");
         // continuation lines line up with the descriptions
         let col = "  --tcp-service  -t service-address   ".len();
-        for l in help
+        let cont: Vec<&str> = help
             .lines()
             .filter(|l| l.trim_start().starts_with("the default scheduler"))
-        {
-            assert_eq!(l.len() - l.trim_start().len(), col, "{l:?}");
-        }
+            .collect();
+        assert_eq!(cont.len(), 1, "{help}");
+        assert_eq!(cont[0].len() - cont[0].trim_start().len(), col, "{cont:?}");
         // the checker itself can fail
         assert!(!has("--set-neigh") && !has("--neighbour"));
     }
