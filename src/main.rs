@@ -48,7 +48,8 @@ enum Cmd {
         /// Print the commands only (the default).
         #[arg(long)]
         print: bool,
-        /// Undo: remove the VIP from lo and restore the kernel's ARP defaults.
+        /// Undo: remove the VIP from lo and restore the kernel's ARP defaults (kept while other
+        /// VIPs stay on lo).
         #[arg(long)]
         remove: bool,
     },
@@ -85,7 +86,34 @@ fn main() -> ExitCode {
             print: _,
             remove,
         } => {
-            let steps = rvs::rssetup::steps(vip, remove);
+            let steps = if remove {
+                // Other VIPs on lo still need the ARP sysctls: keep them then.
+                let reset = match rvs::rssetup::lo_addresses() {
+                    Ok(lo) => {
+                        let others = rvs::rssetup::other_addresses(&lo, vip);
+                        if !others.is_empty() {
+                            let others: Vec<String> =
+                                others.iter().map(ToString::to_string).collect();
+                            eprintln!(
+                                "rvs rs-setup: other addresses stay on lo ({}): the ARP sysctls \
+                                 are kept",
+                                others.join(", ")
+                            );
+                        }
+                        others.is_empty()
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "rvs rs-setup: cannot read the addresses of lo ({e}): the ARP \
+                             sysctls are kept"
+                        );
+                        false
+                    }
+                };
+                rvs::rssetup::remove_steps(vip, reset)
+            } else {
+                rvs::rssetup::steps(vip, false)
+            };
             if !apply {
                 for s in &steps {
                     println!("{}", s.shell());

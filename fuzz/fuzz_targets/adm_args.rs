@@ -26,6 +26,8 @@ fuzz_target!(|data: &[u8]| {
             | Command::EditServer(..)
             | Command::DeleteServer(..)
             | Command::Clear
+            | Command::SetNeighbour(_)
+            | Command::DeleteNeighbour(_)
     ) {
         let line = rules::command_line(&cmd);
         let words: Vec<&str> = line.split_whitespace().collect();

@@ -40,7 +40,7 @@ use serde::Serialize;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -104,6 +104,44 @@ pub struct SyncStats {
     pub resync_timeouts: AtomicU64,
     /// Periodic whole-table refreshes this director sent as master (`refresh_ms`).
     pub refreshes: AtomicU64,
+    /// The role the thread plays now: [`ROLE_MASTER`], [`ROLE_BACKUP`], or 0 before its first
+    /// round.
+    pub role: AtomicU8,
+    /// Who the channel is (fixed at start).
+    pub ident: SyncIdent,
+}
+
+/// [`SyncStats::role`]: sending (the instance sync follows is MASTER).
+pub const ROLE_MASTER: u8 = 1;
+/// [`SyncStats::role`]: receiving.
+pub const ROLE_BACKUP: u8 = 2;
+
+/// What `stats` → `sync` says of the channel besides its counters (what `rvsadm -L --daemon`
+/// prints as ipvsadm's `mcast=` and `syncid=`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SyncIdent {
+    /// The `[[vrrp.instance]]` whose state gives the role.
+    pub instance: String,
+    /// Its VRID: the sync id of the messages sent and accepted.
+    pub vrid: u8,
+    /// The kernel interface the socket is bound to (empty: not bound).
+    pub interface: String,
+    /// The UDP port.
+    pub port: u16,
+    /// Unicast peers; empty: the multicast group.
+    pub peers: Vec<Ipv4Addr>,
+}
+
+impl SyncIdent {
+    pub fn of(opts: &Options) -> Self {
+        SyncIdent {
+            instance: opts.cfg.instance.clone(),
+            vrid: opts.vrid,
+            interface: opts.ifname.clone(),
+            port: opts.cfg.port,
+            peers: opts.cfg.peers.clone(),
+        }
+    }
 }
 
 /// A copy of [`SyncStats`] at one moment.
@@ -152,8 +190,22 @@ impl SyncStats {
         }
     }
 
+    /// The counters, the channel's identity and its role (`"master"`, `"backup"`, or null
+    /// before the thread's first round), one flat object.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self.snapshot()).unwrap_or_default()
+        let mut v = serde_json::to_value(self.snapshot()).unwrap_or_default();
+        if let (Some(o), Ok(serde_json::Value::Object(id))) =
+            (v.as_object_mut(), serde_json::to_value(&self.ident))
+        {
+            o.extend(id);
+            let role = match self.role.load(Relaxed) {
+                ROLE_MASTER => serde_json::json!("master"),
+                ROLE_BACKUP => serde_json::json!("backup"),
+                _ => serde_json::Value::Null,
+            };
+            o.insert("role".into(), role);
+        }
+        v
     }
 }
 
@@ -202,7 +254,10 @@ pub fn spawn(
     stop: Arc<AtomicBool>,
 ) -> io::Result<(JoinHandle<()>, Arc<SyncStats>)> {
     let sock = open(&opts)?;
-    let stats = Arc::new(SyncStats::default());
+    let stats = Arc::new(SyncStats {
+        ident: SyncIdent::of(&opts),
+        ..SyncStats::default()
+    });
     let dests = if opts.cfg.peers.is_empty() {
         vec![SocketAddrV4::new(SYNC_GROUP, opts.cfg.port)]
     } else {
@@ -415,6 +470,9 @@ impl Runner {
         if self.was_master != Some(master) {
             self.was_master = Some(master);
             self.rings.set_sending(master);
+            self.stats
+                .role
+                .store(if master { ROLE_MASTER } else { ROLE_BACKUP }, Relaxed);
             tracing::info!(
                 "sync: {}",
                 if master {
@@ -839,11 +897,27 @@ mod tests {
         assert_eq!(sb.snapshot().lost, 0);
         assert!(sa.snapshot().msgs_sent >= 4, "{:?}", sa.snapshot());
 
+        // `stats` names the channel and the role each plays.
+        let (ja, jb) = (sa.to_json(), sb.to_json());
+        assert_eq!(
+            (&ja["role"], &jb["role"]),
+            (&serde_json::json!("master"), &serde_json::json!("backup"))
+        );
+        assert_eq!(jb["instance"], "VI_1");
+        assert_eq!(jb["vrid"], 51);
+        assert_eq!(jb["interface"], "lo");
+        assert_eq!(jb["port"], port);
+        assert_eq!(jb["peers"], serde_json::json!(["127.0.0.1"]));
+        assert_eq!(jb["records_received"], 152);
+
         // Roles swap: B master, A backup asked by its VRRP runner to resync from B.
         la.master.store(false, Relaxed);
         lb.master.store(true, Relaxed);
         la.want_resync.fetch_add(1, Relaxed);
         wait_until("roles swapped", || rb.sending() && !ra.sending());
+        wait_until("roles in stats", || {
+            sa.to_json()["role"] == "backup" && sb.to_json()["role"] == "master"
+        });
         workers_dump(&rb, &[rec(7)]);
         wait_until("A resynced", || {
             la.resynced.load(Relaxed) && sa.snapshot().resync_completed == 1

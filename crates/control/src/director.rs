@@ -30,6 +30,7 @@ impl Director {
         match cmd {
             Command::AddService(s) => self.check_vip(model, s.key.vip),
             Command::AddServer(_, s) | Command::EditServer(_, s) => self.check_server(model, s),
+            Command::SetNeighbour(n) => self.check_static(n),
             _ => Ok(()),
         }
     }

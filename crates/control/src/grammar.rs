@@ -5,8 +5,10 @@
 
 use crate::proto::{DEFAULT_PERSISTENT_TIMEOUT, DEFAULT_SCHEDULER, MAX_TIMEOUT};
 use rvs_dataplane::model::{
-    parse_flags, Forward, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec, Timeouts,
+    parse_flags, Forward, Protocol, SchedulerKind, ServerSpec, ServiceKey, ServiceSpec,
+    StaticNeighbour, Timeouts,
 };
+use rvs_dataplane::report::MacAddr;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
@@ -83,6 +85,12 @@ pub enum Command {
     },
     Restore,
     SetTimeouts(Timeouts),
+    /// rvs extension: `--set-neighbour ADDR MAC`, add or replace a static neighbour.
+    SetNeighbour(StaticNeighbour),
+    /// rvs extension: `--delete-neighbour ADDR`.
+    DeleteNeighbour(Ipv4Addr),
+    /// rvs extension: `--list-neighbours`.
+    ListNeighbours,
     Version,
     Help,
 }
@@ -110,6 +118,9 @@ enum Cmd {
     Restore,
     Save,
     Zero,
+    SetNeigh,
+    DelNeigh,
+    ListNeigh,
 }
 
 impl Cmd {
@@ -128,6 +139,9 @@ impl Cmd {
             Cmd::Restore => "restore",
             Cmd::Save => "save",
             Cmd::Zero => "zero",
+            Cmd::SetNeigh => "set-neighbour",
+            Cmd::DelNeigh => "delete-neighbour",
+            Cmd::ListNeigh => "list-neighbours",
         }
     }
 }
@@ -222,7 +236,12 @@ fn legality(cmd: Cmd) -> &'static [u8; OPT_COUNT] {
     match cmd {
         Cmd::Add | Cmd::Edit => b"xx+   xxxxxxxxxxxxx xx",
         Cmd::Del => b"xx+xxxxxxxxxxxxxxxxxxx",
-        Cmd::Flush | Cmd::Timeout | Cmd::Restore => b"xxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Flush
+        | Cmd::Timeout
+        | Cmd::Restore
+        | Cmd::SetNeigh
+        | Cmd::DelNeigh
+        | Cmd::ListNeigh => b"xxxxxxxxxxxxxxxxxxxxxx",
         Cmd::List => b" 11xxxxxxxx11      x  ",
         Cmd::AddDest | Cmd::EditDest => b"xx+xxx+    xxxxxxxxxxx",
         Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxxxx",
@@ -301,70 +320,109 @@ fn short_spec(c: char) -> Option<Spec> {
         'S' => Spec::Cmd(Cmd::Save),
         'h' => Spec::Help,
         'v' => Spec::Version,
-        't' | 'u' | 'f' | 's' | 'M' | 'r' | 'w' | 'x' | 'y' | 'b' => Spec::Val(c),
+        't' | 'u' | 's' | 'M' | 'r' | 'w' | 'x' | 'y' | 'b' => Spec::Val(c),
+        'f' => NO_FWMARK,
         'p' => Spec::Persistent,
         'g' | 'i' | 'm' | 'n' | 'c' | 'X' => Spec::Flag(c),
-        '6' => Spec::Unsupported("IPv6 services (-6) are not supported"),
-        'o' => Spec::Unsupported("one-packet scheduling (-o/--ops) is not supported yet"),
+        '6' => NO_IPV6,
+        'o' => NO_OPS,
         _ => return None,
     })
 }
 
+const NO_IPV6: Spec = Spec::Unsupported("IPv6 services (-6) are not supported");
+const NO_OPS: Spec = Spec::Unsupported("one-packet scheduling (-o/--ops) is not supported yet");
+const NO_SYNCD: Spec = Spec::Unsupported(
+    "connection synchronisation daemons are not started by rvsadm: connection sync is rvs's \
+     [sync] section (docs/ha.md); rvsadm -L --daemon shows it",
+);
+const NO_FWMARK: Spec = Spec::Unsupported(
+    "firewall-mark services (-f) are not supported: rvs matches services by protocol, address \
+     and port (-t/-u)",
+);
+const NO_TUN: Spec = Spec::Unsupported("tunnel options are not supported yet");
+
+/// Every long option: its name and meaning (`rvsadm -h` documents each one it accepts, a
+/// test checks).
+const LONG: &[(&str, Spec)] = &[
+    ("add-service", Spec::Cmd(Cmd::Add)),
+    ("edit-service", Spec::Cmd(Cmd::Edit)),
+    ("delete-service", Spec::Cmd(Cmd::Del)),
+    ("add-server", Spec::Cmd(Cmd::AddDest)),
+    ("edit-server", Spec::Cmd(Cmd::EditDest)),
+    ("delete-server", Spec::Cmd(Cmd::DelDest)),
+    ("clear", Spec::Cmd(Cmd::Flush)),
+    ("list", Spec::Cmd(Cmd::List)),
+    ("zero", Spec::Cmd(Cmd::Zero)),
+    ("restore", Spec::Cmd(Cmd::Restore)),
+    ("save", Spec::Cmd(Cmd::Save)),
+    ("set", Spec::Cmd(Cmd::Timeout)),
+    ("set-neighbour", Spec::Cmd(Cmd::SetNeigh)),
+    ("set-neighbor", Spec::Cmd(Cmd::SetNeigh)),
+    ("delete-neighbour", Spec::Cmd(Cmd::DelNeigh)),
+    ("delete-neighbor", Spec::Cmd(Cmd::DelNeigh)),
+    ("list-neighbours", Spec::Cmd(Cmd::ListNeigh)),
+    ("list-neighbors", Spec::Cmd(Cmd::ListNeigh)),
+    ("help", Spec::Help),
+    ("version", Spec::Version),
+    ("tcp-service", Spec::Val('t')),
+    ("udp-service", Spec::Val('u')),
+    ("fwmark-service", NO_FWMARK),
+    ("scheduler", Spec::Val('s')),
+    ("netmask", Spec::Val('M')),
+    ("real-server", Spec::Val('r')),
+    ("weight", Spec::Val('w')),
+    ("u-threshold", Spec::Val('x')),
+    ("l-threshold", Spec::Val('y')),
+    ("sched-flags", Spec::Val('b')),
+    ("persistent", Spec::Persistent),
+    ("gatewaying", Spec::Flag('g')),
+    ("ipip", Spec::Flag('i')),
+    ("masquerading", Spec::Flag('m')),
+    ("numeric", Spec::Flag('n')),
+    ("connection", Spec::Flag('c')),
+    ("exact", Spec::Flag('X')),
+    ("timeout", Spec::Flag('T')),
+    ("daemon", Spec::Flag('Y')),
+    ("stats", Spec::Flag('1')),
+    ("rate", Spec::Flag('2')),
+    ("thresholds", Spec::Flag('3')),
+    ("persistent-conn", Spec::Flag('4')),
+    ("nosort", Spec::Flag('5')),
+    ("sort", Spec::Flag('7')),
+    ("neighbours", Spec::Flag('N')),
+    ("neighbors", Spec::Flag('N')),
+    ("health", Spec::Flag('H')),
+    ("ipv6", NO_IPV6),
+    ("ops", NO_OPS),
+    (
+        "pe",
+        Spec::Unsupported("persistence engines (--pe) are not supported yet"),
+    ),
+    ("start-daemon", NO_SYNCD),
+    ("stop-daemon", NO_SYNCD),
+    ("mcast-interface", NO_SYNCD),
+    ("syncid", NO_SYNCD),
+    ("mcast-group", NO_SYNCD),
+    ("mcast-port", NO_SYNCD),
+    ("mcast-ttl", NO_SYNCD),
+    ("sync-maxlen", NO_SYNCD),
+    ("tun-type", NO_TUN),
+    ("tun-port", NO_TUN),
+    ("tun-nocsum", NO_TUN),
+    ("tun-csum", NO_TUN),
+    ("tun-remcsum", NO_TUN),
+];
+
 fn long_spec(name: &str) -> Option<Spec> {
-    Some(match name {
-        "add-service" => Spec::Cmd(Cmd::Add),
-        "edit-service" => Spec::Cmd(Cmd::Edit),
-        "delete-service" => Spec::Cmd(Cmd::Del),
-        "add-server" => Spec::Cmd(Cmd::AddDest),
-        "edit-server" => Spec::Cmd(Cmd::EditDest),
-        "delete-server" => Spec::Cmd(Cmd::DelDest),
-        "clear" => Spec::Cmd(Cmd::Flush),
-        "list" => Spec::Cmd(Cmd::List),
-        "zero" => Spec::Cmd(Cmd::Zero),
-        "restore" => Spec::Cmd(Cmd::Restore),
-        "save" => Spec::Cmd(Cmd::Save),
-        "set" => Spec::Cmd(Cmd::Timeout),
-        "help" => Spec::Help,
-        "version" => Spec::Version,
-        "tcp-service" => Spec::Val('t'),
-        "udp-service" => Spec::Val('u'),
-        "fwmark-service" => Spec::Val('f'),
-        "scheduler" => Spec::Val('s'),
-        "netmask" => Spec::Val('M'),
-        "real-server" => Spec::Val('r'),
-        "weight" => Spec::Val('w'),
-        "u-threshold" => Spec::Val('x'),
-        "l-threshold" => Spec::Val('y'),
-        "sched-flags" => Spec::Val('b'),
-        "persistent" => Spec::Persistent,
-        "gatewaying" => Spec::Flag('g'),
-        "ipip" => Spec::Flag('i'),
-        "masquerading" => Spec::Flag('m'),
-        "numeric" => Spec::Flag('n'),
-        "connection" => Spec::Flag('c'),
-        "exact" => Spec::Flag('X'),
-        "timeout" => Spec::Flag('T'),
-        "daemon" => Spec::Flag('Y'),
-        "stats" => Spec::Flag('1'),
-        "rate" => Spec::Flag('2'),
-        "thresholds" => Spec::Flag('3'),
-        "persistent-conn" => Spec::Flag('4'),
-        "nosort" => Spec::Flag('5'),
-        "sort" => Spec::Flag('7'),
-        "neighbours" | "neighbors" => Spec::Flag('N'),
-        "health" => Spec::Flag('H'),
-        "ipv6" => Spec::Unsupported("IPv6 services (-6) are not supported"),
-        "ops" => Spec::Unsupported("one-packet scheduling (-o/--ops) is not supported yet"),
-        "pe" => Spec::Unsupported("persistence engines (--pe) are not supported yet"),
-        "start-daemon" | "stop-daemon" | "mcast-interface" | "syncid" | "mcast-group"
-        | "mcast-port" | "mcast-ttl" | "sync-maxlen" => {
-            Spec::Unsupported("connection synchronisation daemons are not supported")
-        }
-        "tun-type" | "tun-port" | "tun-nocsum" | "tun-csum" | "tun-remcsum" => {
-            Spec::Unsupported("tunnel options are not supported yet")
-        }
-        _ => return None,
-    })
+    LONG.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+}
+
+/// The long options the parser accepts (not those it names as unsupported), for `-h`.
+pub fn accepted_long_options() -> impl Iterator<Item = &'static str> {
+    LONG.iter()
+        .filter(|(_, s)| !matches!(s, Spec::Unsupported(_)))
+        .map(|(n, _)| *n)
 }
 
 fn is_option_word(s: &str) -> bool {
@@ -561,12 +619,6 @@ fn apply_value(raw: &mut Raw, c: char, v: String) -> Result<(), AdmError> {
             };
             raw.service = Some((proto, v));
         }
-        'f' => {
-            return Err(AdmError::usage_error(
-                "firewall-mark services (-f) are not supported: rvs matches services by \
-                 protocol, address and port (-t/-u)",
-            ))
-        }
         's' => {
             raw.set_opt(Opt::Scheduler)?;
             raw.scheduler = Some(v);
@@ -648,7 +700,7 @@ fn check_options(cmd: Cmd, raw: &Raw) -> Result<(), AdmError> {
             ));
         }
     }
-    if cmd != Cmd::Timeout {
+    if !matches!(cmd, Cmd::Timeout | Cmd::SetNeigh | Cmd::DelNeigh) {
         if let Some(p) = raw.positional.first() {
             return Err(AdmError::usage_error(format!("unexpected argument {p}")));
         }
@@ -753,6 +805,20 @@ fn addr_error(kind: &str, detail: String) -> AdmError {
     } else {
         AdmError::usage_error(detail)
     }
+}
+
+/// A static neighbour's address: a numeric unicast IPv4 address (never resolved: a neighbour
+/// is named by the address the director sends to).
+fn neighbour_addr(s: &str) -> Result<Ipv4Addr, AdmError> {
+    let a: Ipv4Addr = s
+        .parse()
+        .map_err(|_| AdmError::usage_error(format!("illegal neighbour address `{s}' specified")))?;
+    if a.is_unspecified() || a.is_broadcast() || a.is_multicast() {
+        return Err(AdmError::usage_error(format!(
+            "illegal neighbour address `{s}' specified: not a unicast address"
+        )));
+    }
+    Ok(a)
 }
 
 fn build(cmd: Cmd, raw: Raw, names: Names) -> Result<Command, AdmError> {
@@ -894,6 +960,27 @@ fn build(cmd: Cmd, raw: Raw, names: Names) -> Result<Command, AdmError> {
             nosort: raw.has(Opt::NoSort),
         },
         Cmd::Restore => Command::Restore,
+        Cmd::SetNeigh => {
+            let [addr, mac] = raw.positional.as_slice() else {
+                return Err(AdmError::usage_error(
+                    "--set-neighbour requires an address and a MAC (--set-neighbour ADDR MAC)",
+                ));
+            };
+            let addr = neighbour_addr(addr)?;
+            let mac: MacAddr = mac.parse().map_err(|e: String| {
+                AdmError::usage_error(format!("illegal neighbour MAC specified: {e}"))
+            })?;
+            Command::SetNeighbour(StaticNeighbour { addr, mac: mac.0 })
+        }
+        Cmd::DelNeigh => {
+            let [addr] = raw.positional.as_slice() else {
+                return Err(AdmError::usage_error(
+                    "--delete-neighbour requires one address (--delete-neighbour ADDR)",
+                ));
+            };
+            Command::DeleteNeighbour(neighbour_addr(addr)?)
+        }
+        Cmd::ListNeigh => Command::ListNeighbours,
         Cmd::Timeout => {
             if raw.positional.len() != 3 {
                 return Err(AdmError::usage_error(
@@ -1093,6 +1180,40 @@ mod tests {
         assert_eq!(p("-v").unwrap(), Command::Version);
         assert_eq!(p("--version").unwrap(), Command::Version);
         assert_eq!(p("-h").unwrap(), Command::Help);
+        // rvs extension: static neighbours (either spelling).
+        let n13 = StaticNeighbour {
+            addr: Ipv4Addr::new(198, 18, 0, 13),
+            mac: [2, 0, 0, 0, 0, 0x13],
+        };
+        assert_eq!(
+            p("--set-neighbour 198.18.0.13 02:00:00:00:00:13").unwrap(),
+            Command::SetNeighbour(n13)
+        );
+        assert_eq!(
+            p("--set-neighbor 198.18.0.13 02-00-00-00-00-13").unwrap(),
+            Command::SetNeighbour(n13)
+        );
+        assert_eq!(
+            p("--delete-neighbour 198.18.0.13").unwrap(),
+            Command::DeleteNeighbour(n13.addr)
+        );
+        assert_eq!(p("--list-neighbours").unwrap(), Command::ListNeighbours);
+        assert_eq!(p("--list-neighbors").unwrap(), Command::ListNeighbours);
+    }
+
+    #[test]
+    fn the_long_option_table_is_consistent() {
+        let names: Vec<&str> = LONG.iter().map(|(n, _)| *n).collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "a long option is listed twice");
+        let accepted: Vec<&str> = accepted_long_options().collect();
+        assert!(accepted.contains(&"persistent-conn") && accepted.contains(&"set-neighbour"));
+        assert!(!accepted.contains(&"start-daemon") && !accepted.contains(&"ipv6"));
+        for n in accepted {
+            assert!(long_spec(n).is_some(), "{n}");
+        }
     }
 
     #[test]
@@ -1171,7 +1292,44 @@ mod tests {
             ),
             (
                 "--start-daemon master",
-                "connection synchronisation daemons are not supported",
+                "connection synchronisation daemons are not started by rvsadm",
+            ),
+            (
+                "--set-neighbour 198.18.0.13",
+                "--set-neighbour requires an address and a MAC",
+            ),
+            (
+                "--set-neighbour 198.18.0.13 02:00:00:00:00:13 x",
+                "--set-neighbour requires an address and a MAC",
+            ),
+            (
+                "--set-neighbour 198.18.0 02:00:00:00:00:13",
+                "illegal neighbour address `198.18.0' specified",
+            ),
+            (
+                "--set-neighbour 224.0.0.1 02:00:00:00:00:13",
+                "illegal neighbour address `224.0.0.1' specified: not a unicast address",
+            ),
+            (
+                "--set-neighbour 198.18.0.13 02:00:00:00:13",
+                "illegal neighbour MAC specified: invalid MAC address '02:00:00:00:13'",
+            ),
+            (
+                "--set-neighbour 198.18.0.13 02:00:00:00:00:13 -n",
+                "Illegal 'numeric' option with the 'set-neighbour' command",
+            ),
+            (
+                "--delete-neighbour",
+                "--delete-neighbour requires one address",
+            ),
+            (
+                "--delete-neighbour localhost",
+                "illegal neighbour address `localhost' specified",
+            ),
+            ("--list-neighbours 1", "unexpected argument 1"),
+            (
+                "--list-neighbours -t 198.18.0.100:80",
+                "Illegal 'service-address' option with the 'list-neighbours' command",
             ),
             ("-L --daemon=1", "option `--daemon' does not take a value"),
             (

@@ -4,11 +4,13 @@
 //! # comments and blank lines are allowed
 //! -A -t 198.18.0.100:80 -s rr
 //! -a -t 198.18.0.100:80 -r 198.18.0.11:80 -g -w 1
+//! --set-neighbour 198.18.0.13 02:00:00:00:00:13
 //! ```
 //!
 //! Each line is one ipvsadm command line, parsed by [`crate::grammar::parse_args`] so that rules files
 //! and `rvsadm` agree on every detail (defaults, ranges, messages). Only the commands that change
-//! the table are allowed (`-A -E -D -a -e -d -C`). Host names are not resolved here (the daemon
+//! the table are allowed (`-A -E -D -a -e -d -C`, and rvs's `--set-neighbour` /
+//! `--delete-neighbour` for static neighbours, which `-S` saves before the services). Host names are not resolved here (the daemon
 //! never does DNS); port names come from /etc/services.
 
 use crate::grammar::{self, AdmError, Command, Names};
@@ -39,7 +41,10 @@ pub enum RuleErrorKind {
     /// The line is not a valid ipvsadm command line (ipvsadm's message).
     #[error("{0}")]
     CommandLine(#[from] AdmError),
-    #[error("only -A, -E, -D, -a, -e, -d and -C are allowed in rules: '{0}'")]
+    #[error(
+        "only -A, -E, -D, -a, -e, -d, -C, --set-neighbour and --delete-neighbour are allowed in \
+         rules: '{0}'"
+    )]
     NotARule(String),
     /// The model refused the command (ipvsadm's message).
     #[error(transparent)]
@@ -88,7 +93,9 @@ pub fn parse(text: &str) -> Result<Vec<Rule>, RuleError> {
             | Command::AddServer(..)
             | Command::EditServer(..)
             | Command::DeleteServer(..)
-            | Command::Clear => out.push(Rule { line: line_no, cmd }),
+            | Command::Clear
+            | Command::SetNeighbour(_)
+            | Command::DeleteNeighbour(_) => out.push(Rule { line: line_no, cmd }),
             _ => {
                 return Err(RuleError {
                     line: line_no,
@@ -110,6 +117,8 @@ pub fn apply_command(model: &mut Model, cmd: &Command) -> Result<(), RuleErrorKi
         Command::EditServer(k, s) => model.edit_server(k, *s)?,
         Command::DeleteServer(k, a, p) => model.delete_server(k, *a, *p)?,
         Command::Clear => model.clear(),
+        Command::SetNeighbour(n) => model.set_static_neighbour(*n)?,
+        Command::DeleteNeighbour(a) => model.delete_static_neighbour(*a)?,
         other => return Err(RuleErrorKind::NotARule(format!("{other:?}"))),
     }
     Ok(())
@@ -202,6 +211,17 @@ pub fn command_line(cmd: &Command) -> String {
             let _ = write!(s, "-d {} -r {a}:{p}", svc_arg(k));
         }
         Command::Clear => s.push_str("-C"),
+        Command::SetNeighbour(n) => {
+            let _ = write!(
+                s,
+                "--set-neighbour {} {}",
+                n.addr,
+                rvs_dataplane::report::MacAddr(n.mac)
+            );
+        }
+        Command::DeleteNeighbour(a) => {
+            let _ = write!(s, "--delete-neighbour {a}");
+        }
         other => {
             let _ = write!(s, "# not a rule: {other:?}");
         }
@@ -219,14 +239,19 @@ pub fn emit_rules(rules: &[Rule]) -> String {
     out
 }
 
-/// The `-A`/`-a` commands that rebuild `model`, in model order or, with `sort`, in ipvsadm's
-/// order (protocol, address, port; real servers by address, port).
+/// The commands that rebuild `model`: its static neighbours (`--set-neighbour`, first), then
+/// `-A`/`-a`, in model order or, with `sort`, in ipvsadm's order (protocol, address, port; real
+/// servers by address, port; neighbours by address).
 pub fn commands(model: &Model, sort: bool) -> Vec<Command> {
+    let mut statics = model.statics.clone();
+    if sort {
+        statics.sort_by_key(|n| n.addr);
+    }
+    let mut out: Vec<Command> = statics.into_iter().map(Command::SetNeighbour).collect();
     let mut services: Vec<_> = model.services().iter().collect();
     if sort {
         services.sort_by_key(|s| (s.spec.key.proto.ip_proto(), s.spec.key.vip, s.spec.key.port));
     }
-    let mut out = Vec::new();
     for svc in services {
         out.push(Command::AddService(svc.spec.clone()));
         let mut servers: Vec<_> = svc.servers.iter().collect();
@@ -317,9 +342,11 @@ mod tests {
 -d -t 198.18.0.100:80 -r 198.18.0.12:80
 -D -u 198.18.0.101:0
 -C
+--set-neighbour 198.18.0.13 02:00:00:00:00:13
+--delete-neighbour 198.18.0.13
 ";
         let rules = parse(text).unwrap();
-        assert_eq!(rules.len(), 11);
+        assert_eq!(rules.len(), 13);
         assert_eq!(emit_rules(&rules), text);
         let again = parse(&emit_rules(&rules)).unwrap();
         assert_eq!(again, rules);
@@ -369,6 +396,42 @@ mod tests {
         let mut m2 = Model::new(16, 16);
         apply(&mut m2, &parse(&text).unwrap()).unwrap();
         assert_eq!(emit(&m2, false), text);
+    }
+
+    #[test]
+    fn static_neighbours_are_saved_first_and_restored() {
+        let text = "\
+-A -t 198.18.0.100:80 -s rr
+--set-neighbour 198.18.0.14 02:00:00:00:00:14
+-a -t 198.18.0.100:80 -r 198.18.0.14:80 -g -w 1
+rvsadm --set-neighbor 198.18.0.13 02-00-00-00-00-13
+";
+        let mut m = Model::new(16, 16);
+        assert_eq!(apply(&mut m, &parse(text).unwrap()).unwrap(), 4);
+        let saved = emit(&m, true);
+        assert_eq!(
+            saved,
+            "--set-neighbour 198.18.0.13 02:00:00:00:00:13\n\
+             --set-neighbour 198.18.0.14 02:00:00:00:00:14\n\
+             -A -t 198.18.0.100:80 -s rr\n\
+             -a -t 198.18.0.100:80 -r 198.18.0.14:80 -g -w 1\n"
+        );
+        let mut m2 = Model::new(16, 16);
+        apply(&mut m2, &parse(&saved).unwrap()).unwrap();
+        assert_eq!(emit(&m2, true), saved);
+        apply(&mut m2, &parse("--delete-neighbour 198.18.0.14\n").unwrap()).unwrap();
+        assert_eq!(m2.statics.len(), 1);
+        let e = apply(
+            &mut m2,
+            &parse("\n--delete-neighbour 198.18.0.14\n").unwrap(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 2: No such static neighbour 198.18.0.14"
+        );
+        let e = parse("--list-neighbours\n").unwrap_err();
+        assert!(matches!(e.kind, RuleErrorKind::NotARule(_)), "{e}");
     }
 
     #[test]

@@ -548,6 +548,22 @@ impl Control {
                     .map_err(RpcError::refused)?;
                 self.mutate(|m| m.set_static_neighbour(n).map_err(RpcError::refused))
             }
+            "neighbour.delete" => {
+                fields(p, &["addr"])?;
+                let addr = ipv4(p, "addr")?.ok_or_else(|| missing("addr"))?;
+                self.mutate(|m| m.delete_static_neighbour(addr).map_err(RpcError::refused))
+            }
+            "neighbours" => {
+                fields(p, &[])?;
+                let model = lock(&self.model).clone();
+                let mut statics = model.statics.clone();
+                statics.sort_by_key(|n| n.addr);
+                let list: Vec<Value> = statics
+                    .iter()
+                    .map(|n| json!({"addr": n.addr, "mac": MacAddr(n.mac)}))
+                    .collect();
+                Ok(json!({ "neighbours": list }))
+            }
             "rules.save" => {
                 fields(p, &["sort"])?;
                 let sort = match p.get("sort") {
@@ -2200,6 +2216,152 @@ mod tests {
         );
     }
 
+    /// The methods of [`Control::dispatch`], read from its source: the arms of its match.
+    fn dispatched_methods() -> Vec<String> {
+        let src = include_str!("server.rs");
+        let start = src.find("    fn dispatch(&self").expect("dispatch");
+        let body = &src[start..];
+        let body = &body[..body
+            .find("            other => Err(")
+            .expect("its last arm")];
+        let mut out = Vec::new();
+        for line in body.lines() {
+            // An arm of the top-level match: 12 spaces, then quoted names, then `=>`.
+            let Some(arm) = line.strip_prefix("            \"") else {
+                continue;
+            };
+            let Some((pats, _)) = arm.split_once(" => ") else {
+                continue;
+            };
+            for p in format!("\"{pats}").split(" | ") {
+                out.push(p.trim_matches('"').to_string());
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Method names in backquotes in the first column of the table rows in `text` after
+    /// `heading` (up to the next heading), or in `### ` headings.
+    fn documented(text: &str, heading: &str, table: bool) -> Vec<String> {
+        let start = text.find(heading).expect("the section") + heading.len();
+        let rest = &text[start..];
+        let section = if table {
+            &rest[..rest.find("\n## ").unwrap_or(rest.len())]
+        } else {
+            rest
+        };
+        let mut out = Vec::new();
+        for line in section.lines() {
+            let cell = if table {
+                match line.strip_prefix("| `") {
+                    Some(_) => line.split('|').nth(1).unwrap_or(""),
+                    None => continue,
+                }
+            } else {
+                match line.strip_prefix("### `") {
+                    Some(_) => &line[4..],
+                    None => continue,
+                }
+            };
+            out.extend(cell.split('`').skip(1).step_by(2).map(str::to_string));
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Issue 15: the README's method table had left out `connections`. Every method the
+    /// dispatcher answers is in it and has a section in docs/control.md; neither names a
+    /// method that does not exist.
+    #[test]
+    fn every_method_is_in_the_readme_table_and_docs() {
+        let methods = dispatched_methods();
+        assert!(methods.len() >= 20, "{methods:?}");
+        assert!(methods.contains(&"connections".to_string()));
+        // The names read from the source are methods indeed (and the others are not).
+        let (c, _) = setup();
+        for m in &methods {
+            let v: Value = serde_json::from_str(&c.handle_line(
+                &json!({"jsonrpc": "2.0", "id": 1, "method": m, "params": {"x": 1}}).to_string(),
+            ))
+            .unwrap();
+            assert_ne!(v["error"]["code"], ERR_METHOD, "{m}: {v}");
+        }
+        let readme = documented(
+            include_str!("../../../README.md"),
+            "## Control protocol",
+            true,
+        );
+        assert_eq!(readme, methods, "README.md's method table");
+        let docs = documented(
+            include_str!("../../../docs/control.md"),
+            "## Methods",
+            false,
+        );
+        assert_eq!(docs, methods, "docs/control.md's method sections");
+    }
+
+    /// Issue 15: static neighbours could be set but not listed, deleted or saved.
+    #[test]
+    fn static_neighbours_are_listed_deleted_saved_and_restored() {
+        let (c, _) = setup();
+        assert_eq!(ok(&c, "neighbours", json!({})), json!({"neighbours": []}));
+        for (addr, mac) in [
+            ("198.18.0.14", "02:00:00:00:00:14"),
+            ("198.18.0.13", "02-00-00-00-00-13"),
+        ] {
+            ok(&c, "neighbour.set", json!({"addr": addr, "mac": mac}));
+        }
+        // Sorted by address, MACs written in the one form.
+        let want = json!({"neighbours": [
+            {"addr": "198.18.0.13", "mac": "02:00:00:00:00:13"},
+            {"addr": "198.18.0.14", "mac": "02:00:00:00:00:14"}]});
+        assert_eq!(ok(&c, "neighbours", json!({})), want);
+        ok(
+            &c,
+            "service.add",
+            json!({"proto": "tcp", "vip": "198.18.0.100", "port": 80, "scheduler": "rr"}),
+        );
+        let saved = ok(&c, "rules.save", json!({"sort": true}))["text"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            saved,
+            "--set-neighbour 198.18.0.13 02:00:00:00:00:13\n\
+             --set-neighbour 198.18.0.14 02:00:00:00:00:14\n\
+             -A -t 198.18.0.100:80 -s rr\n"
+        );
+        ok(&c, "neighbour.delete", json!({"addr": "198.18.0.14"}));
+        assert_eq!(c.model().statics.len(), 1);
+        let (code, msg) = err(&c, "neighbour.delete", json!({"addr": "198.18.0.14"}));
+        assert_eq!(
+            (code, msg.as_str()),
+            (ERR_REFUSED, "No such static neighbour 198.18.0.14")
+        );
+        // -C keeps them; the saved text brings back the deleted one (a set replaces).
+        ok(&c, "clear", json!({}));
+        assert_eq!(c.model().statics.len(), 1);
+        assert_eq!(
+            ok(&c, "rules.restore", json!({"text": saved}))["applied"],
+            3
+        );
+        assert_eq!(ok(&c, "neighbours", json!({})), want);
+        // A restored neighbour passes the director's checks (its own MAC here), line named.
+        let (code, msg) = err(
+            &c,
+            "rules.restore",
+            json!({"text": "--delete-neighbour 198.18.0.13\n--set-neighbour 198.18.0.15 02:00:00:00:00:01\n"}),
+        );
+        assert_eq!(code, ERR_REFUSED);
+        assert!(
+            msg.starts_with("line 2: static neighbour 198.18.0.15"),
+            "{msg}"
+        );
+        assert_eq!(ok(&c, "neighbours", json!({})), want);
+    }
+
     #[test]
     fn rules_save_and_restore_all_or_nothing() {
         let (c, dp) = setup();
@@ -2293,7 +2455,8 @@ mod tests {
         #[test]
         fn arbitrary_params_never_panic(method in prop::sample::select(vec![
             "service.add", "service.edit", "service.delete", "server.add", "server.edit",
-            "server.delete", "list", "zero", "neighbour.set", "rules.restore", "rules.save"]),
+            "server.delete", "list", "zero", "neighbour.set", "neighbour.delete", "neighbours",
+            "rules.restore", "rules.save"]),
             port in prop::num::i64::ANY, w in prop::num::i64::ANY, s in "[a-z0-9.: -]{0,20}") {
             let (c, _) = setup();
             let p = json!({"proto": s, "vip": s, "port": port, "service": {"proto": "tcp", "vip": s, "port": port},

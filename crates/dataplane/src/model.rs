@@ -888,6 +888,19 @@ impl Model {
         self.statics.push(n);
         Ok(())
     }
+
+    /// Delete the static neighbour entry of `addr` (the address goes back to ARP if a real
+    /// server still uses it).
+    pub fn delete_static_neighbour(&mut self, addr: Ipv4Addr) -> Result<(), ModelError> {
+        let before = self.statics.len();
+        self.statics.retain(|s| s.addr != addr);
+        if self.statics.len() == before {
+            return Err(ModelError::Invalid(format!(
+                "No such static neighbour {addr}"
+            )));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

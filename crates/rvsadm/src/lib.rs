@@ -384,6 +384,70 @@ pub fn rates(before: &ListReply, after: &ListReply, secs: f64) -> ListReply {
     out
 }
 
+/// `rvsadm --list-neighbours` (an rvs extension): the static neighbours of a `neighbours`
+/// reply, one per line, by address.
+pub fn format_neighbours(reply: &Value) -> Result<String, String> {
+    let list = reply
+        .get("neighbours")
+        .and_then(Value::as_array)
+        .ok_or("missing 'neighbours'")?;
+    let mut out = format!("Static neighbours\n{:<16} MAC\n", "Address");
+    for n in list {
+        let field = |k: &str| {
+            n.get(k)
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("a neighbour without '{k}'"))
+        };
+        let _ = writeln!(out, "{:<16} {}", field("addr")?, field("mac")?);
+    }
+    Ok(out)
+}
+
+/// `rvsadm -L --daemon`: ipvsadm's `master sync daemon (mcast=IF, syncid=N)` or `backup sync
+/// daemon (...)` line for the connection sync of a `stats` reply, nothing when sync is off (no
+/// `sync` object), as ipvsadm prints nothing without a sync daemon. The role is the one the sync
+/// thread reports (`sync.role`), else the state of the VRRP instance it follows (MASTER sends,
+/// anything else receives); the sync id is the instance's VRID; `mcast` is the kernel
+/// interface the sync socket is bound to.
+pub fn format_daemon(stats: &Value) -> String {
+    let Some(sync) = stats.get("sync").filter(|s| s.is_object()) else {
+        return String::new();
+    };
+    let vrrp: &[Value] = stats
+        .get("vrrp")
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice);
+    // The instance sync follows: by name, else the only one.
+    let instance = match sync.get("instance").and_then(Value::as_str) {
+        Some(name) => vrrp
+            .iter()
+            .find(|i| i.get("name").and_then(Value::as_str) == Some(name)),
+        None if vrrp.len() == 1 => vrrp.first(),
+        None => None,
+    };
+    let master = match sync.get("role").and_then(Value::as_str) {
+        Some(r) => r == "master",
+        None => instance
+            .and_then(|i| i.get("state"))
+            .and_then(Value::as_str)
+            .is_some_and(|s| s == "MASTER"),
+    };
+    let syncid = sync
+        .get("vrid")
+        .or_else(|| instance.and_then(|i| i.get("vrid")))
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let ifname = sync
+        .get("interface")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("-");
+    format!(
+        "{} sync daemon (mcast={ifname}, syncid={syncid})\n",
+        if master { "master" } else { "backup" }
+    )
+}
+
 // ---------------------------------------------------------------------------------------------
 // The client side of the control socket.
 // ---------------------------------------------------------------------------------------------
@@ -490,6 +554,11 @@ pub fn request_for(cmd: &Command) -> Option<(&'static str, Value)> {
             }),
         ),
         Command::SetTimeouts(t) => ("timeouts.set", to_json(t)),
+        Command::SetNeighbour(n) => (
+            "neighbour.set",
+            json!({"addr": n.addr, "mac": rvs_dataplane::report::MacAddr(n.mac)}),
+        ),
+        Command::DeleteNeighbour(a) => ("neighbour.delete", json!({ "addr": a })),
         _ => return None,
     })
 }
@@ -520,7 +589,8 @@ pub fn take_socket_arg(args: &mut Vec<String>, env: Option<String>) -> Result<Pa
     ))
 }
 
-/// `rvsadm -h`.
+/// `rvsadm -h`: every command and option the parser accepts (a test checks), what rvs adds,
+/// and what it refuses.
 pub fn usage(program: &str) -> String {
     let p = program;
     format!(
@@ -533,56 +603,74 @@ Usage:\n  \
   {p} -S [-n]\n  \
   {p} -a|e -t|u service-address -r server-address [options]\n  \
   {p} -d -t|u service-address -r server-address\n  \
-  {p} -L|l [options]\n  \
+  {p} -L|l [-t|u service-address] [options]\n  \
   {p} -Z [-t|u service-address]\n  \
   {p} --set tcp tcpfin udp\n  \
+  {p} --set-neighbour address mac\n  \
+  {p} --delete-neighbour address\n  \
+  {p} --list-neighbours\n  \
+  {p} -v\n  \
   {p} -h\n\n\
 Commands:\n\
 Either long or short options are allowed.\n  \
   --add-service     -A        add virtual service with options\n  \
   --edit-service    -E        edit virtual service with options\n  \
   --delete-service  -D        delete virtual service\n  \
-  --clear           -C        clear the whole table\n  \
-  --restore         -R        restore rules from stdin\n  \
-  --save            -S        save rules to stdout\n  \
+  --clear           -C        clear the whole table (static neighbours stay)\n  \
+  --restore         -R        restore rules from stdin (all or nothing)\n  \
+  --save            -S        save rules to stdout (static neighbours first)\n  \
   --add-server      -a        add real server with options\n  \
   --edit-server     -e        edit real server with options\n  \
   --delete-server   -d        delete real server\n  \
   --list            -L|-l     list the table\n  \
   --zero            -Z        zero counters in a service or all services\n  \
-  --set tcp tcpfin udp        set connection timeout values\n  \
-  --help            -h        display this help message\n\n\
+  --set tcp tcpfin udp        set connection timeout values (0 keeps a value)\n  \
+  --help            -h        display this help message\n  \
+  --version         -v        show the version of rvsadm and of the daemon\n\n\
 Options:\n  \
   --tcp-service  -t service-address   service-address is host[:port]\n  \
   --udp-service  -u service-address   service-address is host[:port]\n  \
   --scheduler    -s scheduler         one of rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|mh|fo|ovf,\n  \
-                                      the default scheduler is {DEFAULT_SCHEDULER}.\n  \
-  --persistent   -p [timeout]         persistent service\n  \
+{pad}the default scheduler is {DEFAULT_SCHEDULER}.\n  \
+  --persistent   -p [timeout]         persistent service (default {DEFAULT_PERSISTENT_TIMEOUT} s)\n  \
   --netmask      -M netmask           persistent granularity mask\n  \
-  --sched-flags  -b flags             scheduler flags (comma-separated)\n  \
+  --sched-flags  -b flags             scheduler flags (comma-separated: sh-fallback,\n  \
+{pad}sh-port, mh-fallback, mh-port)\n  \
   --real-server  -r server-address    server-address is host (and port)\n  \
   --gatewaying   -g                   gatewaying (direct routing) (default)\n  \
-  --ipip         -i                   ipip encapsulation (tunneling)\n  \
-  --masquerading -m                   masquerading (NAT)\n  \
+  --ipip         -i                   ipip encapsulation (tunneling): refused, not supported yet\n  \
+  --masquerading -m                   masquerading (NAT): refused, not supported yet\n  \
   --weight       -w weight            capacity of real server\n  \
   --u-threshold  -x uthreshold        upper threshold of connections\n  \
   --l-threshold  -y lthreshold        lower threshold of connections\n  \
   --connection   -c                   output of current IPVS connections\n  \
   --timeout                           output of timeout (tcp tcpfin udp)\n  \
-  --daemon                            output of daemon information\n  \
+  --daemon                            output of daemon information (the connection sync of\n  \
+{pad}rvs's [sync]: nothing when it is off)\n  \
   --stats                             output of statistics information\n  \
-  --rate                              output of rate information\n  \
+  --rate                              output of rate information (OutPPS/OutBPS are always 0:\n  \
+{pad}in direct routing replies bypass the director)\n  \
   --exact                             expand numbers (display exact values)\n  \
   --thresholds                        output of thresholds information\n  \
+  --persistent-conn                   output of persistent connection info\n  \
   --nosort                            disable sorting output of service/server entries\n  \
   --sort                              does nothing, for backwards compatibility\n  \
   --numeric      -n                   numeric output of addresses and ports\n\n\
-rvs options:\n  \
+rvs extensions:\n  \
   --socket PATH                       control socket (env RVS_SOCKET, default {DEFAULT_SOCKET})\n  \
-  --neighbours                        add the ARP state of each real server to -L\n  \
-  --health                            add each real server's health and the sorry server to -L\n\n\
-The daemon says clearly what it does not support yet (schedulers, -i/-m, --set).\n",
+  --neighbours (--neighbors)          add the ARP state of each real server to -L\n  \
+  --health                            add each real server's health and the sorry server to -L\n  \
+  --set-neighbour (--set-neighbor) address mac\n  \
+{pad}add or replace a static neighbour (no ARP for it)\n  \
+  --delete-neighbour (--delete-neighbor) address\n  \
+{pad}delete a static neighbour\n  \
+  --list-neighbours (--list-neighbors)\n  \
+{pad}list the static neighbours\n\n\
+Addresses are always printed numerically (no reverse DNS). Not supported, refused with a\n\
+message: -f/--fwmark-service, -6/--ipv6, -o/--ops, --pe, the tunnel options, and\n\
+--start-daemon/--stop-daemon (connection sync is rvs's [sync] configuration).\n",
         ver = env!("CARGO_PKG_VERSION"),
+        pad = " ".repeat(36),
     )
 }
 
@@ -684,8 +772,24 @@ fn run_inner(
             );
         }
         Command::List { opts, .. } if opts.daemon => {
-            // No connection synchronisation daemon exists: ipvsadm prints nothing then.
-            return Ok(());
+            let mut client = Client::connect(&socket)?;
+            let v = client.call("stats", json!({})).map_err(|e| AdmError {
+                msg: e.msg,
+                code: EXIT_LIST,
+            })?;
+            return write_out(out, &format_daemon(&v));
+        }
+        Command::ListNeighbours => {
+            let mut client = Client::connect(&socket)?;
+            let v = client.call("neighbours", json!({})).map_err(|e| AdmError {
+                msg: e.msg,
+                code: EXIT_LIST,
+            })?;
+            let text = format_neighbours(&v).map_err(|e| AdmError {
+                msg: format!("unexpected neighbours reply from the daemon: {e}"),
+                code: EXIT_LIST,
+            })?;
+            return write_out(out, &text);
         }
         _ => {}
     }
@@ -1248,6 +1352,198 @@ UDP  198.18.0.100:53 wrr persistent 300 mask 255.255.255.0
         h.join().unwrap();
     }
 
+    /// Issue 15: `-h` ended with a stale "does not support yet" line and left out
+    /// `--persistent-conn`. Every long option the parser accepts is in it now, as a whole word.
+    #[test]
+    fn help_names_every_long_option_the_parser_accepts() {
+        let help = usage("rvsadm");
+        let has = |opt: &str| {
+            help.match_indices(opt).any(|(i, _)| {
+                let before = help[..i].chars().next_back();
+                let after = help[i + opt.len()..].chars().next();
+                let word =
+                    |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-');
+                !word(before) && !word(after)
+            })
+        };
+        let mut n = 0;
+        for name in rvs_control::grammar::accepted_long_options() {
+            assert!(has(&format!("--{name}")), "--{name} is not in -h");
+            n += 1;
+        }
+        assert!(n >= 45, "{n} long options");
+        assert!(has("--socket"));
+        // every scheduler, and nothing stale
+        for k in SchedulerKind::ALL {
+            assert!(
+                help.contains(&format!("{k}|")) || help.contains(&format!("|{k},")),
+                "{k}"
+            );
+        }
+        assert!(!help.contains("does not support yet"), "{help}");
+        // continuation lines line up with the descriptions
+        let col = "  --tcp-service  -t service-address   ".len();
+        let cont: Vec<&str> = help
+            .lines()
+            .filter(|l| l.trim_start().starts_with("the default scheduler"))
+            .collect();
+        assert_eq!(cont.len(), 1, "{help}");
+        assert_eq!(cont[0].len() - cont[0].trim_start().len(), col, "{cont:?}");
+        // the checker itself can fail
+        assert!(!has("--set-neigh") && !has("--neighbour"));
+    }
+
+    /// A `stats` reply as the daemon gives it with sync on: the thread's role and identity,
+    /// the VRRP instances.
+    fn stats_with_sync(role: Option<&str>, state: &str) -> Value {
+        let mut sync = json!({"msgs_sent": 3, "instance": "VI_1", "vrid": 51,
+            "interface": "rvs0", "port": 8848, "peers": []});
+        if let Some(r) = role {
+            sync["role"] = json!(r);
+        }
+        json!({"port": {}, "sync": sync, "vrrp": [
+            {"name": "VI_0", "vrid": 50, "state": "MASTER"},
+            {"name": "VI_1", "vrid": 51, "state": state}]})
+    }
+
+    #[test]
+    fn daemon_lines_follow_ipvsadm() {
+        assert_eq!(
+            format_daemon(&stats_with_sync(Some("master"), "MASTER")),
+            "master sync daemon (mcast=rvs0, syncid=51)\n"
+        );
+        assert_eq!(
+            format_daemon(&stats_with_sync(Some("backup"), "BACKUP")),
+            "backup sync daemon (mcast=rvs0, syncid=51)\n"
+        );
+        // the thread's own role wins over the instance state (it follows it within a round)
+        assert_eq!(
+            format_daemon(&stats_with_sync(Some("backup"), "MASTER")),
+            "backup sync daemon (mcast=rvs0, syncid=51)\n"
+        );
+        // no role yet: the state of the instance named (not VI_0, which is MASTER)
+        assert_eq!(
+            format_daemon(&stats_with_sync(None, "FAULT")),
+            "backup sync daemon (mcast=rvs0, syncid=51)\n"
+        );
+        assert_eq!(
+            format_daemon(&stats_with_sync(None, "MASTER")),
+            "master sync daemon (mcast=rvs0, syncid=51)\n"
+        );
+        // an older daemon: counters only; the one instance gives role and sync id
+        let old = json!({"sync": {"msgs_sent": 1}, "vrrp": [{"name": "VI_1", "vrid": 7, "state": "MASTER"}]});
+        assert_eq!(
+            format_daemon(&old),
+            "master sync daemon (mcast=-, syncid=7)\n"
+        );
+        // sync off: nothing, as ipvsadm without a sync daemon (VRRP alone is not sync)
+        assert_eq!(format_daemon(&json!({"port": {}})), "");
+        assert_eq!(
+            format_daemon(&json!({"vrrp": [{"name": "VI_1", "vrid": 51, "state": "MASTER"}]})),
+            ""
+        );
+        assert_eq!(format_daemon(&json!({"sync": null})), "");
+    }
+
+    #[test]
+    fn neighbour_listing_layout() {
+        let v = json!({"neighbours": [{"addr": "198.18.0.13", "mac": "02:00:00:00:00:13"}]});
+        assert_eq!(
+            format_neighbours(&v).unwrap(),
+            "Static neighbours\nAddress          MAC\n198.18.0.13      02:00:00:00:00:13\n"
+        );
+        assert!(format_neighbours(&json!({})).is_err());
+        assert!(format_neighbours(&json!({"neighbours": [{"addr": "198.18.0.13"}]})).is_err());
+    }
+
+    /// Issue 15: static neighbours set with rvsadm are listed, saved by -S (so -R restores
+    /// them) and deleted; -L --daemon prints the sync line once the daemon has sync.
+    #[test]
+    fn neighbours_and_daemon_over_the_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("control.sock");
+        let dp = Arc::new(rvs_control::server::testing::FakeDataplane::default());
+        let control = Arc::new(Control::new(Model::new(8, 8), dp));
+        let stop = Arc::new(AtomicBool::new(false));
+        let h = serve(&sock, control.clone(), stop.clone()).unwrap();
+        let env = Some(sock.display().to_string());
+        let rvsadm = |line: &str, input: &str| -> (i32, String, String) {
+            let args: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let code = run(
+                &args,
+                env.clone(),
+                &mut input.as_bytes(),
+                &mut out,
+                &mut err,
+            );
+            (
+                code,
+                String::from_utf8(out).unwrap(),
+                String::from_utf8(err).unwrap(),
+            )
+        };
+        let empty = "Static neighbours\nAddress          MAC\n";
+        assert_eq!(
+            rvsadm("--list-neighbours", ""),
+            (0, empty.to_string(), String::new())
+        );
+        assert_eq!(
+            rvsadm("--set-neighbour 198.18.0.14 02:00:00:00:00:14", "").0,
+            0
+        );
+        assert_eq!(
+            rvsadm("--set-neighbor 198.18.0.13 02-00-00-00-00-13", "").0,
+            0
+        );
+        assert_eq!(rvsadm("-A -t 198.18.0.100:80 -s rr", "").0, 0);
+        let (code, out, _) = rvsadm("--list-neighbours", "");
+        assert_eq!(code, 0);
+        assert_eq!(
+            out,
+            format!(
+                "{empty}198.18.0.13      02:00:00:00:00:13\n198.18.0.14      02:00:00:00:00:14\n"
+            )
+        );
+        let listed = out;
+        let (code, saved, _) = rvsadm("-S", "");
+        assert_eq!(code, 0);
+        assert_eq!(
+            saved,
+            "--set-neighbour 198.18.0.13 02:00:00:00:00:13\n\
+             --set-neighbour 198.18.0.14 02:00:00:00:00:14\n\
+             -A -t 198.18.0.100:80 -s rr\n"
+        );
+        assert_eq!(rvsadm("--delete-neighbour 198.18.0.14", "").0, 0);
+        let (code, _, err) = rvsadm("--delete-neighbour 198.18.0.14", "");
+        assert_eq!(
+            (code, err.as_str()),
+            (EXIT_REFUSED, "No such static neighbour 198.18.0.14\n")
+        );
+        let (code, _, err) = rvsadm("--set-neighbour 198.18.0.15 02:00:00:00:00:01", "");
+        assert_eq!(code, EXIT_REFUSED);
+        assert!(err.contains("is the director's own MAC"), "{err}");
+        assert_eq!(rvsadm("-C", "").0, 0);
+        assert_eq!(rvsadm("-R", &saved).0, 0);
+        assert_eq!(rvsadm("--list-neighbours", "").1, listed);
+        assert_eq!(rvsadm("-S", "").1, saved);
+        // -L --daemon: nothing while sync is off, the sync line once it runs
+        assert_eq!(rvsadm("-L --daemon", ""), (0, String::new(), String::new()));
+        control.set_ha_stats(Box::new(
+            || json!({"role": "backup", "instance": "VI_1", "vrid": 51, "interface": "rvs0"}),
+        ));
+        assert_eq!(
+            rvsadm("-L --daemon", ""),
+            (
+                0,
+                "backup sync daemon (mcast=rvs0, syncid=51)\n".to_string(),
+                String::new()
+            )
+        );
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
+    }
+
     #[test]
     fn socket_argument_and_env() {
         let mut a = vec![
@@ -1555,7 +1851,15 @@ UDP  198.18.0.100:53 wrr persistent 300 mask 255.255.255.0
             (&["-L", "--socket"], "option `--socket' requires a value"),
             (
                 &["--start-daemon", "master"],
-                "connection synchronisation daemons are not supported",
+                "connection synchronisation daemons are not started by rvsadm",
+            ),
+            (
+                &["--set-neighbour", "198.18.0.13"],
+                "--set-neighbour requires an address and a MAC",
+            ),
+            (
+                &["--delete-neighbour", "198.18.0.13", "02:00:00:00:00:13"],
+                "--delete-neighbour requires one address",
             ),
         ];
         assert!(cases.len() >= 20);
