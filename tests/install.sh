@@ -11,8 +11,6 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 
 ALL_TESTS=(t_files t_check_config t_unit t_wrappers t_reinstall_keeps_config t_uninstall t_purge t_bad_args)
-lab_select_tests "$@"
-lab_require_bins
 
 INSTALL=$REPO_ROOT/scripts/install.sh
 SBIN=/usr/local/sbin
@@ -201,4 +199,6 @@ t_bad_args() {
     grep -q "^ExecStart=/opt/rvs/sbin/rvs " "$d/opt/rvs/lib/systemd/system/rvs.service" || fail "unit not rewritten for /opt/rvs"
 }
 
+lab_select_tests "$@"
+lab_require_bins
 lab_run_selected
