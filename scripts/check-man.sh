@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The man pages, checked: (a) every page in docs/man renders with groff's warnings as errors;
 # (b) every key the daemon's configuration accepts is described in rvs.toml(5), and every
-# section of it appears in the shipped configs/rvs.toml, so the reference cannot drift from the
-# code. The keys are read from the code: the fields of each deserialized `...Config` /
+# section of it appears in the shipped configs/rvs.toml; (c) every option rvsadm parses is in
+# rvsadm(8). So the references cannot drift from the code. The keys are read from the code: the fields of each deserialized `...Config` /
 # `...Section` struct in src/ (and of the dataplane's `Timeouts`, which is `[timeouts]`); the
 # fields of `Config` itself are the sections. Needs groff (package groff-base).
 #
@@ -87,8 +87,24 @@ while read -r st f; do
     fi
 done <<<"$fields"
 
+# (c) Every option rvsadm's parser knows (crates/control/src/grammar.rs: long_spec, short_spec)
+# is in rvsadm(8), supported or not.
+man8=docs/man/rvsadm.8
+grammar=crates/control/src/grammar.rs
+longs=$(awk '/^fn long_spec/,/^}/' "$grammar" | grep -o '"[a-z0-9-]*"' | tr -d '"' | sort -u)
+shorts=$(awk '/^fn short_spec/,/^}/' "$grammar" | grep -o "'[A-Za-z0-9]'" | tr -d "'" | sort -u)
+[[ -n $longs && -n $shorts ]] || fail "no options found in $grammar (has the parser moved?)"
+for o in $longs; do
+    checked=$((checked + 1))
+    grep -qE -- "\\\\-\\\\-$o([^a-z-]|$)" "$man8" || fail "rvsadm option --$o is not in $man8"
+done
+for o in $shorts; do
+    checked=$((checked + 1))
+    grep -qE -- "\\\\-$o([^A-Za-z0-9-]|$)" "$man8" || fail "rvsadm option -$o is not in $man8"
+done
+
 if ((errors)); then
     echo "check-man: $errors problem(s)" >&2
     exit 1
 fi
-echo "check-man: ${#pages[@]} pages render cleanly; $checked configuration keys and sections documented"
+echo "check-man: ${#pages[@]} pages render cleanly; $checked configuration keys, sections and rvsadm options documented"
