@@ -7,21 +7,36 @@
 #                              (Debian 12: package dpdk-dev), perf (linux-perf), addr2line
 #                              (binutils); a missing cargo is then only a warning (the bench
 #                              can measure testpmd alone, ONLY=testpmd)
+#   scripts/deps.sh --runtime  only what a production director runs with: DPDK's libraries and
+#                              dpdk-devbind.py, iproute2, ethtool, kmod (no lab, no test tools)
+#   scripts/deps.sh --runtime --build
+#                              that plus what building rvs needs (libdpdk-dev, clang, ...): a
+#                              production machine that builds rvs itself (scripts/install.sh)
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 bench=0
+runtime=0
+build=0
 for arg in "$@"; do
     case $arg in
     --bench) bench=1 ;;
+    --runtime) runtime=1 ;;
+    --build) build=1 ;;
     -h | --help)
-        sed -n '2,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+        sed -n '2,15s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
         exit 0
         ;;
-    *) die "unknown argument '$arg' (usage: scripts/deps.sh [--bench])" ;;
+    *) die "unknown argument '$arg' (usage: scripts/deps.sh [--bench] | --runtime [--build])" ;;
     esac
 done
+if ((build && !runtime)); then
+    die "--build goes with --runtime (the default already installs the build tools)"
+fi
+if ((runtime && bench)); then
+    die "--bench goes with the default set, not with --runtime"
+fi
 
 require_root
 
@@ -33,7 +48,23 @@ PKGS=(
     # The VRRP lab's split-brain case cuts the adverts between the directors with an nft bridge
     # table (tests/lab/vrrp.sh).
     nftables
+    # The man pages' check (scripts/check-man.sh): groff renders them with warnings as errors.
+    groff-base man-db
 )
+# A production director: DPDK's runtime libraries (and dpdk-devbind.py, dpdk-hugepages.py, in
+# the dpdk package), `ip` for the kernel interface and [announce] routes, ethtool to look at
+# the NIC before binding it, modprobe for vfio-pci, procps (sysctl, for rvs rs-setup on real
+# servers), CA certificates for SSL_GET checks.
+RUNTIME_PKGS=(dpdk iproute2 ethtool kmod procps ca-certificates)
+# What building rvs needs on top: libdpdk-dev (headers, pkg-config file), clang and libclang for
+# bindgen, a C toolchain for the shim.
+BUILD_PKGS=(libdpdk-dev pkg-config clang libclang-dev build-essential)
+if ((runtime)); then
+    PKGS=("${RUNTIME_PKGS[@]}")
+    if ((build)); then
+        PKGS+=("${BUILD_PKGS[@]}")
+    fi
+fi
 # perf/bench.sh: dpdk-testpmd (in dpdk-dev on Debian 12, not in dpdk), python3 (above; bench.py
 # and gen_pcap.py use its standard library only), stdbuf (coreutils); perf/profile.sh: perf and
 # addr2line.
@@ -98,6 +129,12 @@ if ((${#missing[@]})); then
     ((rc == 0)) || die "apt-get install failed ($rc)"
 else
     log "system packages: all present"
+fi
+
+if ((runtime && !build)); then
+    command -v dpdk-devbind.py >/dev/null 2>&1 || log "warning: dpdk-devbind.py not found (package dpdk)"
+    log "runtime packages: ok (to build rvs here: scripts/deps.sh --runtime --build)"
+    exit 0
 fi
 
 pkg-config --exists 'libdpdk >= 22.11' || die "libdpdk >= 22.11 not found by pkg-config"

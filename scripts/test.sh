@@ -26,9 +26,12 @@ step() {
 }
 
 if command -v shellcheck >/dev/null 2>&1; then
-    step shellcheck shellcheck -x scripts/*.sh perf/*.sh tests/lab/run.sh tests/lab/issue3.sh tests/lab/kernel_path.sh tests/lab/health.sh tests/lab/vrrp.sh tests/lab/ecmp.sh tests/soak.sh
+    step shellcheck shellcheck -x scripts/*.sh perf/*.sh tests/lab/run.sh tests/lab/issue3.sh tests/lab/kernel_path.sh tests/lab/health.sh tests/lab/vrrp.sh tests/lab/ecmp.sh tests/soak.sh \
+        tests/install.sh packaging/rvsadm-save packaging/rvsadm-restore
 fi
 step house scripts/check-house.sh
+# The man pages render without warnings and rvs.toml(5) documents every configuration key.
+step man scripts/check-man.sh
 # The dataplane, control and rvsadm crates build and pass their tests without DPDK: pkg-config
 # is pointed at nothing, so dpdk-sys (whose build script asks pkg-config for libdpdk) could not
 # build if any of them pulled it in. A target directory of its own keeps the two builds apart.
@@ -45,8 +48,10 @@ step fuzz "$REPO_ROOT/scripts/fuzz.sh" 30
 step build cargo build --release
 if [[ " ${failed[*]} " == *" build "* ]]; then
     log "== lab tests skipped: the release build failed"
-    failed+=(lab-tests lab-tests-issue3 lab-tests-kernel lab-tests-health lab-tests-vrrp lab-tests-ecmp soak-60s)
+    failed+=(install lab-tests lab-tests-issue3 lab-tests-kernel lab-tests-health lab-tests-vrrp lab-tests-ecmp soak-60s)
 else
+    # scripts/install.sh into a staging directory, its files, check-config, --uninstall.
+    step install "$REPO_ROOT/tests/install.sh"
     step lab-tests "$REPO_ROOT/tests/lab/run.sh"
     step lab-tests-issue3 "$REPO_ROOT/tests/lab/issue3.sh"
     step lab-tests-kernel "$REPO_ROOT/tests/lab/kernel_path.sh"
