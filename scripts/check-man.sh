@@ -91,7 +91,9 @@ done <<<"$fields"
 # is in rvsadm(8), supported or not.
 man8=docs/man/rvsadm.8
 grammar=crates/control/src/grammar.rs
-longs=$(awk '/^fn long_spec/,/^}/' "$grammar" | grep -o '"[a-z0-9-]*"' | tr -d '"' | sort -u)
+# The accepted long options: the LONG table's entries, less those it names as unsupported.
+longs=$(awk '/^const LONG: /,/^];/' "$grammar" | grep -v 'Spec::Unsupported' |
+    grep -o '^ *("[a-z0-9-]*"' | grep -o '[a-z0-9-]*' | sort -u)
 shorts=$(awk '/^fn short_spec/,/^}/' "$grammar" | grep -o "'[A-Za-z0-9]'" | tr -d "'" | sort -u)
 [[ -n $longs && -n $shorts ]] || fail "no options found in $grammar (has the parser moved?)"
 for o in $longs; do

@@ -26,7 +26,7 @@ step() {
 }
 
 if command -v shellcheck >/dev/null 2>&1; then
-    step shellcheck shellcheck -x scripts/*.sh perf/*.sh tests/lab/run.sh tests/lab/issue3.sh tests/lab/kernel_path.sh tests/lab/health.sh tests/lab/vrrp.sh tests/lab/ecmp.sh tests/soak.sh \
+    step shellcheck shellcheck -x scripts/*.sh perf/*.sh tests/lab/run.sh tests/lab/issue3.sh tests/lab/kernel_path.sh tests/lab/health.sh tests/lab/vrrp.sh tests/lab/ecmp.sh tests/lab/ops.sh tests/soak.sh \
         tests/install.sh packaging/rvsadm-save packaging/rvsadm-restore
 fi
 step house scripts/check-house.sh
@@ -48,7 +48,7 @@ step fuzz "$REPO_ROOT/scripts/fuzz.sh" 30
 step build cargo build --release
 if [[ " ${failed[*]} " == *" build "* ]]; then
     log "== lab tests skipped: the release build failed"
-    failed+=(install lab-tests lab-tests-issue3 lab-tests-kernel lab-tests-health lab-tests-vrrp lab-tests-ecmp soak-60s)
+    failed+=(install lab-tests lab-tests-issue3 lab-tests-kernel lab-tests-health lab-tests-vrrp lab-tests-ecmp lab-tests-ops soak-60s)
 else
     # scripts/install.sh into a staging directory, its files, check-config, --uninstall.
     step install "$REPO_ROOT/tests/install.sh"
@@ -60,6 +60,9 @@ else
     step lab-tests-vrrp "$REPO_ROOT/tests/lab/vrrp.sh"
     # Active/active behind an ECMP router that learns the VIP from BIRD (issue 14, part 3).
     step lab-tests-ecmp "$REPO_ROOT/tests/lab/ecmp.sh"
+    # Running as a service (issue 15): the installed unit's command, reload, restart and
+    # rvsadm -C/-R with 100 downloads each.
+    step lab-tests-ops "$REPO_ROOT/tests/lab/ops.sh"
     # The soak's short form (the full one is `tests/soak.sh`, 600 s: perf/soak.md).
     step soak-60s "$REPO_ROOT/tests/soak.sh" 60
 fi
