@@ -32,7 +32,10 @@ fn check_config_validates_what_run_would() {
     std::fs::write(&conf, &with_rules).unwrap();
     let (code, out, err) = check(&conf);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(err.contains("warning") && err.contains("does not exist"), "{err}");
+    assert!(
+        err.contains("warning") && err.contains("does not exist"),
+        "{err}"
+    );
     assert!(out.contains(": ok"), "{out}");
 
     // Good rules: counted.
@@ -66,7 +69,10 @@ fn check_config_validates_what_run_would() {
     .unwrap();
     let (code, _, err) = check(&conf);
     assert_eq!(code, 2);
-    assert!(err.contains("eal.args") && err.contains("not a PCI address"), "{err}");
+    assert!(
+        err.contains("eal.args") && err.contains("not a PCI address"),
+        "{err}"
+    );
 
     // A value error: the file and line, the file named once.
     std::fs::write(&conf, format!("{NET}\n[workers]\nlcores = [0, 0]\n")).unwrap();
