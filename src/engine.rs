@@ -272,6 +272,11 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
         cfg.network.prefix_len,
     )
     .with_persistence(cfg.tables.persistence as usize)
+    .with_vlan(
+        cfg.network
+            .vlan
+            .and_then(rvs_dataplane::wire::ethernet::VlanId::new),
+    )
     .with_settings(
         Timeouts::default().with_settable(cfg.timeouts),
         Behaviour {
