@@ -9,7 +9,7 @@
 //!   computation alone (the difference to `established_1M` is waiting for memory).
 //! - `established_hot_nic_csum`: `established_16k` with frames whose IPv4 header checksum the
 //!   NIC checked (the mbuf flag), so the pipeline skips its own.
-//! - `vlan_established_16k`: `established_16k` with the worker on VLAN 100 and every frame
+//! - `established_vlan_16k`: `established_16k` with the worker on VLAN 100 and every frame
 //!   tagged with it (58 bytes: 802.1Q tag, IPv4, TCP).
 //! - `new_flows`: every frame a SYN from a client never seen before.
 //! - `mix_90est_10new`: 900,000 established flows and 100,000 new SYNs per pass, interleaved.
@@ -519,9 +519,9 @@ fn pipeline(c: &mut Criterion) {
     }
 
     // `established_16k` on a VLAN: every frame tagged with the worker's VLAN.
-    if wanted(&f, &["vlan_established_16k"]) {
-        let mut hot = Scenario::tagged("vlan_established_16k", HOT, FLOW_CAPACITY);
-        g.bench_function("vlan_established_16k", |b| {
+    if wanted(&f, &["established_vlan_16k"]) {
+        let mut hot = Scenario::tagged("established_vlan_16k", HOT, FLOW_CAPACITY);
+        g.bench_function("established_vlan_16k", |b| {
             b.iter_custom(|iters| hot.run(iters, false))
         });
         hot.report();
