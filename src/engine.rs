@@ -413,7 +413,8 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
             data_tx,
             shared.stats.kernel_handle(),
             Arc::clone(&stop),
-        );
+        )
+        .with_vlan(shared.vlan());
         kernel_thread = Some(
             unpinned
                 .run(move || {
