@@ -25,6 +25,14 @@
 //! after the neighbour table learned from them. ARP requests never go to the kernel: rvs
 //! answers for the DIP and the VIPs itself.
 //!
+//! On an 802.1Q VLAN ([`Shared::with_vlan`], `[network] vlan`), frames tagged with its id are
+//! decided as untagged frames are without one (the IPv4 or ARP packet read after the tag) and
+//! keep their tag: forwarding rewrites the MACs only, an ARP reply goes back with the request's
+//! tag, the kernel gets the frame as it came. Untagged (or priority-tagged) frames, other VLAN
+//! ids and stacked or 802.1ad tags are dropped as `vlan_untagged`, `vlan_other`, `vlan_qinq`;
+//! the ARP frames of [`Worker::housekeeping`] are tagged. Without a VLAN every tagged frame is
+//! dropped as `vlan`. See `docs/vlan.md`.
+//!
 //! As in IPVS, a packet's connection is looked up before its service: a live flow keeps its
 //! real server while that server exists, whatever service its packets would match now (a
 //! more specific service added later takes new connections only). The hit path reads the
