@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Lab tests for 802.1Q VLAN (docs/vlan.md): the lab's bridge as a trunk, the client and the
-# real servers on VLAN 100 sub-interfaces (veth0.100, their addresses moved there), the director
-# with `[network] vlan = 100` and the kernel path on. HTTP through the VIP (ARP for the VIP
-# answered tagged, real servers resolved by tagged requests, frames forwarded with their tag),
-# the DIP through the kernel path (tag off towards rvs0, on again on the way out), and frames
-# that are not the VLAN's counted (`vlan_untagged`, `vlan_other`).
+# Lab tests for 802.1Q VLAN (docs/vlan.md): the lab switch's port to the director made an
+# 802.1Q trunk, the client's and the real servers' ports access ports of VLAN 100 (by the tc BPF
+# programs of tests/lab/vlan_trunk.bpf.c on the switch's p-dir: this machine's kernel has neither
+# 8021q sub-interfaces nor bridge VLAN filtering), the director with `[network] vlan = 100` and
+# the kernel path on. HTTP through the VIP (ARP for the VIP answered tagged, real servers
+# resolved by tagged requests, frames forwarded with their tag: the trunk drops anything else
+# the director sends), the DIP through the kernel path (tag off towards rvs0, on again on the way
+# out), and frames that are not the VLAN's counted (`vlan_untagged`, `vlan_other`).
 #
 #   tests/lab/vlan.sh                            run every test
 #   tests/lab/vlan.sh t_http_through_tagged_vip  run some
@@ -12,7 +14,8 @@
 # Prints one `ok NAME` / `FAIL NAME` line per test and finally `N passed, M failed`. Always
 # tears the lab down (this suite's namespaces: rvq-*, see RVS_LAB_NS_PREFIX). Every
 # traffic-generating command and every wait is bounded. Needs root, the release binaries
-# (cargo build --release) and the kernel's 8021q support (VLAN sub-interfaces).
+# (cargo build --release), clang (the BPF object is built into the lab directory) and a kernel
+# with cls_bpf and clsact.
 set -euo pipefail
 shopt -s inherit_errexit
 # This suite's own namespaces (rvq-*) and state directory, apart from the other suites'.
@@ -43,13 +46,14 @@ write_config() {
     LAB_CONFIG=$cfg
 }
 
-# Move namespace $1's lab address $2 from veth0 to the VLAN sub-interface veth0.$VID.
-vlanify() {
-    local ns=$1 addr=$2
-    ip -n "$ns" addr del "$addr/24" dev veth0
-    ip -n "$ns" link add link veth0 name "veth0.$VID" type vlan id "$VID"
-    ip -n "$ns" addr add "$addr/24" dev "veth0.$VID"
-    ip -n "$ns" link set "veth0.$VID" up
+# The switch's port to the director as a trunk (see the header and the BPF source).
+make_trunk() {
+    local obj="$LAB_DIR/vlan_trunk.o"
+    clang -O2 -target bpf -I"/usr/include/$(uname -m)-linux-gnu" \
+        -c "$REPO_ROOT/tests/lab/vlan_trunk.bpf.c" -o "$obj"
+    ip netns exec "$NS_SW" tc qdisc add dev p-dir clsact
+    ip netns exec "$NS_SW" tc filter add dev p-dir egress bpf da obj "$obj" sec tc/to_trunk
+    ip netns exec "$NS_SW" tc filter add dev p-dir ingress bpf da obj "$obj" sec tc/from_trunk
 }
 
 # The director's kernel must not answer on veth0 (as in tests/lab/kernel_path.sh).
@@ -73,18 +77,8 @@ drop_count() {
 
 setup() {
     "$REPO_ROOT/scripts/lab.sh" up >/dev/null
-    vlanify "$NS_CLIENT" "$CLIENT_IP"
-    vlanify "$NS_RS1" "$RS1_IP"
-    vlanify "$NS_RS2" "$RS2_IP"
+    make_trunk
     quiet_veth0
-    # The trunk itself: the client reaches a real server directly over the VLAN.
-    local body i
-    for ((i = 0; i < 20; i++)); do
-        body=$(in_client curl -s --max-time 2 "http://$RS1_IP/" || true)
-        [[ $body == rs1 ]] && break
-        sleep 0.2
-    done
-    [[ $body == rs1 ]] || die "the client does not reach rs1 over VLAN $VID (got '$body')"
     write_config
     start_rvs
 }
@@ -101,8 +95,8 @@ t_http_through_tagged_vip() {
     n2=$(count_of rs2 <<<"$out")
     ((n1 + n2 == 10)) || fail "answers: $(tr '\n' ' ' <<<"$out")"
     ((n1 >= 1 && n2 >= 1)) || fail "round robin over both: rs1 $n1, rs2 $n2"
-    # The client learned the VIP from a tagged ARP reply, on its VLAN interface.
-    ip -n "$NS_CLIENT" neigh show "$VIP" dev "veth0.$VID" | grep -qi "$(ns_mac "$NS_DIR")" ||
+    # The client learned the VIP from the director's ARP reply (tagged on the trunk).
+    ip -n "$NS_CLIENT" neigh show "$VIP" | grep -qi "$(ns_mac "$NS_DIR")" ||
         fail "the client's neighbour entry for the VIP: $(ip -n "$NS_CLIENT" neigh show "$VIP")"
 }
 
@@ -117,8 +111,8 @@ t_untagged_and_other_vlans_counted() {
     local u0 o0 u1 o1 i
     u0=$(drop_count vlan_untagged)
     o0=$(drop_count vlan_other)
-    # A SYN to VIP:80 at the director's MAC, untagged and tagged with VLAN 101, from the
-    # client's veth0 (the trunk side, below its VLAN interface).
+    # A SYN to VIP:80 at the director's MAC tagged with VLAN 1 (the trunk's native VLAN: it
+    # reaches the director untagged) and with VLAN 101 (it reaches it so), from the client.
     timeout 10 ip netns exec "$NS_CLIENT" python3 - "$(ns_mac "$NS_DIR")" "$CLIENT_IP" "$VIP" <<'EOF'
 import socket, struct, sys
 dst = bytes.fromhex(sys.argv[1].replace(":", ""))
@@ -132,7 +126,8 @@ while csum >> 16:
     csum = (csum & 0xFFFF) + (csum >> 16)
 ip[10:12] = struct.pack("!H", ~csum & 0xFFFF)
 tcp = struct.pack("!HHIIBBHHH", 40999, 80, 1, 0, 0x50, 0x02, 0xFFFF, 0, 0)
-for tag in (b"", b"\x81\x00" + struct.pack("!H", 101)):
+for vid in (1, 101):
+    tag = b"\x81\x00" + struct.pack("!H", vid)
     for _ in range(3):
         s.send(dst + src + tag + b"\x08\x00" + bytes(ip) + tcp)
 EOF
