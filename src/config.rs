@@ -123,6 +123,14 @@ pub struct NetworkConfig {
     pub vlan: Option<u16>,
 }
 
+impl NetworkConfig {
+    /// `vlan` as the dataplane takes it (`None` also for an id [`Config::validate`] refuses).
+    pub fn vlan_id(&self) -> Option<rvs_dataplane::wire::ethernet::VlanId> {
+        self.vlan
+            .and_then(rvs_dataplane::wire::ethernet::VlanId::new)
+    }
+}
+
 fn default_prefix() -> u8 {
     24
 }
@@ -1228,6 +1236,7 @@ mac = "02:00:00:00:00:11"
         for ok in [1u16, 100, 4094] {
             let c = Config::from_str(&format!("{net}vlan = {ok}\n")).unwrap();
             assert_eq!(c.network.vlan, Some(ok));
+            assert_eq!(c.network.vlan_id().map(|v| v.get()), Some(ok));
         }
         for bad in ["0", "4095", "65535"] {
             let e = err(&format!("{net}vlan = {bad}\n"));

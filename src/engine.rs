@@ -272,11 +272,7 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
         cfg.network.prefix_len,
     )
     .with_persistence(cfg.tables.persistence as usize)
-    .with_vlan(
-        cfg.network
-            .vlan
-            .and_then(rvs_dataplane::wire::ethernet::VlanId::new),
-    )
+    .with_vlan(cfg.network.vlan_id())
     .with_settings(
         Timeouts::default().with_settable(cfg.timeouts),
         Behaviour {
