@@ -1288,10 +1288,10 @@ impl Worker {
     }
 
     /// An IPv4 frame [`parse_l4`] refused for `r` (for a tagged frame: its bytes from the fifth
-    /// on, the IPv4 header at [`ethernet::HEADER_LEN`] as in an untagged one): dropped, unless it is a well-formed packet
-    /// the kernel should have (another protocol than TCP/UDP, or a fragment, to the DIP; or to
-    /// a VIP with `vip_other_ports_to_kernel`) and the kernel path is on. Out of line: never
-    /// on the forwarding path.
+    /// on, the IPv4 header at [`ethernet::HEADER_LEN`] as in an untagged one): dropped, unless
+    /// it is a well-formed packet the kernel should have (another protocol than TCP/UDP, or a
+    /// fragment, to the DIP; or to a VIP with `vip_other_ports_to_kernel`) and the kernel path
+    /// is on. Out of line: never on the forwarding path.
     #[cold]
     #[inline(never)]
     fn ipv4_refused(&mut self, frame: &[u8], r: DropReason) -> Verdict {
