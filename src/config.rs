@@ -178,6 +178,18 @@ pub struct NetworkConfig {
     pub dip: Ipv4Addr,
     #[serde(default = "default_prefix")]
     pub prefix_len: u8,
+    /// The 802.1Q VLAN id (1..=4094) the DIP and the services are on, for a port on a trunk;
+    /// unset: untagged. See docs/vlan.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+}
+
+impl NetworkConfig {
+    /// `vlan` as the dataplane takes it (`None` also for an id [`Config::validate`] refuses).
+    pub fn vlan_id(&self) -> Option<rvs_dataplane::wire::ethernet::VlanId> {
+        self.vlan
+            .and_then(rvs_dataplane::wire::ethernet::VlanId::new)
+    }
 }
 
 fn default_prefix() -> u8 {
@@ -524,6 +536,14 @@ impl Config {
                 "network.prefix_len",
                 format!("{len} is out of range 1..=32"),
             ));
+        }
+        if let Some(v) = self.network.vlan {
+            if rvs_dataplane::wire::ethernet::VlanId::new(v).is_none() {
+                return Err(invalid(
+                    "network.vlan",
+                    format!("{v} is out of range 1..=4094"),
+                ));
+            }
         }
         self.kernel.validate()?;
         if self.announce.enabled && !self.kernel.enabled {
@@ -1356,6 +1376,26 @@ mac = "02:00:00:00:00:11"
         assert!(e.starts_with("network.dip:"), "{e}");
         let e = err("[network]\ndip = \"198.18.0.2\"\nprefix_len = 33\n");
         assert!(e.starts_with("network.prefix_len:"), "{e}");
+    }
+
+    #[test]
+    fn network_vlan_is_an_id_of_1_to_4094() {
+        let net = "[network]\ndip = \"198.18.0.2\"\n";
+        assert_eq!(Config::from_str(net).unwrap().network.vlan, None);
+        for ok in [1u16, 100, 4094] {
+            let c = Config::from_str(&format!("{net}vlan = {ok}\n")).unwrap();
+            assert_eq!(c.network.vlan, Some(ok));
+            assert_eq!(c.network.vlan_id().map(|v| v.get()), Some(ok));
+        }
+        for bad in ["0", "4095", "65535"] {
+            let e = err(&format!("{net}vlan = {bad}\n"));
+            assert_eq!(e, format!("network.vlan: {bad} is out of range 1..=4094"));
+        }
+        // Not a number of 16 bits, or not a number: a parse error naming the key.
+        for bad in ["-1", "65536", "\"100\"", "1.5", "[100]"] {
+            let e = err(&format!("{net}vlan = {bad}\n"));
+            assert!(e.contains("vlan"), "{bad}: {e}");
+        }
         let e = err(&format!(
             "{net}[[neighbour]]\naddr = \"198.18.0.11\"\nmac = \"01:00:00:00:00:11\"\n"
         ));

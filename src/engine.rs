@@ -281,6 +281,7 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
         cfg.network.prefix_len,
     )
     .with_persistence(cfg.tables.persistence as usize)
+    .with_vlan(cfg.network.vlan_id())
     .with_settings(
         Timeouts::default().with_settable(cfg.timeouts),
         Behaviour {
@@ -428,7 +429,8 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
             data_tx,
             shared.stats.kernel_handle(),
             Arc::clone(&stop),
-        );
+        )
+        .with_vlan(shared.vlan());
         kernel_thread = Some(
             unpinned
                 .run(move || {

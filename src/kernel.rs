@@ -14,6 +14,13 @@
 //! port's frames that no worker reads. There the kernel's frames go through worker 0 instead
 //! (a ring it drains into its own tx queue, [`DataTx::Worker`]).
 //!
+//! On a VLAN (`[network] vlan`), the data port's frames of the director are tagged and the
+//! kernel interface's are not: the thread takes the 802.1Q tag off each frame it hands the
+//! kernel and puts the VLAN's tag on each frame the kernel sends, so the kernel sees a plain
+//! Ethernet interface with the DIP (VRRP, sync, health checks and announced routes work
+//! unchanged). A frame the kernel sends already tagged (a VLAN sub-interface made on it by
+//! hand) would leave with two tags: do not make one.
+//!
 //! Workers never wait for the kernel: a frame that does not fit its worker's ring is freed and
 //! counted (`exception_full`), and the pipeline's token bucket limits what is handed over at
 //! all (`exception_ratelimited`). The thread is a plain std thread (not an lcore) that sleeps
@@ -24,6 +31,7 @@ use crate::dpdk::{self, Burst, Eal, Mbuf, Mempool, Port, PortConfig, Queue, TxQu
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 use rvs_dataplane::stats::{bump, KernelCounters};
+use rvs_dataplane::wire::ethernet::{VlanId, VLAN_TAG_LEN};
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
@@ -230,6 +238,31 @@ pub struct KernelThread {
     data_tx: DataTx,
     counters: Arc<CachePadded<KernelCounters>>,
     stop: Arc<AtomicBool>,
+    /// The VLAN's tag (see the module docs); `None`: frames pass as they are.
+    vlan: Option<[u8; VLAN_TAG_LEN]>,
+}
+
+/// Take the 802.1Q tag out of the frame in `f`: the MACs move on over it, so the untagged
+/// frame starts at `f[VLAN_TAG_LEN..]` (the caller drops the first bytes). `false`, and `f`
+/// unchanged, if the frame carries no 802.1Q tag.
+pub fn untag_in_place(f: &mut [u8]) -> bool {
+    if f.len() < 12 + VLAN_TAG_LEN + 2 || f[12..14] != [0x81, 0x00] {
+        return false;
+    }
+    f.copy_within(0..12, VLAN_TAG_LEN);
+    true
+}
+
+/// Tag the frame that starts at `f[VLAN_TAG_LEN..]` (room made in front of it) with `tag`:
+/// the MACs move to the front and the tag follows them. `false`, and `f` unchanged, if `f`
+/// cannot hold the MACs and the tag.
+pub fn tag_in_place(f: &mut [u8], tag: [u8; VLAN_TAG_LEN]) -> bool {
+    if f.len() < 12 + VLAN_TAG_LEN {
+        return false;
+    }
+    f.copy_within(VLAN_TAG_LEN..VLAN_TAG_LEN + 12, 0);
+    f[12..12 + VLAN_TAG_LEN].copy_from_slice(&tag);
+    true
 }
 
 impl KernelThread {
@@ -246,7 +279,15 @@ impl KernelThread {
             data_tx,
             counters,
             stop,
+            vlan: None,
         }
+    }
+
+    /// The director is on `vlan` (`[network] vlan`): untag the frames for the kernel and tag
+    /// the kernel's (see the module docs).
+    pub fn with_vlan(mut self, vlan: Option<VlanId>) -> Self {
+        self.vlan = vlan.map(VlanId::tag_bytes);
+        self
     }
 
     /// Move frames until `stop`: each worker's ring to the kernel interface, the kernel's
@@ -275,11 +316,15 @@ impl KernelThread {
             let mut budget = ring.capacity();
             while budget > 0 {
                 while burst.len() < BURST && budget > 0 {
-                    let Some(m) = ring.pop() else {
+                    let Some(mut m) = ring.pop() else {
                         budget = 0;
                         break;
                     };
                     budget -= 1;
+                    // On a VLAN every frame a worker hands over carries its tag.
+                    if self.vlan.is_some() && untag_in_place(m.data_mut()) {
+                        m.adj(VLAN_TAG_LEN);
+                    }
                     if let Err(m) = burst.push(m) {
                         drop(m);
                         bump(&self.counters.to_kernel_dropped, 1);
@@ -305,6 +350,19 @@ impl KernelThread {
                 break;
             }
             moved += n;
+            let mut untaggable = 0u64;
+            if let Some(tag) = self.vlan {
+                for i in 0..burst.len() {
+                    let tagged = burst.get_mut(i).is_some_and(|mut m| {
+                        m.prepend(VLAN_TAG_LEN) && tag_in_place(m.data_mut(), tag)
+                    });
+                    if !tagged {
+                        burst.free(i);
+                        untaggable += 1;
+                    }
+                }
+            }
+            bump(&self.counters.from_kernel_dropped, untaggable);
             let (sent, unsent) = match &mut self.data_tx {
                 DataTx::Queue(q) => q.tx_burst(burst),
                 DataTx::Worker(ring) => {
@@ -352,6 +410,45 @@ mod tests {
             Driver::resolve(KernelDriver::VirtioUser, false),
             Driver::VirtioUser
         );
+    }
+
+    #[test]
+    fn tags_come_off_for_the_kernel_and_go_on_for_the_wire() {
+        // A tagged ARP request as a worker hands it over (VLAN 100, priority 2).
+        let tagged: [u8; 22] = [
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, // destination
+            0x02, 0x00, 0x00, 0x00, 0x00, 0x0a, // source
+            0x81, 0x00, 0x40, 0x64, //             802.1Q, PCP 2, VID 100
+            0x08, 0x06, //                         EtherType ARP
+            0x00, 0x01, 0x08, 0x00, //             (the start of the ARP packet)
+        ];
+        let mut f = tagged;
+        assert!(untag_in_place(&mut f));
+        let untagged = [
+            &tagged[..12],   // the MACs
+            &tagged[16..22], // EtherType and payload
+        ]
+        .concat();
+        assert_eq!(&f[VLAN_TAG_LEN..], &untagged[..]);
+        // Back onto the wire: 4 bytes prepended, then the VLAN's tag (priority 0).
+        let mut out = [vec![0xee; VLAN_TAG_LEN], untagged.clone()].concat();
+        let tag = VlanId::new(100).unwrap().tag_bytes();
+        assert!(tag_in_place(&mut out, tag));
+        let mut want = tagged.to_vec();
+        want[14] = 0x00;
+        assert_eq!(out, want);
+        // Not tagged, or too short: left alone.
+        let mut plain = untagged.clone();
+        assert!(!untag_in_place(&mut plain));
+        assert_eq!(plain, untagged);
+        for n in [0, 13, 17] {
+            let mut short = tagged[..n].to_vec();
+            assert!(!untag_in_place(&mut short), "{n}");
+            assert_eq!(short, tagged[..n]);
+        }
+        let mut short = vec![1u8; 15];
+        assert!(!tag_in_place(&mut short, tag));
+        assert_eq!(short, vec![1u8; 15]);
     }
 
     #[test]

@@ -25,6 +25,14 @@
 //! after the neighbour table learned from them. ARP requests never go to the kernel: rvs
 //! answers for the DIP and the VIPs itself.
 //!
+//! On an 802.1Q VLAN ([`Shared::with_vlan`], `[network] vlan`), frames tagged with its id are
+//! decided as untagged frames are without one (the IPv4 or ARP packet read after the tag) and
+//! keep their tag: forwarding rewrites the MACs only, an ARP reply goes back with the request's
+//! tag, the kernel gets the frame as it came. Untagged (or priority-tagged) frames, other VLAN
+//! ids and stacked or 802.1ad tags are dropped as `vlan_untagged`, `vlan_other`, `vlan_qinq`;
+//! the ARP frames of [`Worker::housekeeping`] are tagged. Without a VLAN every tagged frame is
+//! dropped as `vlan`. See `docs/vlan.md`.
+//!
 //! As in IPVS, a packet's connection is looked up before its service: a live flow keeps its
 //! real server while that server exists, whatever service its packets would match now (a
 //! more specific service added later takes new connections only). The hit path reads the
@@ -38,6 +46,7 @@ use crate::persist::{Insert, Template};
 use crate::snapshot::{ServerRef, Service, Shared, Snapshot};
 use crate::stats::{bump, drop_by, ServerCells, WorkerCounters};
 use crate::sync::{FlowRecord, SyncRings};
+use crate::wire::ethernet::{VlanId, TAG_MATCH_MASK, VLAN_TAG_LEN};
 use crate::wire::{arp, ethernet, ipv4, l4};
 use crossbeam_utils::CachePadded;
 use std::net::Ipv4Addr;
@@ -219,6 +228,9 @@ pub struct Worker {
     /// The bulk dump in progress: its generation and the next bucket to visit.
     dump_gen: u64,
     dump_cursor: usize,
+    /// The configured VLAN's tag as [`VlanId::tag_word`] (bytes 12..16 of a frame of that
+    /// VLAN, big endian, priority and DEI masked); 0: no VLAN, frames are untagged.
+    vlan_tag: u32,
 }
 
 /// Buckets of the flow table a bulk dump visits per housekeeping call (8 flows each at most).
@@ -738,6 +750,17 @@ fn parse_l4_any(frame: &[u8], csum: RxCsum) -> Result<L4Flow, DropReason> {
     })
 }
 
+/// Put the 802.1Q tag `tag` (a [`VlanId::tag_word`]; 0: none, the frame is left as it is)
+/// after the MACs of the untagged frame in `buf`, which holds at most 60 bytes of it (the ARP
+/// frames housekeeping writes): the rest moves four bytes on.
+fn insert_tag(buf: &mut [u8; 64], tag: u32) {
+    if tag == 0 {
+        return;
+    }
+    buf.copy_within(12..64 - VLAN_TAG_LEN, 12 + VLAN_TAG_LEN);
+    buf[12..12 + VLAN_TAG_LEN].copy_from_slice(&tag.to_be_bytes());
+}
+
 /// The 48 bits of a MAC address in a little-endian word.
 const MAC_BITS: u64 = 0xffff_ffff_ffff;
 
@@ -796,6 +819,22 @@ fn staged_flow(frame: &[u8], csum: RxCsum) -> Option<L4Flow> {
     }
 }
 
+/// [`staged_flow`] for a worker on a VLAN: the flow of an Ethernet frame tagged `tag` (a
+/// [`VlanId::tag_word`]; any priority and DEI) carrying IPv4 TCP or UDP, parsed as the
+/// untagged frame the tag's four bytes hide (the parse reads nothing before the IPv4 header
+/// but the frame's length); `None` for anything else.
+#[inline(always)]
+fn staged_flow_tagged(frame: &[u8], csum: RxCsum, tag: u32) -> Option<L4Flow> {
+    let h: &[u8; 6] = frame.get(12..18)?.try_into().ok()?;
+    if u32::from_be_bytes([h[0], h[1], h[2], h[3]]) & TAG_MATCH_MASK != tag
+        || [h[4], h[5]] != [0x08, 0x00]
+    {
+        return None;
+    }
+    let inner = frame.get(VLAN_TAG_LEN..)?;
+    parse_l4_plain(inner, csum).or_else(|| parse_l4_any(inner, csum).ok())
+}
+
 /// The flow key of an Ethernet/IPv4 TCP or UDP frame, as [`Worker::prefetch`] reads it.
 #[cfg(test)]
 fn prefetch_key(frame: &[u8]) -> Option<FlowKey> {
@@ -824,6 +863,7 @@ impl Worker {
             h.finish()
         };
         let flows = FlowTable::new(cfg.flow_capacity, snap.timeouts, seed);
+        let shared_vlan_tag = shared.vlan().map_or(0, VlanId::tag_word);
         shared.register_flows(id, flows.store());
         // A full sweep about every two seconds at one call per millisecond.
         let expire_per_call = (flows.buckets() / 2048).max(8);
@@ -856,6 +896,7 @@ impl Worker {
             sync,
             dump_gen: 0,
             dump_cursor: 0,
+            vlan_tag: shared_vlan_tag,
         };
         if w.is_arp {
             w.garp_pending = Vec::with_capacity(w.shared.max_services().max(1));
@@ -949,7 +990,12 @@ impl Worker {
     /// line. Never panics, whatever the bytes.
     #[inline]
     pub fn prefetch(&self, frame: &[u8]) {
-        if let Some(flow) = staged_flow(frame, RxCsum::Unknown) {
+        let flow = if self.vlan_tag == 0 {
+            staged_flow(frame, RxCsum::Unknown)
+        } else {
+            staged_flow_tagged(frame, RxCsum::Unknown, self.vlan_tag)
+        };
+        if let Some(flow) = flow {
             self.flows.prefetch(self.flows.hash_words(flow.key));
         }
     }
@@ -969,17 +1015,26 @@ impl Worker {
         let n = frames.count().min(verdicts.len());
         self.now_ms = now_ms;
         let mut base = 0;
+        // On a VLAN, frames of its tag are staged (the untagged path stays as it is without
+        // one: one test per chunk).
+        let tagged = self.vlan_tag != 0;
         while base < n {
             let m = (n - base).min(BURST_CHUNK);
-            self.process_chunk(frames, base, &mut verdicts[base..base + m], now_ms);
+            let v = &mut verdicts[base..base + m];
+            if tagged {
+                self.process_chunk::<true, F>(frames, base, v, now_ms);
+            } else {
+                self.process_chunk::<false, F>(frames, base, v, now_ms);
+            }
             base += m;
         }
     }
 
     /// [`process_burst`](Self::process_burst) for slots `base..base + verdicts.len()` (at
-    /// most [`BURST_CHUNK`]).
+    /// most [`BURST_CHUNK`]). `TAGGED`: the worker is on a VLAN, and the frames staged are
+    /// those of its tag (else untagged ones).
     #[inline(always)]
-    fn process_chunk<F: Frames + ?Sized>(
+    fn process_chunk<const TAGGED: bool, F: Frames + ?Sized>(
         &mut self,
         frames: &mut F,
         base: usize,
@@ -994,19 +1049,19 @@ impl Worker {
         // could not tell): iterator adapters here cost a dozen instructions per frame.
         for i in 0..m.min(PREFETCH_AHEAD) {
             staged[i & (BURST_CHUNK - 1)] =
-                self.stage(frames.frame(base + i), frames.ip_csum(base + i));
+                self.stage::<TAGGED>(frames.frame(base + i), frames.ip_csum(base + i));
         }
         for i in 0..m {
             let ahead = i + PREFETCH_AHEAD;
             if ahead < m {
                 staged[ahead & (BURST_CHUNK - 1)] =
-                    self.stage(frames.frame(base + ahead), frames.ip_csum(base + ahead));
+                    self.stage::<TAGGED>(frames.frame(base + ahead), frames.ip_csum(base + ahead));
             }
             let csum = frames.ip_csum(base + i);
             let v = match frames.frame_mut(base + i) {
                 None => Verdict::Consumed,
-                // A staged frame is Ethernet/IPv4 TCP or UDP that parsed: of `classify`'s checks
-                // only the destination MAC is left.
+                // A staged frame is Ethernet/IPv4 TCP or UDP that parsed (tagged with our VLAN
+                // when on one): of `classify`'s checks only the destination MAC is left.
                 Some(frame) => match staged[i & (BURST_CHUNK - 1)] {
                     Some(Staged { flow, at }) => {
                         match frame.get(..8).and_then(|d| <[u8; 8]>::try_from(d).ok()) {
@@ -1030,9 +1085,14 @@ impl Worker {
 
     /// Parse and hash `frame` and ask for its flow-table lines; `None` for a frame that is not
     /// Ethernet/IPv4 TCP or UDP or would be dropped as malformed (decided from scratch).
+    /// `TAGGED`: only frames tagged with the worker's VLAN are staged.
     #[inline(always)]
-    fn stage(&self, frame: Option<&[u8]>, csum: RxCsum) -> Option<Staged> {
-        let flow = staged_flow(frame?, csum)?;
+    fn stage<const TAGGED: bool>(&self, frame: Option<&[u8]>, csum: RxCsum) -> Option<Staged> {
+        let flow = if TAGGED {
+            staged_flow_tagged(frame?, csum, self.vlan_tag)?
+        } else {
+            staged_flow(frame?, csum)?
+        };
         let at = self.flows.buckets_of(self.flows.hash_words(flow.key));
         self.flows.prefetch_at(at);
         Some(Staged { flow, at })
@@ -1092,9 +1152,12 @@ impl Worker {
         if !self.accepts(&dst) {
             return Verdict::Drop(DropReason::NotOurMac);
         }
+        if self.vlan_tag != 0 {
+            return self.classify_on_vlan(frame, csum, now_ms);
+        }
         match ethernet::EtherType::from(u16::from_be_bytes([eth[12], eth[13]])) {
             ethernet::EtherType::Ipv4 => self.ipv4(frame, csum, now_ms),
-            ethernet::EtherType::Arp => self.arp(frame, now_ms),
+            ethernet::EtherType::Arp => self.arp(frame, ethernet::HEADER_LEN, now_ms),
             ethernet::EtherType::Vlan | ethernet::EtherType::QinQ => {
                 Verdict::Drop(DropReason::Vlan)
             }
@@ -1103,8 +1166,64 @@ impl Worker {
         }
     }
 
-    fn arp(&mut self, frame: &mut [u8], now_ms: u64) -> Verdict {
-        let payload = frame.get(ethernet::HEADER_LEN..).unwrap_or(&[]);
+    /// [`classify`](Self::classify) on a worker with a VLAN, once the destination MAC is ours
+    /// (the frame holds an Ethernet header): frames tagged with the VLAN are decided as the
+    /// untagged frames of a worker without one, the tag kept (forwarded, answered or handed to
+    /// the kernel as it came); everything else is counted and dropped. See `docs/vlan.md`.
+    #[inline(never)]
+    fn classify_on_vlan(&mut self, frame: &mut [u8], csum: RxCsum, now_ms: u64) -> Verdict {
+        const TAGGED_HEADER_LEN: usize = ethernet::HEADER_LEN + VLAN_TAG_LEN;
+        match frame.get(12..14) {
+            Some([0x81, 0x00]) => {}
+            // An 802.1ad service tag: a provider's double-tagged frame.
+            Some([0x88, 0xa8]) => return Verdict::Drop(DropReason::VlanQinq),
+            _ => return Verdict::Drop(DropReason::VlanUntagged),
+        }
+        let Some(&[t0, t1, t2, t3, e0, e1]) = frame
+            .get(12..TAGGED_HEADER_LEN)
+            .and_then(|h| <&[u8; 6]>::try_from(h).ok())
+        else {
+            // The tag, or the EtherType after it, cut off.
+            return Verdict::Drop(DropReason::ShortFrame);
+        };
+        let word = u32::from_be_bytes([t0, t1, t2, t3]) & TAG_MATCH_MASK;
+        if word != self.vlan_tag {
+            // VLAN id 0: a priority tag only, the frame is of the port's native VLAN.
+            return Verdict::Drop(if word & 0x0fff == 0 {
+                DropReason::VlanUntagged
+            } else {
+                DropReason::VlanOther
+            });
+        }
+        match ethernet::EtherType::from(u16::from_be_bytes([e0, e1])) {
+            ethernet::EtherType::Ipv4 => {
+                // The IPv4 packet parsed as if the tag were not there; the decision (and the
+                // rewrite of the MACs) on the whole frame.
+                let parsed = match frame.get(VLAN_TAG_LEN..) {
+                    Some(inner) => parse_l4(inner, csum),
+                    None => Err(DropReason::ShortIp),
+                };
+                match parsed {
+                    Ok(flow) => {
+                        let at = self.flows.buckets_of(self.flows.hash_words(flow.key));
+                        self.ipv4_parsed(frame, flow, at, (now_ms / 1000) as u32)
+                    }
+                    Err(r) => self.ipv4_refused(frame.get(VLAN_TAG_LEN..).unwrap_or(&[]), r),
+                }
+            }
+            ethernet::EtherType::Arp => self.arp(frame, TAGGED_HEADER_LEN, now_ms),
+            ethernet::EtherType::Vlan | ethernet::EtherType::QinQ => {
+                Verdict::Drop(DropReason::VlanQinq)
+            }
+            ethernet::EtherType::Ipv6 => Verdict::Drop(DropReason::Ipv6),
+            ethernet::EtherType::Unknown(_) => Verdict::Drop(DropReason::NotIpv4OrArp),
+        }
+    }
+
+    /// An ARP frame whose ARP packet starts at byte `l2` (after the Ethernet header, and the
+    /// VLAN tag if any: a reply keeps it).
+    fn arp(&mut self, frame: &mut [u8], l2: usize, now_ms: u64) -> Verdict {
+        let payload = frame.get(l2..).unwrap_or(&[]);
         let Ok(a) = arp::Packet::new_checked(payload) else {
             return Verdict::Drop(DropReason::ArpMalformed);
         };
@@ -1137,7 +1256,7 @@ impl Worker {
             let mut eth = ethernet::Frame::new_unchecked(&mut *frame);
             eth.set_dst_addr(sha);
             eth.set_src_addr(self.port_mac);
-            let mut r = arp::Packet::new_unchecked(eth.payload_mut());
+            let mut r = arp::Packet::new_unchecked(frame.get_mut(l2..).unwrap_or(&mut []));
             r.set_operation(arp::Operation::Reply);
             r.set_target_hardware_addr(sha);
             r.set_target_protocol_addr(spa);
@@ -1168,10 +1287,11 @@ impl Worker {
         }
     }
 
-    /// An IPv4 frame [`parse_l4`] refused for `r`: dropped, unless it is a well-formed packet
-    /// the kernel should have (another protocol than TCP/UDP, or a fragment, to the DIP; or to
-    /// a VIP with `vip_other_ports_to_kernel`) and the kernel path is on. Out of line: never
-    /// on the forwarding path.
+    /// An IPv4 frame [`parse_l4`] refused for `r` (for a tagged frame: its bytes from the fifth
+    /// on, the IPv4 header at [`ethernet::HEADER_LEN`] as in an untagged one): dropped, unless
+    /// it is a well-formed packet the kernel should have (another protocol than TCP/UDP, or a
+    /// fragment, to the DIP; or to a VIP with `vip_other_ports_to_kernel`) and the kernel path
+    /// is on. Out of line: never on the forwarding path.
     #[cold]
     #[inline(never)]
     fn ipv4_refused(&mut self, frame: &[u8], r: DropReason) -> Verdict {
@@ -1511,6 +1631,7 @@ impl Worker {
             let buf = &mut frames[sent];
             buf.fill(0);
             neigh::build_gratuitous_arp(buf, mac, Ipv4Addr::from(v));
+            insert_tag(buf, self.vlan_tag);
             sent += 1;
         }
         let scan_due = self
@@ -1530,6 +1651,7 @@ impl Worker {
                 let buf = &mut frames[sent];
                 buf.fill(0);
                 neigh::build_arp_request(buf, mac, dip, Ipv4Addr::from(ip));
+                insert_tag(buf, self.vlan_tag);
                 sent += 1;
             }
         }
@@ -4357,5 +4479,452 @@ mod tests {
             0,
             "a full ring pauses the dump"
         );
+    }
+
+    // --- 802.1Q VLAN (docs/vlan.md) ---
+
+    /// A client's SYN to VIP:80 on VLAN 100 with priority 3 (58 bytes).
+    const TAGGED_SYN: [u8; 58] = [
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x01, // destination: the port
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x0a, // source: the router
+        0x81, 0x00, //                         TPID 802.1Q
+        0x60, 0x64, //                         TCI: PCP 3, DEI 0, VID 100
+        0x08, 0x00, //                         EtherType IPv4
+        0x45, 0x00, 0x00, 0x28, //             v4, IHL 5, total length 40
+        0x00, 0x01, 0x40, 0x00, //             id 1, DF
+        0x40, 0x06, 0xad, 0x3c, //             TTL 64, TCP, header checksum
+        198, 18, 1, 10, //                     source: the client
+        198, 18, 0, 100, //                    destination: the VIP
+        0x9c, 0x40, 0x00, 0x50, //             ports 40000 -> 80
+        0x00, 0x00, 0x00, 0x01, //             sequence number
+        0x00, 0x00, 0x00, 0x00, //             acknowledgment number
+        0x50, 0x02, 0xff, 0xff, //             data offset 5, SYN, window
+        0x12, 0x34, 0x00, 0x00, //             checksum (not looked at), urgent pointer
+    ];
+
+    /// The router asking for the VIP on VLAN 100 (broadcast; 60 bytes with padding).
+    const TAGGED_ARP_FOR_VIP: [u8; 60] = [
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, // destination: broadcast
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x0a, // source: the router
+        0x81, 0x00, 0x00, 0x64, //             802.1Q, PCP 0, VID 100
+        0x08, 0x06, //                         EtherType ARP
+        0x00, 0x01, 0x08, 0x00, 0x06, 0x04, // Ethernet/IPv4, lengths 6 and 4
+        0x00, 0x01, //                         request
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x0a, // sender MAC: the router
+        198, 18, 0, 254, //                    sender address
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // target MAC: unknown
+        198, 18, 0, 100, //                    target address: the VIP
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // padding
+    ];
+
+    const VID: u16 = 100;
+
+    /// [`setup`]'s round robin over RS1 and RS2 (both resolved), the director on VLAN `vid`.
+    fn vlan_setup(vid: Option<u16>) -> (Arc<Shared>, Model, Worker) {
+        let m = model(SchedulerKind::Rr, 1, 1);
+        let sh = Arc::new(
+            Shared::new(8, 8, 16, 1, PORT_MAC, DIP, 16).with_vlan(vid.and_then(VlanId::new)),
+        );
+        sh.publish(&m).unwrap();
+        sh.neigh.confirm(sh.neigh.find(RS1).unwrap(), RS1_MAC, 0);
+        sh.neigh.confirm(sh.neigh.find(RS2).unwrap(), RS2_MAC, 0);
+        let w = Worker::new(
+            WorkerConfig {
+                worker: 0,
+                flow_capacity: 1024,
+                is_arp_worker: true,
+            },
+            sh.clone(),
+        );
+        (sh, m, w)
+    }
+
+    /// `f` (an untagged frame) with the 802.1Q-style tag `tpid`/`tci` after its MACs.
+    fn tagged(f: &[u8], tpid: u16, tci: u16) -> Vec<u8> {
+        let mut t = f[..12].to_vec();
+        t.extend_from_slice(&tpid.to_be_bytes());
+        t.extend_from_slice(&tci.to_be_bytes());
+        t.extend_from_slice(&f[12..]);
+        t
+    }
+
+    /// Decide `f` on `w` both ways (one frame through `process`, then a copy of it as a burst
+    /// of one: the same flow, if it makes one): the verdict, the same either way, and the frame
+    /// as `process` left it.
+    fn both_ways(w: &mut Worker, f: &[u8], now_ms: u64) -> (Verdict, Vec<u8>) {
+        let mut one = f.to_vec();
+        let v = w.process(&mut one, now_ms);
+        let mut burst = [f.to_vec()];
+        let mut vb = [Verdict::Consumed];
+        w.process_burst(&mut burst[..], &mut vb, now_ms);
+        assert_eq!(vb[0], v, "a burst decides as process does: {f:02x?}");
+        (v, one)
+    }
+
+    #[test]
+    fn the_tagged_fixtures_are_the_untagged_frames_with_a_tag() {
+        let mut syn = tcp_frame(CLIENT, 40000, VIP, 80, l4::TcpFlags::SYN);
+        fix_csum(&mut syn);
+        assert_eq!(tagged(&syn, 0x8100, 0x6000 | VID), TAGGED_SYN);
+        let arp = arp_frame(
+            1,
+            ROUTER_MAC,
+            Ipv4Addr::new(198, 18, 0, 254),
+            VIP,
+            [0xff; 6],
+        );
+        assert_eq!(tagged(&arp, 0x8100, VID)[..60], TAGGED_ARP_FOR_VIP);
+    }
+
+    #[test]
+    fn tagged_frames_of_our_vlan_are_forwarded_with_their_tag() {
+        let (sh, m, mut w) = vlan_setup(Some(VID));
+        // One frame at a time (the classify path).
+        let mut f = TAGGED_SYN.to_vec();
+        assert_eq!(w.process(&mut f, 1000), Verdict::Forward);
+        assert_eq!(dst_mac(&f), RS1_MAC);
+        assert_eq!(&f[6..12], &PORT_MAC);
+        assert_eq!(&f[12..], &TAGGED_SYN[12..], "the tag and L3/L4 untouched");
+        // As a burst (the staged path): new flows, then their ACKs hit the flow table.
+        let mut syns: Vec<Vec<u8>> = (0..8u16)
+            .map(|p| {
+                let mut f = TAGGED_SYN.to_vec();
+                f[38..40].copy_from_slice(&(41000 + p).to_be_bytes());
+                f
+            })
+            .collect();
+        let orig = syns.clone();
+        let mut v = [Verdict::Consumed; 8];
+        w.process_burst(&mut syns[..], &mut v, 1000);
+        assert_eq!(v, [Verdict::Forward; 8]);
+        let mut acks = orig.clone();
+        for a in &mut acks {
+            a[18 + 20 + 13] = l4::TcpFlags::ACK;
+        }
+        let acks_orig = acks.clone();
+        w.process_burst(&mut acks[..], &mut v, 1001);
+        assert_eq!(v, [Verdict::Forward; 8]);
+        for (i, f) in acks.iter().enumerate() {
+            assert_eq!(dst_mac(f), dst_mac(&syns[i]), "the ACK follows its SYN");
+            assert_eq!(&f[12..], &acks_orig[i][12..]);
+            assert_eq!(&f[6..12], &PORT_MAC);
+        }
+        // Any priority and DEI: the same VLAN.
+        let mut f = TAGGED_SYN.to_vec();
+        f[14] = 0xf0; // PCP 7, DEI 1
+        f[38..40].copy_from_slice(&40001u16.to_be_bytes());
+        assert_eq!(both_ways(&mut w, &f, 1000).0, Verdict::Forward);
+        let r = sh.stats(&m);
+        assert_eq!(r.services[0].counters.conns, 1 + 8 + 1);
+        assert!(r.drops.is_empty(), "{:?}", r.drops);
+    }
+
+    #[test]
+    fn tagged_arp_for_the_vip_and_dip_is_answered_with_the_same_tag() {
+        let (_sh, _m, mut w) = vlan_setup(Some(VID));
+        let mut f = TAGGED_ARP_FOR_VIP.to_vec();
+        f[14] = 0x20; // PCP 1: kept as it came
+        assert_eq!(w.process(&mut f, 0), Verdict::Reply);
+        let want: [u8; 46] = [
+            0x02, 0x00, 0x00, 0x00, 0x00, 0x0a, // to the router
+            0x02, 0x00, 0x00, 0x00, 0x00, 0x01, // from the port
+            0x81, 0x00, 0x20, 0x64, //             the request's tag
+            0x08, 0x06, 0x00, 0x01, 0x08, 0x00, 0x06, 0x04, // ARP, Ethernet/IPv4
+            0x00, 0x02, //                         reply
+            0x02, 0x00, 0x00, 0x00, 0x00, 0x01, // sender: the port ...
+            198, 18, 0, 100, //                    ... has the VIP
+            0x02, 0x00, 0x00, 0x00, 0x00, 0x0a, // target: the router
+            198, 18, 0, 254,
+        ];
+        assert_eq!(f[..46], want);
+        assert_eq!(f[46..], TAGGED_ARP_FOR_VIP[46..], "padding untouched");
+        // The DIP too, as a burst.
+        let mut f = TAGGED_ARP_FOR_VIP.to_vec();
+        f[42..46].copy_from_slice(&DIP.octets());
+        let mut b = [f];
+        let mut v = [Verdict::Consumed];
+        w.process_burst(&mut b[..], &mut v, 0);
+        assert_eq!(v[0], Verdict::Reply);
+        assert_eq!(&b[0][12..16], &[0x81, 0x00, 0x00, 0x64]);
+        assert_eq!(&b[0][32..36], &DIP.octets(), "the sender: the DIP");
+        // An ARP reply from a real server on the VLAN is learned from.
+        let (sh, _m, mut w) = vlan_setup(Some(VID));
+        let rs = sh.neigh.find(RS1).unwrap();
+        let mut reply = tagged(&arp_frame(2, RS1_MAC, RS1, DIP, PORT_MAC), 0x8100, VID);
+        reply[18 + 18..18 + 24].copy_from_slice(&PORT_MAC); // tha: us
+        assert_eq!(w.process(&mut reply, 10), Verdict::Consumed);
+        assert_eq!(
+            sh.neigh.mac_word(rs),
+            Some(ethernet::MacAddr(RS1_MAC).word())
+        );
+    }
+
+    #[test]
+    fn on_a_vlan_other_frames_are_counted_with_their_reason() {
+        let (sh, m, mut w) = vlan_setup(Some(VID));
+        let syn = TAGGED_SYN.to_vec();
+        let untagged = {
+            let mut f = syn[..12].to_vec();
+            f.extend_from_slice(&syn[16..]);
+            f
+        };
+        let with_tci = |tci: u16| {
+            let mut f = syn.clone();
+            f[14..16].copy_from_slice(&tci.to_be_bytes());
+            f
+        };
+        let mut cases: Vec<(&str, Vec<u8>, DropReason)> = vec![
+            ("untagged TCP", untagged.clone(), DropReason::VlanUntagged),
+            (
+                "untagged ARP for the VIP",
+                arp_frame(1, ROUTER_MAC, RS1, VIP, [0xff; 6]),
+                DropReason::VlanUntagged,
+            ),
+            (
+                "priority tag (VID 0)",
+                with_tci(0x6000),
+                DropReason::VlanUntagged,
+            ),
+            ("VID 101", with_tci(101), DropReason::VlanOther),
+            ("VID 4095", with_tci(0x0fff), DropReason::VlanOther),
+            // bytes 12..16: 88 a8 00 64 (an S-tag with our id), then the C-tag 81 00 00 64
+            (
+                "802.1ad S-tag",
+                tagged(&syn, 0x88a8, VID),
+                DropReason::VlanQinq,
+            ),
+            // our tag, then another 802.1Q tag inside it
+            (
+                "stacked 802.1Q tags",
+                tagged(&syn, 0x8100, VID),
+                DropReason::VlanQinq,
+            ),
+            (
+                "our tag, then an S-tag",
+                {
+                    let mut f = tagged(&syn, 0x8100, VID);
+                    f[16..18].copy_from_slice(&[0x88, 0xa8]);
+                    f
+                },
+                DropReason::VlanQinq,
+            ),
+            (
+                "tag cut after the TPID",
+                syn[..15].to_vec(),
+                DropReason::ShortFrame,
+            ),
+            (
+                "inner EtherType cut",
+                syn[..17].to_vec(),
+                DropReason::ShortFrame,
+            ),
+            (
+                "tag and no IPv4 header",
+                syn[..18].to_vec(),
+                DropReason::ShortIp,
+            ),
+            ("IPv4 header cut", syn[..30].to_vec(), DropReason::ShortIp),
+            (
+                "tagged IPv6",
+                {
+                    let mut f = syn.clone();
+                    f[16..18].copy_from_slice(&[0x86, 0xdd]);
+                    f
+                },
+                DropReason::Ipv6,
+            ),
+            (
+                "tagged, another EtherType",
+                {
+                    let mut f = syn.clone();
+                    f[16..18].copy_from_slice(&[0x88, 0x47]);
+                    f
+                },
+                DropReason::NotIpv4OrArp,
+            ),
+            (
+                "tagged, another port's MAC",
+                {
+                    let mut f = syn.clone();
+                    f[5] = 0x02;
+                    f
+                },
+                DropReason::NotOurMac,
+            ),
+            (
+                "tagged, bad IPv4 checksum",
+                {
+                    let mut f = syn.clone();
+                    f[28] ^= 1;
+                    f
+                },
+                DropReason::BadIpChecksum,
+            ),
+        ];
+        // An untagged frame shorter than a tag is still a short frame.
+        cases.push(("13 bytes", syn[..13].to_vec(), DropReason::ShortFrame));
+        let mut want = std::collections::BTreeMap::new();
+        for (name, f, reason) in &cases {
+            let (v, after) = both_ways(&mut w, f, 1000);
+            assert_eq!(v, Verdict::Drop(*reason), "{name}");
+            assert_eq!(&after, f, "{name}: dropped unchanged");
+            *want.entry(reason.name().to_string()).or_insert(0u64) += 2;
+        }
+        let got: std::collections::BTreeMap<String, u64> = sh.stats(&m).drops.into_iter().collect();
+        assert_eq!(got, want);
+        assert_eq!(sh.stats(&m).services[0].counters.conns, 0);
+    }
+
+    #[test]
+    fn without_a_vlan_tagged_frames_are_dropped_as_before() {
+        let (_sh, _m, mut w) = vlan_setup(None);
+        for f in [
+            TAGGED_SYN.to_vec(),
+            TAGGED_ARP_FOR_VIP.to_vec(),
+            tagged(&TAGGED_SYN, 0x88a8, 7),
+        ] {
+            let (v, after) = both_ways(&mut w, &f, 1000);
+            assert_eq!(v, Verdict::Drop(DropReason::Vlan));
+            assert_eq!(after, f);
+        }
+        // And untagged frames are forwarded as ever.
+        assert_eq!(both_ways(&mut w, &syn(5000), 1000).0, Verdict::Forward);
+    }
+
+    #[test]
+    fn on_a_vlan_arp_requests_and_announcements_go_out_tagged() {
+        let m = model(SchedulerKind::Rr, 1, 1);
+        let sh = Arc::new(Shared::new(8, 8, 16, 1, PORT_MAC, DIP, 16).with_vlan(VlanId::new(VID)));
+        sh.publish(&m).unwrap();
+        let mut w = Worker::new(
+            WorkerConfig {
+                worker: 0,
+                flow_capacity: 64,
+                is_arp_worker: true,
+            },
+            sh.clone(),
+        );
+        let mut frames = [[0u8; 64]; 8];
+        let n = w.housekeeping(0, &mut frames);
+        // The VIP's announcement and a request for each unresolved real server.
+        assert_eq!(n, 3);
+        let mut asked = vec![];
+        for f in &frames[..n] {
+            let head: [u8; 26] = [
+                0xff, 0xff, 0xff, 0xff, 0xff, 0xff, // broadcast
+                0x02, 0x00, 0x00, 0x00, 0x00, 0x01, // from the port
+                0x81, 0x00, 0x00, 0x64, //             VLAN 100
+                0x08, 0x06, 0x00, 0x01, 0x08, 0x00, 0x06, 0x04, // ARP, Ethernet/IPv4
+                0x00, 0x01, //                         request
+            ];
+            assert_eq!(f[..26], head);
+            assert_eq!(f[26..32], PORT_MAC);
+            assert!(f[46..].iter().all(|&b| b == 0), "zero padding");
+            let spa = Ipv4Addr::new(f[32], f[33], f[34], f[35]);
+            let tpa = Ipv4Addr::new(f[42], f[43], f[44], f[45]);
+            assert!(spa == DIP || (spa == VIP && tpa == VIP), "{spa} {tpa}");
+            asked.push(tpa);
+        }
+        asked.sort();
+        assert_eq!(asked, [RS1, RS2, VIP]);
+        // A tagged answer resolves the server.
+        let mut reply = tagged(&arp_frame(2, RS1_MAC, RS1, DIP, PORT_MAC), 0x8100, VID);
+        reply[18 + 18..18 + 24].copy_from_slice(&PORT_MAC);
+        assert_eq!(w.process(&mut reply, 5), Verdict::Consumed);
+        assert_eq!(
+            sh.neigh.mac_word(sh.neigh.find(RS1).unwrap()),
+            Some(ethernet::MacAddr(RS1_MAC).word())
+        );
+    }
+
+    #[test]
+    fn on_a_vlan_the_kernel_gets_tagged_frames_as_they_came() {
+        let m = model(SchedulerKind::Rr, 1, 1);
+        let sh = Arc::new(Shared::new(8, 8, 16, 1, PORT_MAC, DIP, 16).with_vlan(VlanId::new(VID)));
+        sh.publish(&m).unwrap();
+        let mut w = Worker::new(
+            WorkerConfig {
+                worker: 0,
+                flow_capacity: 64,
+                is_arp_worker: true,
+            },
+            sh.clone(),
+        )
+        .with_kernel_path(KernelPath {
+            rate_pps: 1000,
+            burst: 1000,
+        });
+        // TCP to the DIP (the hit path misses), ICMP to the DIP (the parse refuses it), VRRP.
+        let to_dip = tagged(
+            &tcp_frame(CLIENT, 2222, DIP, 22, l4::TcpFlags::SYN),
+            0x8100,
+            VID,
+        );
+        let icmp = tagged(
+            &ip_frame(1, DIP, 0x4000, [8, 0, 0, 0, 0, 0, 0, 0]),
+            0x8100,
+            VID,
+        );
+        let mut vrrp = tagged(
+            &ip_frame(
+                112,
+                Ipv4Addr::new(224, 0, 0, 18),
+                0,
+                [0x31, 1, 100, 1, 0, 1, 0, 0],
+            ),
+            0x8100,
+            VID,
+        );
+        vrrp[..6].copy_from_slice(&[0x01, 0x00, 0x5e, 0x00, 0x00, 0x12]);
+        for f in [to_dip, icmp, vrrp] {
+            let (v, after) = both_ways(&mut w, &f, 1000);
+            assert_eq!(v, Verdict::Kernel, "{f:02x?}");
+            assert_eq!(after, f);
+        }
+        // Untagged, the same frames are not the director's.
+        let untagged = tcp_frame(CLIENT, 2222, DIP, 22, l4::TcpFlags::SYN);
+        assert_eq!(
+            both_ways(&mut w, &untagged, 1000).0,
+            Verdict::Drop(DropReason::VlanUntagged)
+        );
+    }
+
+    proptest! {
+        /// On a VLAN, a burst decides tagged (and other) frames as `process` does one by one.
+        #[test]
+        fn on_a_vlan_a_burst_decides_as_frames_one_by_one(
+            picks in proptest::collection::vec((0u8..6, any::<u16>(), any::<u8>()), 1..40),
+        ) {
+            let (_sh1, _m1, mut a) = vlan_setup(Some(VID));
+            let (_sh2, _m2, mut b) = vlan_setup(Some(VID));
+            let frames: Vec<Vec<u8>> = picks
+                .iter()
+                .map(|&(kind, port, pcp)| {
+                    let mut f = TAGGED_SYN.to_vec();
+                    f[14] = (f[14] & 0x0f) | (pcp & 0xf0);
+                    f[38..40].copy_from_slice(&(port % 16).to_be_bytes());
+                    match kind {
+                        0 => {}
+                        1 => f[18 + 20 + 13] = l4::TcpFlags::ACK,
+                        2 => f[15] = 101,
+                        3 => f = TAGGED_ARP_FOR_VIP.to_vec(),
+                        4 => {
+                            f.drain(12..16);
+                        }
+                        _ => f.truncate(usize::from(port % 60)),
+                    }
+                    f
+                })
+                .collect();
+            let mut burst = frames.clone();
+            let mut vb = vec![Verdict::Consumed; burst.len()];
+            a.process_burst(&mut burst[..], &mut vb, 1000);
+            for (i, f) in frames.iter().enumerate() {
+                let mut one = f.clone();
+                let v = b.process(&mut one, 1000);
+                prop_assert_eq!(v, vb[i]);
+                prop_assert_eq!(&one, &burst[i]);
+            }
+        }
     }
 }

@@ -18,6 +18,7 @@ use crate::report::{
 use crate::sched::wrr_params;
 use crate::stats::{DropReason, StatsRegistry};
 use crate::sync::SyncRings;
+use crate::wire::ethernet::VlanId;
 use arc_swap::ArcSwap;
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
@@ -453,6 +454,9 @@ pub struct Shared {
     garp_requests: ArrayQueue<u32>,
     /// Connection sync with the HA thread (off unless [`Shared::with_sync`]).
     sync: Option<Arc<SyncRings>>,
+    /// The 802.1Q VLAN the services and the DIP are on (`[network] vlan`), fixed for the
+    /// process; `None`: untagged (see [`Shared::with_vlan`]).
+    vlan: Option<VlanId>,
 }
 
 /// Gratuitous ARP requests queued at most (each VIP once per burst).
@@ -500,7 +504,23 @@ impl Shared {
             persist: PersistTable::new(DEFAULT_PERSISTENCE),
             garp_requests: ArrayQueue::new(GARP_QUEUE),
             sync: None,
+            vlan: None,
         }
+    }
+
+    /// The services and the DIP are on 802.1Q VLAN `vlan` (`None`: untagged, the default):
+    /// workers take frames tagged with it and keep the tag when forwarding, answer ARP tagged,
+    /// send their ARP frames tagged, and count untagged frames and other VLANs as drops
+    /// (`vlan_untagged`, `vlan_other`, `vlan_qinq`; see `docs/vlan.md`). Call before workers
+    /// start.
+    pub fn with_vlan(mut self, vlan: Option<VlanId>) -> Self {
+        self.vlan = vlan;
+        self
+    }
+
+    /// The VLAN given to [`Self::with_vlan`].
+    pub fn vlan(&self) -> Option<VlanId> {
+        self.vlan
     }
 
     /// Connection sync on: workers report their flows to, and install flows from, `rings`.

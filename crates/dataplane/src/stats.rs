@@ -17,7 +17,7 @@ use std::sync::Arc;
 pub enum DropReason {
     /// Shorter than an Ethernet header.
     ShortFrame,
-    /// 802.1Q / 802.1ad tagged (not handled yet).
+    /// 802.1Q / 802.1ad tagged while no VLAN is configured (`[network] vlan` unset).
     Vlan,
     Ipv6,
     /// Any other EtherType.
@@ -78,10 +78,18 @@ pub enum DropReason {
     /// A packet to a VIP this director holds in VRRP standby (BACKUP, FAULT or INIT): not
     /// forwarded; its flow, if any, is kept for a takeover.
     NotMaster,
+    /// With a VLAN configured: an 802.1Q-tagged frame of another VLAN id.
+    VlanOther,
+    /// With a VLAN configured: a frame without an 802.1Q tag, or with a priority tag only
+    /// (VLAN id 0, the native VLAN of the port).
+    VlanUntagged,
+    /// With a VLAN configured: an 802.1ad service tag (0x88a8), or a second tag inside the
+    /// configured VLAN's (stacked, "QinQ").
+    VlanQinq,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 29;
+    pub const COUNT: usize = 32;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::ShortFrame,
         DropReason::Vlan,
@@ -112,6 +120,9 @@ impl DropReason {
         DropReason::ExceptionFull,
         DropReason::ExceptionRatelimited,
         DropReason::NotMaster,
+        DropReason::VlanOther,
+        DropReason::VlanUntagged,
+        DropReason::VlanQinq,
     ];
 
     /// The stable name used in stats output and metrics.
@@ -146,6 +157,9 @@ impl DropReason {
             DropReason::ExceptionFull => "exception_full",
             DropReason::ExceptionRatelimited => "exception_ratelimited",
             DropReason::NotMaster => "not_master",
+            DropReason::VlanOther => "vlan_other",
+            DropReason::VlanUntagged => "vlan_untagged",
+            DropReason::VlanQinq => "vlan_qinq",
         }
     }
 

@@ -109,7 +109,12 @@ pub struct Options {
     pub sloppy_tcp: bool,
     /// The kernel path (on in the fixture, with a rate no test reaches: [`KERNEL_PATH`]).
     pub kernel_path: Option<KernelPath>,
+    /// `[network] vlan` (none in the fixture; the fuzz target's setup may ask for [`VLAN`]).
+    pub vlan: Option<u16>,
 }
+
+/// The VLAN id of a fixture on a VLAN (the one the corpus's tagged cases carry).
+pub const VLAN: u16 = 10;
 
 /// The fixture's kernel path: frames to the DIP go to the kernel; a million per second.
 pub const KERNEL_PATH: KernelPath = KernelPath {
@@ -124,6 +129,7 @@ impl Default for Options {
             now_ms: 0,
             sloppy_tcp: false,
             kernel_path: Some(KERNEL_PATH),
+            vlan: None,
         }
     }
 }
@@ -155,6 +161,7 @@ impl Fixture {
                 PREFIX_LEN,
             )
             .with_persistence(64)
+            .with_vlan(o.vlan.and_then(crate::wire::ethernet::VlanId::new))
             .with_settings(
                 Timeouts::default(),
                 Behaviour {

@@ -4,7 +4,8 @@
 //! # Input
 //!
 //! ```text
-//! byte 0      setup: bit 0 sloppy_tcp on; bit 1 a flow table of 8 entries (else 1024)
+//! byte 0      setup: bit 0 sloppy_tcp on; bit 1 a flow table of 8 entries (else 1024);
+//!             bit 2 the director on VLAN 10 (`fixture::VLAN`; else untagged)
 //! then, per frame (at most MAX_FRAMES; what is left after them is ignored):
 //! ctl         bits 0-1: the NIC's word on the IPv4 header checksum (1 good, 2 bad, else none)
 //!             bits 4-6: the clock step (STEPS_MS) taken when this frame starts a burst
@@ -27,7 +28,7 @@
 
 use super::corpus::ARP_HARDENING;
 use super::fixture::{
-    neighbour_macs, Fixture, Options, DIP, PORT_MAC, RS1, RS1_MAC, RS2, RS2_MAC, VIP,
+    neighbour_macs, Fixture, Options, DIP, PORT_MAC, RS1, RS1_MAC, RS2, RS2_MAC, VIP, VLAN,
 };
 use super::{check_frame_to, Counted, FrameBurst, Tally};
 use crate::pipeline::{DropReason, RxCsum, Verdict};
@@ -47,6 +48,8 @@ pub const START_MS: u64 = 1_000;
 pub struct Input {
     pub sloppy_tcp: bool,
     pub small_table: bool,
+    /// The fixture on VLAN [`VLAN`].
+    pub vlan: bool,
     /// Each burst with the clock step taken before it.
     pub bursts: Vec<(u64, FrameBurst)>,
 }
@@ -75,6 +78,7 @@ pub fn parse(data: &[u8]) -> Input {
     };
     input.sloppy_tcp = setup & 1 != 0;
     input.small_table = setup & 2 != 0;
+    input.vlan = setup & 4 != 0;
     let mut frames = 0;
     while let Some((&ctl, r)) = rest.split_first() {
         if frames == MAX_FRAMES {
@@ -108,7 +112,9 @@ pub fn parse(data: &[u8]) -> Input {
 /// Write `input` in the format [`parse`] reads (a step not in [`STEPS_MS`] is written as 0;
 /// a frame is cut to 65535 bytes).
 pub fn encode(input: &Input) -> Vec<u8> {
-    let mut out = vec![u8::from(input.sloppy_tcp) | u8::from(input.small_table) << 1];
+    let mut out = vec![
+        u8::from(input.sloppy_tcp) | u8::from(input.small_table) << 1 | u8::from(input.vlan) << 2,
+    ];
     for (step, burst) in &input.bursts {
         let step_bits = STEPS_MS.iter().position(|s| s == step).unwrap_or(0) as u8;
         for (i, f) in burst.frames.iter().enumerate() {
@@ -169,8 +175,19 @@ fn note_macs(fx: &Fixture, seen: &mut Vec<[u8; 6]>) -> Result<(), String> {
 }
 
 /// A frame housekeeping wrote: a broadcast ARP request from the port, for a real server
-/// (sender the DIP) or announcing the VIP (sender = target = the VIP).
-fn check_housekeeping_frame(f: &[u8; 64]) -> Result<(), String> {
+/// (sender the DIP) or announcing the VIP (sender = target = the VIP); on a VLAN, tagged with
+/// it (then the frame without its tag is checked).
+fn check_housekeeping_frame(f: &[u8; 64], vlan: bool) -> Result<(), String> {
+    if vlan {
+        let tag = [0x81, 0x00, (VLAN >> 8) as u8, VLAN as u8];
+        if f[12..16] != tag {
+            return Err(format!("housekeeping wrote untagged {:02x?}", &f[..46]));
+        }
+        let mut untagged = [0u8; 64];
+        untagged[..12].copy_from_slice(&f[..12]);
+        untagged[12..60].copy_from_slice(&f[16..]);
+        return check_housekeeping_frame(&untagged, false);
+    }
     let head: [u8; 22] = [
         0xff, 0xff, 0xff, 0xff, 0xff, 0xff, // broadcast
         0x02, 0x70, 0x63, 0x61, 0x70, 0x00, // the port
@@ -228,7 +245,7 @@ pub const GAP_MS: u64 = 1_000_000;
 /// two workers may schedule differently from then on).
 #[derive(Debug, Default)]
 pub struct Session {
-    pairs: [Option<Pair>; 4],
+    pairs: [Option<Pair>; 8],
 }
 
 impl Session {
@@ -243,9 +260,12 @@ impl Session {
             flow_capacity: if input.small_table { 8 } else { 1024 },
             now_ms: 0,
             sloppy_tcp: input.sloppy_tcp,
+            vlan: input.vlan.then_some(VLAN),
             ..Options::default()
         };
-        let slot = usize::from(input.sloppy_tcp) | usize::from(input.small_table) << 1;
+        let slot = usize::from(input.sloppy_tcp)
+            | usize::from(input.small_table) << 1
+            | usize::from(input.vlan) << 2;
         let pair = self.pairs[slot].get_or_insert_with(|| Pair::new(opts));
         // The clock a run may reach: every frame a burst of the longest step.
         let longest = STEPS_MS[STEPS_MS.len() - 1] * MAX_FRAMES as u64 + START_MS;
@@ -359,7 +379,7 @@ fn run_on(pair: &mut Pair, input: &Input, base: u64) -> Result<(Outcome, u64), S
         for fx in [&mut *a, &mut *b] {
             let k = fx.worker.housekeeping(now, &mut hk);
             for f in hk.iter().take(k) {
-                check_housekeeping_frame(f)?;
+                check_housekeeping_frame(f, input.vlan)?;
             }
             out.housekeeping_frames += k;
         }
@@ -389,7 +409,7 @@ pub fn corpus_inputs(cases: &[super::corpus::Case]) -> Vec<Vec<u8>> {
 /// The seed inputs: each corpus case alone (named as the case), a connection's life across the
 /// flow timeouts, and the whole corpus in bursts.
 pub fn seeds() -> Vec<(String, Vec<u8>)> {
-    use super::corpus::{all, tcp, udp};
+    use super::corpus::{all, tagged, tcp, udp, who_has};
     let cases = all();
     let mut seeds: Vec<(String, Vec<u8>)> = cases
         .iter()
@@ -406,6 +426,7 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
     let life = Input {
         sloppy_tcp: false,
         small_table: false,
+        vlan: false,
         bursts: vec![
             (0, one(tcp(30_000, 0x02))),
             (1, one(tcp(30_000, 0x10))),
@@ -421,11 +442,57 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
         encode(&Input {
             sloppy_tcp: true,
             small_table: true,
-            ..life
+            ..life.clone()
+        }),
+    ));
+    // On VLAN 10: a connection's life in tagged frames, ARP for the VIP and the DIP tagged,
+    // and what is counted (untagged, another VLAN, an S-tag, stacked tags, a cut tag).
+    let tag = |f: Vec<u8>| tagged(f, 0x8100, VLAN);
+    let vlan_life = Input {
+        vlan: true,
+        bursts: life
+            .bursts
+            .iter()
+            .map(|(step, b)| {
+                let mut t = b.clone();
+                t.frames = t.frames.into_iter().map(tag).collect();
+                (*step, t)
+            })
+            .collect(),
+        ..life.clone()
+    };
+    seeds.push(("vlan-flow-life".into(), encode(&vlan_life)));
+    let mut mixed = FrameBurst::default();
+    for f in [
+        tag(who_has(VIP)),
+        tag(who_has(DIP)),
+        tag(tcp(30_010, 0x02)),
+        tcp(30_011, 0x02),
+        tagged(tcp(30_012, 0x02), 0x8100, VLAN + 1),
+        tagged(tcp(30_013, 0x02), 0x8100, 0x6000),
+        tagged(tag(tcp(30_014, 0x02)), 0x88a8, VLAN),
+        tag(tag(tcp(30_015, 0x02))),
+        tag(tcp(30_016, 0x02))[..16].to_vec(),
+        tag(tcp(30_017, 0x02))[..18].to_vec(),
+        tag(who_has(VIP))[..30].to_vec(),
+    ] {
+        mixed.frames.push(f);
+        mixed.csum.push(RxCsum::Unknown);
+    }
+    seeds.push((
+        "vlan-mixed".into(),
+        encode(&Input {
+            vlan: true,
+            bursts: vec![(0, mixed)],
+            ..Input::default()
         }),
     ));
     let small: Vec<_> = cases.into_iter().filter(|c| c.frame.len() < 2000).collect();
     for (i, input) in corpus_inputs(&small).into_iter().enumerate() {
+        // The same frames on VLAN 10: the untagged ones counted, those tagged 10 decided.
+        let mut on_vlan = parse(&input);
+        on_vlan.vlan = true;
+        seeds.push((format!("vlan-corpus-bursts-{i}"), encode(&on_vlan)));
         seeds.push((format!("corpus-bursts-{i}"), input));
     }
     seeds
@@ -450,6 +517,7 @@ mod tests {
         let input = Input {
             sloppy_tcp: true,
             small_table: false,
+            vlan: true,
             bursts: vec![(0, b1), (61_000, b2)],
         };
         assert_eq!(parse(&encode(&input)), input);
@@ -544,6 +612,7 @@ mod tests {
             encode(&Input {
                 sloppy_tcp: true,
                 small_table,
+                vlan: false,
                 bursts: vec![(0, b)],
             })
         };
@@ -570,9 +639,45 @@ mod tests {
         let out = run(&seed(&[(&tcp(1, 0x02), RxCsum::Unknown)])).unwrap();
         assert!(out.housekeeping_frames >= 2, "{out:?}");
         let mut f = [0u8; 64];
-        assert!(check_housekeeping_frame(&f).is_err());
+        assert!(check_housekeeping_frame(&f, false).is_err());
         crate::neigh::build_gratuitous_arp(&mut f, PORT_MAC, VIP);
-        assert!(check_housekeeping_frame(&f).is_ok());
+        assert!(check_housekeeping_frame(&f, false).is_ok());
+        // On a VLAN: the same frame is wrong untagged, right with VLAN 10's tag.
+        assert!(check_housekeeping_frame(&f, true).is_err());
+        let mut t = [0u8; 64];
+        t[..12].copy_from_slice(&f[..12]);
+        t[12..16].copy_from_slice(&[0x81, 0x00, 0x00, 0x0a]);
+        t[16..].copy_from_slice(&f[12..60]);
+        assert!(check_housekeeping_frame(&t, true).is_ok());
+        t[15] = 0x0b;
+        assert!(check_housekeeping_frame(&t, true).is_err());
+        // A tagged run's housekeeping frames pass.
+        let out = run(&encode(&Input {
+            vlan: true,
+            ..parse(&seed(&[(&tcp(1, 0x02), RxCsum::Unknown)]))
+        }))
+        .unwrap();
+        assert!(out.housekeeping_frames >= 2, "{out:?}");
+    }
+
+    #[test]
+    fn the_vlan_seeds_reach_the_vlan_paths() {
+        let seeds: std::collections::BTreeMap<String, Vec<u8>> = seeds().into_iter().collect();
+        let life = run(&seeds["vlan-flow-life"]).unwrap();
+        // As untagged: the SYN, ACK and FIN, the UDP flow and its packet after the timeout;
+        // the late ACK is no connection's.
+        assert_eq!(life.burst.forward, 5, "{life:?}");
+        assert_eq!(life.burst.drops[DropReason::TcpNotSyn.index()], 1);
+        let m = run(&seeds["vlan-mixed"]).unwrap();
+        let d = |r: DropReason| m.burst.drops[r.index()];
+        assert_eq!((m.burst.reply, m.burst.forward), (2, 1), "{m:?}");
+        assert_eq!(d(DropReason::VlanUntagged), 2, "untagged, and VLAN id 0");
+        assert_eq!(d(DropReason::VlanOther), 1);
+        assert_eq!(d(DropReason::VlanQinq), 2);
+        assert_eq!(d(DropReason::ShortFrame), 1, "the tag's EtherType cut");
+        assert_eq!(d(DropReason::ShortIp), 1);
+        assert_eq!(d(DropReason::ArpMalformed), 1);
+        assert_eq!(m.burst, m.single);
     }
 
     #[test]
@@ -616,6 +721,7 @@ mod tests {
         let input = Input {
             sloppy_tcp: false,
             small_table: false,
+            vlan: false,
             bursts: vec![
                 (0, burst(vec![(tcp(30_000, 0x02), RxCsum::Unknown)])),
                 (

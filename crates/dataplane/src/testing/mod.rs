@@ -91,8 +91,16 @@ pub fn check_frame_to(
 }
 
 /// An ARP request (Ethernet/IPv4, 28 bytes after the Ethernet header) for one of our
-/// addresses, answered in place.
+/// addresses, answered in place; tagged (802.1Q), answered with its tag (the frame without
+/// the tag is checked).
 fn check_arp_reply(before: &[u8], after: &[u8]) -> Result<(), String> {
+    if before.get(12..14) == Some(&[0x81, 0x00]) {
+        if after.get(12..16) != before.get(12..16) {
+            return Err("a tagged request answered without its tag".into());
+        }
+        let untag = |f: &[u8]| [&f[..12], f.get(16..).unwrap_or(&[])].concat();
+        return check_arp_reply(&untag(before), &untag(after));
+    }
     let (Some(b), Some(a)) = (before.get(..42), after.get(..42)) else {
         return Err("answered a frame shorter than an ARP frame".into());
     };

@@ -58,6 +58,50 @@ impl From<EtherType> for u16 {
     }
 }
 
+/// Length of an IEEE 802.1Q tag (TPID 0x8100 and the TCI), between the source MAC and the
+/// EtherType of the frame it carries.
+pub const VLAN_TAG_LEN: usize = 4;
+
+/// A VLAN id a director can sit on: 1..=4094 (0 marks a priority-only tag, 4095 is reserved;
+/// IEEE 802.1Q, table 9-2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VlanId(u16);
+
+impl VlanId {
+    /// The lowest and highest usable ids.
+    pub const MIN: u16 = 1;
+    pub const MAX: u16 = 4094;
+
+    /// `vid` if it is in 1..=4094.
+    pub const fn new(vid: u16) -> Option<Self> {
+        if vid >= Self::MIN && vid <= Self::MAX {
+            Some(VlanId(vid))
+        } else {
+            None
+        }
+    }
+
+    pub const fn get(self) -> u16 {
+        self.0
+    }
+
+    /// The 802.1Q tag of this VLAN as it sits in a frame at bytes 12..16 (TPID 0x8100, priority
+    /// 0, DEI 0, the id), read as a big-endian word; compare a received tag after masking the
+    /// priority and DEI bits with [`TAG_MATCH_MASK`].
+    pub const fn tag_word(self) -> u32 {
+        0x8100_0000 | self.0 as u32
+    }
+
+    /// The tag's four bytes (see [`tag_word`](Self::tag_word)).
+    pub const fn tag_bytes(self) -> [u8; VLAN_TAG_LEN] {
+        self.tag_word().to_be_bytes()
+    }
+}
+
+/// Bytes 12..16 of a frame read as a big-endian word, masked so that only the TPID and the
+/// VLAN id are left (the priority code point and the DEI bit are not the VLAN's).
+pub const TAG_MATCH_MASK: u32 = 0xffff_0fff;
+
 /// Whether `mac` is a group (multicast or broadcast) address: the I/G bit, the least
 /// A MAC address (written "aa:bb:cc:dd:ee:ff"; "-" separators are read too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -232,6 +276,35 @@ mod tests {
             .unwrap()
             .payload()
             .is_empty());
+    }
+
+    #[test]
+    fn vlan_ids_and_tags() {
+        // 0 (priority tag) and 4095 (reserved) are not VLANs a director can sit on.
+        for (vid, ok) in [
+            (0u16, false),
+            (1, true),
+            (100, true),
+            (4094, true),
+            (4095, false),
+            (u16::MAX, false),
+        ] {
+            assert_eq!(VlanId::new(vid).is_some(), ok, "{vid}");
+        }
+        let v = VlanId::new(100).unwrap();
+        // TPID 0x8100 | PCP 0, DEI 0, VID 100 (0x064)
+        assert_eq!(v.tag_bytes(), [0x81, 0x00, 0x00, 0x64]);
+        // A received tag with priority 5 and DEI set still matches once masked.
+        let rx = u32::from_be_bytes([0x81, 0x00, 0xb0, 0x64]);
+        assert_eq!(rx & TAG_MATCH_MASK, v.tag_word());
+        assert_ne!(
+            u32::from_be_bytes([0x81, 0x00, 0x00, 0x65]) & TAG_MATCH_MASK,
+            v.tag_word()
+        );
+        assert_ne!(
+            u32::from_be_bytes([0x88, 0xa8, 0x00, 0x64]) & TAG_MATCH_MASK,
+            v.tag_word()
+        );
     }
 
     #[test]
