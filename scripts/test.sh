@@ -26,7 +26,7 @@ step() {
 }
 
 if command -v shellcheck >/dev/null 2>&1; then
-    step shellcheck shellcheck -x scripts/*.sh perf/*.sh tests/lab/run.sh tests/lab/issue3.sh tests/lab/kernel_path.sh tests/lab/health.sh tests/lab/vrrp.sh tests/lab/ecmp.sh tests/lab/ops.sh tests/soak.sh \
+    step shellcheck shellcheck -x scripts/*.sh perf/*.sh tests/lab/run.sh tests/lab/issue3.sh tests/lab/kernel_path.sh tests/lab/health.sh tests/lab/vrrp.sh tests/lab/ecmp.sh tests/lab/ops.sh tests/lab/vlan.sh tests/soak.sh \
         tests/install.sh packaging/rvsadm-save packaging/rvsadm-restore
 fi
 step house scripts/check-house.sh
@@ -48,13 +48,15 @@ step fuzz "$REPO_ROOT/scripts/fuzz.sh" 30
 step build cargo build --release
 if [[ " ${failed[*]} " == *" build "* ]]; then
     log "== lab tests skipped: the release build failed"
-    failed+=(install lab-tests lab-tests-issue3 lab-tests-kernel lab-tests-health lab-tests-vrrp lab-tests-ecmp lab-tests-ops soak-60s)
+    failed+=(install lab-tests lab-tests-issue3 lab-tests-kernel lab-tests-vlan lab-tests-health lab-tests-vrrp lab-tests-ecmp lab-tests-ops soak-60s)
 else
     # scripts/install.sh into a staging directory, its files, check-config, --uninstall.
     step install "$REPO_ROOT/tests/install.sh"
     step lab-tests "$REPO_ROOT/tests/lab/run.sh"
     step lab-tests-issue3 "$REPO_ROOT/tests/lab/issue3.sh"
     step lab-tests-kernel "$REPO_ROOT/tests/lab/kernel_path.sh"
+    # 802.1Q: the director on a VLAN behind a trunk port (issue 15).
+    step lab-tests-vlan "$REPO_ROOT/tests/lab/vlan.sh"
     step lab-tests-health "$REPO_ROOT/tests/lab/health.sh"
     # VRRP failover with connection sync, rvs with keepalived (issue 14, parts 1 and 2).
     step lab-tests-vrrp "$REPO_ROOT/tests/lab/vrrp.sh"
