@@ -33,6 +33,9 @@ PKGS=(
     # The VRRP lab's split-brain case cuts the adverts between the directors with an nft bridge
     # table (tests/lab/vrrp.sh).
     nftables
+    # Tests only: the metrics lab scrapes rvs with a real Prometheus, run by hand in a lab
+    # namespace (tests/lab/metrics.sh); its service is not started by the install.
+    prometheus
 )
 # perf/bench.sh: dpdk-testpmd (in dpdk-dev on Debian 12, not in dpdk), python3 (above; bench.py
 # and gen_pcap.py use its standard library only), stdbuf (coreutils); perf/profile.sh: perf and

@@ -26,7 +26,7 @@ step() {
 }
 
 if command -v shellcheck >/dev/null 2>&1; then
-    step shellcheck shellcheck -x scripts/*.sh perf/*.sh tests/lab/run.sh tests/lab/issue3.sh tests/lab/kernel_path.sh tests/lab/health.sh tests/lab/vrrp.sh tests/lab/ecmp.sh tests/soak.sh
+    step shellcheck shellcheck -x scripts/*.sh perf/*.sh tests/lab/run.sh tests/lab/issue3.sh tests/lab/kernel_path.sh tests/lab/health.sh tests/lab/vrrp.sh tests/lab/ecmp.sh tests/lab/metrics.sh tests/soak.sh
 fi
 step house scripts/check-house.sh
 # The dataplane, control and rvsadm crates build and pass their tests without DPDK: pkg-config
@@ -39,13 +39,13 @@ step no-dpdk env PKG_CONFIG_PATH=/nonexistent PKG_CONFIG_LIBDIR=/nonexistent \
 step unit-tests cargo test -p rvs -p dpdk-sys --no-fail-fast
 step trex-profiles "$REPO_ROOT/perf/trex/run_tests.sh"
 # Every fuzz target (pipeline, control requests, rules, rvsadm arguments, configuration,
-# keepalived.conf, HTTP check responses) for a
+# keepalived.conf, HTTP check responses, the metrics endpoint's requests) for a
 # short fixed time from its seeds: a crash, a hang or a broken invariant fails the step.
 step fuzz "$REPO_ROOT/scripts/fuzz.sh" 30
 step build cargo build --release
 if [[ " ${failed[*]} " == *" build "* ]]; then
     log "== lab tests skipped: the release build failed"
-    failed+=(lab-tests lab-tests-issue3 lab-tests-kernel lab-tests-health lab-tests-vrrp lab-tests-ecmp soak-60s)
+    failed+=(lab-tests lab-tests-issue3 lab-tests-kernel lab-tests-health lab-tests-vrrp lab-tests-ecmp lab-tests-metrics soak-60s)
 else
     step lab-tests "$REPO_ROOT/tests/lab/run.sh"
     step lab-tests-issue3 "$REPO_ROOT/tests/lab/issue3.sh"
@@ -55,6 +55,8 @@ else
     step lab-tests-vrrp "$REPO_ROOT/tests/lab/vrrp.sh"
     # Active/active behind an ECMP router that learns the VIP from BIRD (issue 14, part 3).
     step lab-tests-ecmp "$REPO_ROOT/tests/lab/ecmp.sh"
+    # The Prometheus endpoint scraped by a real Prometheus (issue 15, metrics).
+    step lab-tests-metrics "$REPO_ROOT/tests/lab/metrics.sh"
     # The soak's short form (the full one is `tests/soak.sh`, 600 s: perf/soak.md).
     step soak-60s "$REPO_ROOT/tests/soak.sh" 60
 fi
