@@ -182,9 +182,7 @@ fn request_line(line: &[u8]) -> Result<(Request<'_>, bool), RequestError> {
         }
         _ => return Err(bad("the version is not HTTP/x.y")),
     };
-    let path = if target == "*" {
-        target
-    } else if target.starts_with('/') {
+    let path = if target == "*" || target.starts_with('/') {
         target
     } else if let Some(rest) = strip_prefix_ignore_case(target, "http://")
         .or_else(|| strip_prefix_ignore_case(target, "https://"))
@@ -1049,7 +1047,10 @@ pub fn render(s: &Scrape<'_>) -> String {
         v => v,
     };
     for i in vrrp {
-        let il = vec![("vrrp_instance", label(i, "name")), ("vrid", label(i, "vrid"))];
+        let il = vec![
+            ("vrrp_instance", label(i, "name")),
+            ("vrid", label(i, "vrid")),
+        ];
         if let Some(code) = text(i, "state")
             .and_then(|st| VRRP_STATES.iter().find(|(n, _)| *n == st))
             .map(|(_, c)| *c)
@@ -1561,8 +1562,7 @@ mod tests {
         let cases: &[(&[u8], Option<usize>)] = &[
             (b"", None),
             (b"\n", None),
-            (b"\n\n", Some(2)),
-            (b"\r\n\r\n", Some(4)),
+            (b"a\n\n", Some(3)),
             (b"a\r\n\r\nbody", Some(5)),
             (b"a\n\r\nb", Some(4)),
             (b"a\r\nb\r\n", None),
