@@ -151,6 +151,10 @@ t_endpoint_answers() {
     grep -qi '^Allow: GET, HEAD' <<<"$out" || fail "405 without Allow"
     out=$(in_dir curl -s -I --max-time 3 "http://127.0.0.1:$METRICS_PORT/metrics")
     grep -q '^HTTP/1.1 200 ' <<<"$out" || fail "HEAD /metrics: $(head -1 <<<"$out")"
+    # What a scrape costs (informative).
+    out=$(in_dir curl -s -o /dev/null --max-time 3 -w '%{size_download} %{time_total}' \
+        "http://127.0.0.1:$METRICS_PORT/metrics")
+    echo "    one scrape: ${out% *} bytes in ${out#* } s" >&2
 }
 
 t_prometheus_scrapes() {
