@@ -3,8 +3,9 @@
 //! under node_exporter's IPVS names (`node_ipvs_*`, same labels) and rvs's own (`rvs_*`).
 //! Every series is described in `docs/metrics.md`.
 //!
-//! One plain thread, never on a worker lcore: a non-blocking listener polled every
-//! [`POLL`] (so a stop is seen within that), one connection at a time, each bounded by
+//! One plain thread, never on a worker lcore: a listener whose `accept` gives up after
+//! [`POLL`] (`SO_RCVTIMEO`, so a stop is seen within that while a connection is taken at
+//! once), one connection at a time, each bounded by
 //! [`MAX_REQUEST`] bytes of request head, [`READ_TIMEOUT`] per read and [`REQUEST_DEADLINE`]
 //! for the whole head, answered and closed (`Connection: close`). The parts that see bytes
 //! from outside are pure functions: [`parse_request`] (request head -> [`Request`]),
@@ -31,7 +32,7 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 /// How long writing the answer may block.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often the idle listener looks for a connection and for the stop flag.
+/// How often the idle listener looks at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
 
 /// `Content-Type` of the metrics (text exposition format 0.0.4).
@@ -1297,7 +1298,8 @@ pub fn spawn(
 ) -> io::Result<JoinHandle<()>> {
     let listener = TcpListener::bind(addr)
         .map_err(|e| io::Error::new(e.kind(), format!("metrics endpoint {addr}: {e}")))?;
-    listener.set_nonblocking(true)?;
+    // accept() waits at most POLL (Linux applies the receive timeout to accept).
+    socket2::SockRef::from(&listener).set_read_timeout(Some(POLL))?;
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "the metrics endpoint listens on a non-loopback address: anyone who reaches it can read the counters");
     }
@@ -1316,7 +1318,11 @@ fn serve(listener: &TcpListener, source: &Source, stop: &AtomicBool) {
                     tracing::debug!(%peer, "metrics connection: {e}");
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(POLL),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 // E.g. out of file descriptors: said once, retried at the poll's pace.
@@ -1332,7 +1338,6 @@ fn serve(listener: &TcpListener, source: &Source, stop: &AtomicBool) {
 
 /// Read one request head (bounded in size and time), answer it, close.
 fn answer(mut stream: TcpStream, source: &Source) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let deadline = Instant::now() + REQUEST_DEADLINE;
     let mut buf = vec![0u8; MAX_REQUEST];

@@ -25,7 +25,10 @@ fuzz_target!(|data: &[u8]| {
     let split = text.find("\r\n\r\n").expect("a head") + 4;
     let len = format!("\r\nContent-Length: {}\r\n", resp.body.len());
     assert!(text[..split].contains(&len));
-    assert_eq!(text.len() - split, if resp.head_only { 0 } else { resp.body.len() });
+    assert_eq!(
+        text.len() - split,
+        if resp.head_only { 0 } else { resp.body.len() }
+    );
 
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
         let out = render(&Scrape::new(&v, &v));
