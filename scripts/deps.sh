@@ -50,6 +50,9 @@ PKGS=(
     nftables
     # The man pages' check (scripts/check-man.sh): groff renders them with warnings as errors.
     groff-base man-db
+    # Tests only: the metrics lab scrapes rvs with a real Prometheus, run by hand in a lab
+    # namespace (tests/lab/metrics.sh); its service is not started by the install.
+    prometheus
 )
 # A production director: DPDK's runtime libraries (and dpdk-devbind.py, dpdk-hugepages.py, in
 # the dpdk package), `ip` for the kernel interface and [announce] routes, ethtool to look at

@@ -26,7 +26,7 @@ step() {
 }
 
 if command -v shellcheck >/dev/null 2>&1; then
-    step shellcheck shellcheck -x scripts/*.sh perf/*.sh tests/lab/run.sh tests/lab/issue3.sh tests/lab/kernel_path.sh tests/lab/health.sh tests/lab/vrrp.sh tests/lab/ecmp.sh tests/lab/ops.sh tests/lab/vlan.sh tests/soak.sh \
+    step shellcheck shellcheck -x scripts/*.sh perf/*.sh tests/lab/run.sh tests/lab/issue3.sh tests/lab/kernel_path.sh tests/lab/health.sh tests/lab/vrrp.sh tests/lab/ecmp.sh tests/lab/ops.sh tests/lab/vlan.sh tests/lab/metrics.sh tests/soak.sh \
         tests/install.sh packaging/rvsadm-save packaging/rvsadm-restore
 fi
 step house scripts/check-house.sh
@@ -42,13 +42,13 @@ step no-dpdk env PKG_CONFIG_PATH=/nonexistent PKG_CONFIG_LIBDIR=/nonexistent \
 step unit-tests cargo test -p rvs -p dpdk-sys --no-fail-fast
 step trex-profiles "$REPO_ROOT/perf/trex/run_tests.sh"
 # Every fuzz target (pipeline, control requests, rules, rvsadm arguments, configuration,
-# keepalived.conf, HTTP check responses) for a
+# keepalived.conf, HTTP check responses, the metrics endpoint's requests) for a
 # short fixed time from its seeds: a crash, a hang or a broken invariant fails the step.
 step fuzz "$REPO_ROOT/scripts/fuzz.sh" 30
 step build cargo build --release
 if [[ " ${failed[*]} " == *" build "* ]]; then
     log "== lab tests skipped: the release build failed"
-    failed+=(install lab-tests lab-tests-issue3 lab-tests-kernel lab-tests-vlan lab-tests-health lab-tests-vrrp lab-tests-ecmp lab-tests-ops soak-60s)
+    failed+=(install lab-tests lab-tests-issue3 lab-tests-kernel lab-tests-vlan lab-tests-health lab-tests-vrrp lab-tests-ecmp lab-tests-ops lab-tests-metrics soak-60s)
 else
     # scripts/install.sh into a staging directory, its files, check-config, --uninstall.
     step install "$REPO_ROOT/tests/install.sh"
@@ -65,6 +65,8 @@ else
     # Running as a service (issue 15): the installed unit's command, reload, restart and
     # rvsadm -C/-R with 100 downloads each.
     step lab-tests-ops "$REPO_ROOT/tests/lab/ops.sh"
+    # The Prometheus endpoint scraped by a real Prometheus (issue 15, metrics).
+    step lab-tests-metrics "$REPO_ROOT/tests/lab/metrics.sh"
     # The soak's short form (the full one is `tests/soak.sh`, 600 s: perf/soak.md).
     step soak-60s "$REPO_ROOT/tests/soak.sh" 60
 fi

@@ -20,7 +20,7 @@ use rvs_control::ha::{
 use rvs_dataplane::model::Timeouts;
 use rvs_dataplane::report::MacAddr;
 use serde::{Deserialize, Serialize};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 /// Why a configuration was rejected.
@@ -340,6 +340,45 @@ pub struct StateConfig {
     pub flows: Option<PathBuf>,
 }
 
+/// `[metrics]`: the Prometheus endpoint (`GET /metrics`, see docs/metrics.md). Off unless
+/// `listen` names a socket address (`"127.0.0.1:9477"`); an empty string is off too.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    #[serde(default)]
+    pub listen: Option<String>,
+}
+
+impl MetricsConfig {
+    /// The address to serve on, `None` when the endpoint is off; an error names the key.
+    pub fn listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let Some(text) = self.listen.as_deref().filter(|t| !t.is_empty()) else {
+            return Ok(None);
+        };
+        let addr: SocketAddr = text.parse().map_err(|_| {
+            invalid(
+                "metrics.listen",
+                format!(
+                    "{text:?} is not a socket address (e.g. \"127.0.0.1:9477\"; no host names)"
+                ),
+            )
+        })?;
+        if addr.port() == 0 {
+            return Err(invalid(
+                "metrics.listen",
+                format!("{text:?}: port 0 is not a port to scrape"),
+            ));
+        }
+        if addr.ip().is_multicast() {
+            return Err(invalid(
+                "metrics.listen",
+                format!("{text:?}: a multicast address cannot be listened on"),
+            ));
+        }
+        Ok(Some(addr))
+    }
+}
+
 /// `[[neighbour]]`: a static neighbour entry (no ARP needed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -385,6 +424,9 @@ pub struct Config {
     /// `[sync]`: connection sync between the directors of a VRRP instance.
     #[serde(default)]
     pub sync: Option<SyncSection>,
+    /// `[metrics]`: the Prometheus endpoint (off by default).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 /// Upper bounds that catch typos (an extra digit) before DPDK fails obscurely.
@@ -564,6 +606,7 @@ impl Config {
                 "must name a file (it is written on stop and read on start)",
             ));
         }
+        self.metrics.listen_addr()?;
         if self.control.socket.as_os_str().is_empty() {
             return Err(invalid("control.socket", "empty path"));
         }
@@ -2052,6 +2095,86 @@ refresh = 120
         let ha = c.ha().unwrap();
         assert_eq!(ha.instances[0].advert_int_cs, 30);
         assert_eq!(ha.sync.unwrap().peers, [Ipv4Addr::new(198, 18, 0, 3)]);
+    }
+
+    #[test]
+    fn metrics_listen_parses_and_defaults_off() {
+        let net = "[network]\ndip = \"198.18.0.2\"\n";
+        let addr = |text: &str| {
+            Config::from_str(text)
+                .unwrap()
+                .metrics
+                .listen_addr()
+                .unwrap()
+        };
+        assert_eq!(addr(net), None, "off by default");
+        assert_eq!(addr(&format!("{net}[metrics]\n")), None);
+        assert_eq!(addr(&format!("{net}[metrics]\nlisten = \"\"\n")), None);
+        let cases: [(&str, SocketAddr); 4] = [
+            ("127.0.0.1:9477", "127.0.0.1:9477".parse().unwrap()),
+            ("198.18.0.2:9100", "198.18.0.2:9100".parse().unwrap()),
+            ("0.0.0.0:9477", "0.0.0.0:9477".parse().unwrap()),
+            ("[::1]:9477", "[::1]:9477".parse().unwrap()),
+        ];
+        for (text, want) in cases {
+            let toml = format!("{net}[metrics]\nlisten = \"{text}\"\n");
+            assert_eq!(addr(&toml), Some(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn metrics_listen_bad_inputs_name_the_key() {
+        let net = "[network]\ndip = \"198.18.0.2\"\n";
+        // (the [metrics] section's body, what the error must contain)
+        let cases: &[(&str, &str)] = &[
+            (
+                "listen = \"127.0.0.1\"",
+                "metrics.listen: \"127.0.0.1\" is not a socket address",
+            ),
+            (
+                "listen = \"localhost:9477\"",
+                "metrics.listen: \"localhost:9477\" is not a socket address",
+            ),
+            (
+                "listen = \":9477\"",
+                "metrics.listen: \":9477\" is not a socket address",
+            ),
+            ("listen = \"127.0.0.1:\"", "is not a socket address"),
+            ("listen = \"127.0.0.1:65536\"", "is not a socket address"),
+            ("listen = \"127.0.0.1:-1\"", "is not a socket address"),
+            ("listen = \"127.0.0.256:9477\"", "is not a socket address"),
+            ("listen = \" 127.0.0.1:9477\"", "is not a socket address"),
+            ("listen = \"127.0.0.1:9477 \"", "is not a socket address"),
+            ("listen = \"::1:9477\"", "is not a socket address"),
+            (
+                "listen = \"http://127.0.0.1:9477/\"",
+                "is not a socket address",
+            ),
+            (
+                "listen = \"127.0.0.1:0\"",
+                "metrics.listen: \"127.0.0.1:0\": port 0",
+            ),
+            (
+                "listen = \"224.0.0.1:9477\"",
+                "metrics.listen: \"224.0.0.1:9477\": a multicast address",
+            ),
+            ("listen = \"[ff02::1]:9477\"", "a multicast address"),
+            ("listen = 9477", "invalid type"),
+            ("listen = [\"127.0.0.1:9477\"]", "invalid type"),
+            ("listen = true", "invalid type"),
+            ("port = 9477", "unknown field `port`"),
+            (
+                "listen = \"127.0.0.1:9477\"\npath = \"/metrics\"",
+                "unknown field `path`",
+            ),
+        ];
+        for (body, want) in cases {
+            let e = err(&format!("{net}[metrics]\n{body}\n"));
+            assert!(e.contains(want), "{body}: want {want:?}, got {e:?}");
+        }
+        // Not a table at all.
+        let e = err(&format!("metrics = \"127.0.0.1:9477\"\n{net}"));
+        assert!(e.contains("metrics"), "{e}");
     }
 
     #[test]

@@ -374,6 +374,23 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
         err,
     })?;
     tracing::info!(socket = %socket.display(), "control socket listening");
+    // The Prometheus endpoint ([metrics] listen; validated with the configuration).
+    let metrics = match cfg.metrics.listen_addr().ok().flatten() {
+        Some(addr) => {
+            let src = crate::metrics::Source::new(
+                Arc::clone(&control),
+                port.id(),
+                cfg.tables.flows_per_worker,
+            );
+            let stop = Arc::clone(&stop);
+            let h = unpinned.run(move || crate::metrics::spawn(addr, src, stop));
+            Some(h.map_err(|err| EngineError::Thread {
+                name: "metrics",
+                err,
+            })?)
+        }
+        None => None,
+    };
     let neigh_log = {
         let (shared, stop) = (Arc::clone(&shared), Arc::clone(&stop));
         unpinned.run(move || {
@@ -668,6 +685,9 @@ pub fn run(cfg: Config, ov: Overrides) -> Result<(), EngineError> {
     let _ = ctl_thread.join();
     let _ = neigh_log.join();
     let _ = checker.join();
+    if let Some(t) = metrics {
+        let _ = t.join();
+    }
     if let Some(t) = kernel_thread {
         let _ = t.join();
     }

@@ -11,6 +11,7 @@
 //! - [`config`]: the TOML configuration; [`rssetup`]: the real-server preparation helper.
 //! - [`kernel`]: the kernel interface on the data port and the thread feeding it.
 //! - [`announce`]: the kernel routes a BGP daemon advertises for the VIPs this director serves.
+//! - [`metrics`]: the Prometheus endpoint (`[metrics] listen`).
 
 pub mod adapter;
 pub mod announce;
@@ -22,6 +23,7 @@ pub mod flowstate;
 pub mod ha;
 pub mod keepalived;
 pub mod kernel;
+pub mod metrics;
 pub mod reload;
 pub mod rssetup;
 pub mod sdnotify;

@@ -9,7 +9,7 @@
 //! - `[timeouts]` (as `ipvsadm --set`).
 //!
 //! Reported and left as they run (they need a restart): `[eal]`, `[port]`, `[network]`,
-//! `[workers]`, `[tables]`, `[kernel]`, `[control]`, `[dataplane]`, `[state]`, `[announce]`,
+//! `[workers]`, `[tables]`, `[kernel]`, `[control]`, `[dataplane]`, `[state]`, `[metrics]`, `[announce]`,
 //! `[[neighbour]]`, and VRRP / connection sync (from the rvs config or keepalived.conf).
 //!
 //! A file that cannot be read or parsed, or rules the director refuses, change nothing: the
@@ -49,6 +49,7 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     check("control", old.control != new.control);
     check("dataplane", old.dataplane != new.dataplane);
     check("state", old.state != new.state);
+    check("metrics", old.metrics != new.metrics);
     check("announce", old.announce != new.announce);
     check("neighbour", old.neighbours != new.neighbours);
     check("vrrp", old.vrrp != new.vrrp);
@@ -175,6 +176,7 @@ mod tests {
             ("[tables]\nflows_per_worker = 1024\n", vec!["tables"]),
             ("[dataplane]\nsloppy_tcp = true\n", vec!["dataplane"]),
             ("[state]\nflows = \"/tmp/x\"\n", vec!["state"]),
+            ("[metrics]\nlisten = \"127.0.0.1:9477\"\n", vec!["metrics"]),
             (
                 "[[neighbour]]\naddr = \"198.18.0.11\"\nmac = \"02:00:00:00:00:11\"\n",
                 vec!["neighbour"],

@@ -38,7 +38,7 @@ pub use lcore::{remote_launch, remote_launch_result, wait_lcore, LcoreId};
 pub use mbuf::{Burst, IpCsum, Mbuf, MbufRef};
 pub use mempool::{Mempool, MempoolCounts, MempoolWatch};
 pub use port::{
-    max_queues, port_stats, Link, Port, PortConfig, PortStats, Queue, RssSetup, TxQueue,
+    max_queues, port_link, port_stats, Link, Port, PortConfig, PortStats, Queue, RssSetup, TxQueue,
 };
 
 /// Linux errno values used for errors this wrapper detects itself.

@@ -406,18 +406,9 @@ impl Port {
         port_stats(self.id())
     }
 
+    /// The link as [`port_link`] reads it (down when it cannot be read).
     pub fn link(&self) -> Link {
-        let mut l = sys::rte_eth_link::default();
-        // SAFETY: l is a valid, writable rte_eth_link for the call.
-        let ret = unsafe { sys::rte_eth_link_get_nowait(self.shared.id, &mut l) };
-        if ret < 0 {
-            return Link::default();
-        }
-        Link {
-            up: u32::from(l.link_status()) == sys::RTE_ETH_LINK_UP,
-            speed_mbps: l.link_speed,
-            full_duplex: u32::from(l.link_duplex()) == sys::RTE_ETH_LINK_FULL_DUPLEX,
-        }
+        port_link(self.id()).unwrap_or_default()
     }
 
     /// The rx/tx queue pair `q`, for one worker. A queue is handed out once at a time (it comes
@@ -531,6 +522,21 @@ pub fn port_stats(id: PortId) -> Result<PortStats, DpdkError> {
         ierrors: s.ierrors,
         oerrors: s.oerrors,
         rx_nombuf: s.rx_nombuf,
+    })
+}
+
+/// The link state of port `id` without waiting (`rte_eth_link_get_nowait`), from any thread
+/// while the EAL runs (the metrics endpoint reads it; a closed port is an error).
+pub fn port_link(id: PortId) -> Result<Link, DpdkError> {
+    const OP: &str = "eth_link_get_nowait";
+    eal_running(OP)?;
+    let mut l = sys::rte_eth_link::default();
+    // SAFETY: l is a valid, writable rte_eth_link for the call; an invalid id returns -ENODEV.
+    check(OP, unsafe { sys::rte_eth_link_get_nowait(id.0, &mut l) })?;
+    Ok(Link {
+        up: u32::from(l.link_status()) == sys::RTE_ETH_LINK_UP,
+        speed_mbps: l.link_speed,
+        full_duplex: u32::from(l.link_duplex()) == sys::RTE_ETH_LINK_FULL_DUPLEX,
     })
 }
 
