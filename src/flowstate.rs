@@ -47,6 +47,8 @@ pub enum FlowStateError {
     Magic,
     #[error("version {0} is not supported (this build reads 1)")]
     Version(u8),
+    #[error("the reserved bytes after the version are not zero")]
+    Reserved,
     #[error("{count} records announced, {bytes} bytes of records present")]
     Length { count: u32, bytes: usize },
     #[error("{0} records is more than {MAX_RECORDS}")]
@@ -107,6 +109,9 @@ pub fn decode(b: &[u8]) -> Result<(u64, Vec<FlowRecord>), FlowStateError> {
     let version = b.get(8).copied().unwrap_or(0);
     if version != VERSION {
         return Err(FlowStateError::Version(version));
+    }
+    if b.get(9..12) != Some([0u8; 3].as_slice()) {
+        return Err(FlowStateError::Reserved);
     }
     let mut t = [0u8; 8];
     if let Some(s) = b.get(12..20) {
@@ -317,6 +322,8 @@ mod tests {
             (ONE[..23].to_vec(), FlowStateError::Short(23)),
             (with(0, b'X'), FlowStateError::Magic),
             (with(8, 2), FlowStateError::Version(2)),
+            // Found by the fuzz target: a reserved byte set decoded, and encoded back as zero.
+            (with(10, 0x18), FlowStateError::Reserved),
             (
                 ONE[..43].to_vec(),
                 FlowStateError::Length {
