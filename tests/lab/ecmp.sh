@@ -518,7 +518,11 @@ print(sum(v['counters']['conns'] for v in s))" "$1"; }
     [[ -n $drop_ms ]] || fail "the router never dropped the dead path"
     within "$(python3 -c "print($drop_ms / 1000)")" "$DROP_LIMIT" || fail "the dead path stayed ${drop_ms} ms"
     ((intact * 100 >= DOWNLOADS * 99)) || fail "$intact of $DOWNLOADS downloads intact"
-    within "$newc" 3 || fail "no new connection within 3 s (${newc:-never})"
+    # New connections within 3 s, by the probe that runs beside the downloads from before the
+    # kill (failover.py's own probe starts only after the event command, two stats calls
+    # included, and waits out a 1 s timeout per try; under CI load it overstates: reported).
+    within "$(python3 -c "print(${first_ok:-99999} / 1000)")" 3 ||
+        fail "no new connection within 3 s of the kill (first ok after ${first_ok:-never} ms; failover.py: ${newc:-never} s)"
     within "$(python3 -c "print($all_ok / 1000)")" "$DROP_LIMIT" || fail "new connections failed until $all_ok ms after the kill"
     ((after > 0)) || fail "director 2 took over none of the flows"
 }
