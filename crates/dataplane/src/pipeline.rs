@@ -4791,12 +4791,12 @@ mod tests {
         assert_eq!(both_ways(&mut w, &syn(5000), 1000).0, Verdict::Forward);
     }
 
-    #[test]
-    fn on_a_vlan_arp_requests_and_announcements_go_out_tagged() {
+    /// The ARP worker of the lab model (rr, two real servers) on VLAN `VID`.
+    fn vlan_arp_worker() -> (Arc<Shared>, Worker) {
         let m = model(SchedulerKind::Rr, 1, 1);
         let sh = Arc::new(Shared::new(8, 8, 16, 1, PORT_MAC, DIP, 16).with_vlan(VlanId::new(VID)));
         sh.publish(&m).unwrap();
-        let mut w = Worker::new(
+        let w = Worker::new(
             WorkerConfig {
                 worker: 0,
                 flow_capacity: 64,
@@ -4804,6 +4804,12 @@ mod tests {
             },
             sh.clone(),
         );
+        (sh, w)
+    }
+
+    #[test]
+    fn on_a_vlan_arp_requests_and_announcements_go_out_tagged() {
+        let (sh, mut w) = vlan_arp_worker();
         let mut frames = [[0u8; 64]; 8];
         let n = w.housekeeping(0, &mut frames);
         // The VIP's announcement and a request for each unresolved real server.
@@ -4839,18 +4845,8 @@ mod tests {
 
     #[test]
     fn on_a_vlan_the_kernel_gets_tagged_frames_as_they_came() {
-        let m = model(SchedulerKind::Rr, 1, 1);
-        let sh = Arc::new(Shared::new(8, 8, 16, 1, PORT_MAC, DIP, 16).with_vlan(VlanId::new(VID)));
-        sh.publish(&m).unwrap();
-        let mut w = Worker::new(
-            WorkerConfig {
-                worker: 0,
-                flow_capacity: 64,
-                is_arp_worker: true,
-            },
-            sh.clone(),
-        )
-        .with_kernel_path(KernelPath {
+        let (_sh, w) = vlan_arp_worker();
+        let mut w = w.with_kernel_path(KernelPath {
             rate_pps: 1000,
             burst: 1000,
         });
